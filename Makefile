@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# The first interpreter that runs and is 3.11 or 3.12 (pyenv shims may exist without working).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3; do $$p -c 'import sys; sys.exit(not (3,11) <= sys.version_info[:2] <= (3,12))' 2>/dev/null && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR := data/demo
+DEMO_CHILDREN ?= 20000
+SIZES ?= 10000,100000
+
+.PHONY: venv demo test test-all lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo 'Python 3.11 or 3.12 is required (bytewax 0.21.1 has no wheel for 3.13+); set PYTHON=/path/to/python3.12' >&2; exit 2; }
+	@$(PYTHON) -c 'import sys; v=sys.version_info[:2]; sys.exit(0 if (3,11)<=v<=(3,12) else "Python 3.11 or 3.12 is required (bytewax 0.21.1 has no wheel for %d.%d); set PYTHON=..." % v)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+demo: venv
+	$(BIN)/contactpoint generate --children $(DEMO_CHILDREN) --seed 1 --out $(DEMO_DIR)
+	rm -f $(DEMO_DIR)/master.duckdb $(DEMO_DIR)/master.duckdb.wal
+	rm -rf $(DEMO_DIR)/master.duckdb.recovery
+	$(BIN)/contactpoint run --feeds $(DEMO_DIR)/feeds --db $(DEMO_DIR)/master.duckdb
+	$(BIN)/contactpoint evaluate --db $(DEMO_DIR)/master.duckdb --truth $(DEMO_DIR)/truth.csv
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -m "not slow"
+
+test-all: venv
+	$(BIN)/pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+
+bench: venv
+	$(BIN)/python -m benchmarks --sizes $(SIZES)
+
+clean:
+	rm -rf $(VENV) data
