@@ -1,0 +1,318 @@
+"""The `contactpoint` command (also `python -m engine`): generate, train, run, evaluate, explain.
+
+Exit status 0 on success, 2 on bad usage or bad configuration with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+
+DEFAULT_DB = Path("data/master.duckdb")
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+class UsageError(Exception):
+    """Bad usage or configuration: reported as one line, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as err:
+        print(f"contactpoint {args.verb}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"contactpoint {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="contactpoint",
+        description="ContactPoint Stream: one master record per child from the GRO, DWP, NHS and "
+        "school census feeds, resolved by a Splink model in DuckDB as the feeds stream in.",
+        epilog="Run `contactpoint VERB --help` for each verb's options. Quick start: `make demo`.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for register in (_add_generate, _add_train, _add_run, _add_evaluate, _add_explain):
+        register(verbs)
+    return parser
+
+
+def _verb(
+    verbs: argparse._SubParsersAction, name: str, help_text: str, description: str,
+    handler: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    sub = verbs.add_parser(name, help=help_text, description=description)
+    sub.set_defaults(handler=handler)
+    return sub
+
+
+# ---------------------------------------------------------------- generate
+
+
+def _add_generate(verbs: argparse._SubParsersAction) -> None:
+    sub = _verb(
+        verbs, "generate", "write synthetic feeds and their truth",
+        "Simulate a child population and write the four feeds as DIR/feeds/<feed>/YYYY-MM.jsonl "
+        "plus DIR/truth.csv (feed,record_id,person_id,bad_kind). The same seed gives "
+        "byte-identical files.", _generate,
+    )
+    sub.add_argument("--children", type=int, required=True, help="children alive at the start")
+    sub.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    sub.add_argument("--out", type=Path, required=True, help="output folder")
+    sub.add_argument("--config", type=Path, help="TOML file overriding generator rates")
+    sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from streams.generator import GeneratorConfig, generate
+
+    if args.children < 1:
+        raise UsageError("--children must be at least 1")
+    config = GeneratorConfig.from_toml(args.config) if args.config else None
+    with _progress_bar(f"generating {args.children:,} children") as advance:
+        summary = generate(args.children, args.seed, args.out, config=config, progress=advance)
+    _print_result(summary.to_dict(), args.json, f"Synthetic feeds written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- train
+
+
+def _add_train(verbs: argparse._SubParsersAction) -> None:
+    sub = _verb(
+        verbs, "train", "train the linkage model on a feed snapshot",
+        "Train the Splink model (u by random sampling, m by expectation maximisation, the prior) "
+        "on every good record under FEEDS, and write the versioned model JSON and an offline "
+        "HTML training report beside it.", _train,
+    )
+    sub.add_argument("--feeds", type=Path, required=True, help="folder holding the feed folders")
+    sub.add_argument("--out", type=Path, required=True, help="model JSON to write")
+    sub.add_argument("--seed", type=int, default=1, help="sampling seed (default 1)")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from linkage_models.training import train_model
+    from streams.snapshot import read_updates
+
+    if not args.feeds.is_dir():
+        raise UsageError(f"feeds folder {args.feeds} does not exist")
+    with err_console.status("reading feeds"):
+        snapshot = read_updates(args.feeds)
+    err_console.print(
+        f"{snapshot.updates.num_rows:,} good records from {snapshot.files} files "
+        f"({snapshot.bad_lines:,} bad lines skipped)"
+    )
+    with err_console.status("training") as status:
+        metadata = train_model(
+            snapshot.updates, args.out, seed=args.seed, progress=lambda s: status.update(s)
+        )
+    _print_result(metadata, False, f"Model written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- run
+
+
+def _add_run(verbs: argparse._SubParsersAction) -> None:
+    sub = _verb(
+        verbs, "run", "stream the feeds into the master",
+        "Read every feed's *.jsonl (resuming where the last run stopped), resolve each "
+        "micro-batch of updates against the master with the linkage model, and upsert the "
+        "children. With --follow, keep tailing new lines and files until Ctrl-C/SIGTERM, which "
+        "stops cleanly after the current batch.", _run,
+    )
+    sub.add_argument("--feeds", type=Path, required=True, help="folder holding the feed folders")
+    sub.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"master file ({DEFAULT_DB})")
+    sub.add_argument("--model", type=Path, help="model JSON (default: the shipped model, "
+                     "linkage_models/child_model.json)")
+    sub.add_argument("--config", type=Path, help="engine TOML (thresholds, batch bounds)")
+    sub.add_argument("--follow", action="store_true", help="keep tailing the feeds")
+    sub.add_argument("--workers", type=int, default=1, help="Bytewax workers in this process")
+    sub.add_argument("--process-id", type=int, help="this process's index in a cluster")
+    sub.add_argument("--addresses", help="cluster: comma-separated host:port of every process")
+    sub.add_argument("--no-recovery", action="store_true",
+                     help="do not keep Bytewax recovery snapshots beside the master")
+    sub.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from engine.config import ConfigError, EngineConfig
+    from engine.dataflow import RunOptions
+    from engine.feed_source import StopSignal
+    from engine.master_store import MasterStoreError
+    from engine.progress import RunProgress
+    from engine.runner import run_engine
+    from linkage_models.scoring import DEFAULT_MODEL_PATH, ModelError
+
+    try:
+        config = EngineConfig.from_toml(args.config) if args.config else EngineConfig()
+    except ConfigError as err:
+        raise UsageError(str(err)) from err
+    if args.no_recovery:
+        config = replace(config, recovery=replace(config.recovery, enabled=False))
+    if (args.process_id is None) != (args.addresses is None):
+        raise UsageError("--process-id and --addresses go together")
+    options = RunOptions(
+        feeds_dir=args.feeds, db_path=args.db, model_path=args.model or DEFAULT_MODEL_PATH,
+        config=config, follow=args.follow, workers=args.workers, process_id=args.process_id,
+        addresses=tuple(args.addresses.split(",")) if args.addresses else (),
+    )
+    stop = StopSignal()
+    _stop_cleanly_on_signals(stop, args)
+    progress = RunProgress()
+    try:
+        summary = run_engine(options, stop, progress)
+    except (ConfigError, MasterStoreError, ModelError) as err:
+        raise UsageError(str(err)) from err
+    progress.finish()
+    if stop.is_set():
+        err_console.print("Stopped after the current batch. Run the same command to resume.")
+    _print_result(summary.to_dict(), args.json, "Run summary")
+    return 0
+
+
+def _stop_cleanly_on_signals(stop, args: argparse.Namespace) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err_console.print(
+            f"\n{signal.Signals(signum).name}: finishing the current batch "
+            "(again to abort; a later `run` resumes)."
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
+    sub = _verb(
+        verbs, "evaluate", "score the master against a truth file",
+        "Pairwise precision, recall and F1 of the master's links against truth.csv, with "
+        "true vs found children, false merges and missed links. --sweep also scores all "
+        "blocked pairs of the record index at every threshold and writes an offline HTML "
+        "precision-recall chart with suggested link and review thresholds.", _evaluate,
+    )
+    sub.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"master file ({DEFAULT_DB})")
+    sub.add_argument("--truth", type=Path, required=True, help="truth.csv of the synthetic feeds")
+    sub.add_argument("--sweep", type=Path, metavar="HTML", help="write the threshold sweep chart")
+    sub.add_argument("--model", type=Path, help="model for --sweep (default: the shipped model)")
+    sub.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from engine.master_store import MasterStoreError, open_master
+    from linkage_models.evaluation import evaluate_links, threshold_sweep
+    from linkage_models.scoring import DEFAULT_MODEL_PATH, ModelError
+
+    if not args.truth.is_file():
+        raise UsageError(f"truth file {args.truth} does not exist")
+    try:
+        con = open_master(args.db, read_only=True)
+    except MasterStoreError as err:
+        raise UsageError(str(err)) from err
+    try:
+        result = evaluate_links(con, args.truth).to_dict()
+        if args.sweep:
+            records = con.sql("SELECT * EXCLUDE (child_id) FROM records").to_arrow_table()
+            sweep = threshold_sweep(records, args.truth, args.model or DEFAULT_MODEL_PATH,
+                                    args.sweep)
+            result["sweep"] = sweep.to_dict()
+    except ModelError as err:
+        raise UsageError(str(err)) from err
+    finally:
+        con.close()
+    _print_result(result, args.json, f"Accuracy of {args.db} against {args.truth}")
+    return 0
+
+
+# ---------------------------------------------------------------- explain
+
+
+def _add_explain(verbs: argparse._SubParsersAction) -> None:
+    sub = _verb(
+        verbs, "explain", "why a record went where it did",
+        "Show the decision for FEED:RECORD_ID, the candidate children with their match weights "
+        "now, and a per-comparison waterfall against the best candidate, as text (and as "
+        "offline HTML with --html).", _explain,
+    )
+    sub.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"master file ({DEFAULT_DB})")
+    sub.add_argument("record", metavar="FEED:RECORD_ID", help="e.g. nhs:000123")
+    sub.add_argument("--model", type=Path, help="model JSON (default: the shipped model)")
+    sub.add_argument("--html", type=Path, help="also write the explanation as offline HTML")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from engine.explain import RecordNotFound, explain_record
+    from engine.master_store import MasterStoreError, open_master
+    from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel, ModelError
+
+    feed, sep, record_id = args.record.partition(":")
+    if not sep or not record_id:
+        raise UsageError(f"expected FEED:RECORD_ID, got {args.record!r}")
+    try:
+        model = CompiledModel.from_json(args.model or DEFAULT_MODEL_PATH)
+        con = open_master(args.db, read_only=True)
+    except (MasterStoreError, ModelError) as err:
+        raise UsageError(str(err)) from err
+    try:
+        explanation = explain_record(con, model, feed, record_id)
+    except RecordNotFound as err:
+        raise UsageError(str(err)) from err
+    finally:
+        con.close()
+    out_console.print(explanation.text(), highlight=False)
+    if args.html:
+        args.html.write_text(explanation.html(), encoding="utf-8")
+        err_console.print(f"HTML written to {args.html}")
+    return 0
+
+
+# ---------------------------------------------------------------- output helpers
+
+
+def _print_result(result: dict, as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    for key, value in result.items():
+        shown = f"{value:,}" if isinstance(value, int) else (
+            f"{value:.4f}" if isinstance(value, float) else json.dumps(value, default=str)
+            if isinstance(value, dict | list) else str(value))
+        table.add_row(key, shown)
+    out_console.print(table)
+
+
+@contextmanager
+def _progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yields `advance(done, total)`, which drives a rich progress bar on stderr."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=err_console, transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)

@@ -1,0 +1,229 @@
+"""The decision per update, from the scored edges of one micro-batch (pure Python, no database).
+
+Input: the batch's new records (not resolved by the xref fast path) and the scored edges from each
+of them to existing records (which belong to children) and to other new records of the batch.
+Output: for every new record a `Decision`, plus the merges of existing children a bridge justified.
+
+Rules (README "Decisions"):
+
+- edges at or above `link_threshold` join records and children into clusters (connected
+  components), so two new records of one new child make one child and recall is not lost;
+  new records that share a `(feed, source_key)` are joined too;
+- a cluster with no existing child is a new child: its earliest record (by `unique_id`) is `new`,
+  the others `link`;
+- a cluster with one existing child: every record is `link` to it;
+- a cluster with two or more existing children is a bridge: the children are merged into one
+  (the smallest `child_id` survives) when every one of them is supported — some pair of their own
+  records scores at least `merge_support_threshold` (see `support`); otherwise nothing merges,
+  each record goes to its best child (or a new child if it has none) and is queued for review;
+- a record in no link-level edge whose best edge is at or above `review_threshold` becomes a new
+  (provisional) child with decision `review` and is queued with its candidates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from engine.config import DecisionConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A scored pair: new record `unique_id` vs a record of child `child_id` (None: a new record
+    of this batch, `other_id`)."""
+
+    unique_id: str
+    other_id: str
+    child_id: str | None
+    match_probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    unique_id: str
+    child_id: str
+    decision: str  # link | new | review | bridge
+    match_probability: float | None
+    candidates: tuple[tuple[str, float], ...] = ()  # (child_id or record id, probability) if queued
+
+
+@dataclass
+class BatchDecisions:
+    decisions: list[Decision] = field(default_factory=list)
+    merges: dict[str, str] = field(default_factory=dict)  # merged child_id -> surviving child_id
+    new_children: set[str] = field(default_factory=set)
+
+
+def new_child_id(founding_unique_id: str) -> str:
+    """A child's id, derived from its founding record so that replays and restarts agree."""
+    return "C" + hashlib.sha1(founding_unique_id.encode()).hexdigest()[:16].upper()
+
+
+# support(children) -> the pairs of those children whose own records score at or above the merge
+# support threshold (computed by the resolver in SQL).
+SupportLookup = Callable[[list[str]], set[frozenset[str]]]
+
+
+def decide(
+    new_ids: Iterable[str],
+    same_key_groups: Iterable[list[str]],
+    edges: Iterable[Edge],
+    config: DecisionConfig,
+    support: SupportLookup,
+) -> BatchDecisions:
+    """Decide every new record of a batch (see the module docstring for the rules)."""
+    new_ids = sorted(new_ids)
+    best = _best_edges(edges)
+    clusters = _UnionFind()
+    for uid in new_ids:
+        clusters.add(uid)
+    for group in same_key_groups:
+        for uid in group[1:]:
+            clusters.union(group[0], uid)
+    for uid, by_target in best.items():
+        for target, edge in by_target.items():
+            if edge.match_probability >= config.link_threshold:
+                clusters.union(uid, target)
+    outcome = BatchDecisions()
+    for members in clusters.components():
+        records = sorted(m for m in members if not m.startswith(_CHILD))
+        children = sorted(m.removeprefix(_CHILD) for m in members if m.startswith(_CHILD))
+        if not records:
+            continue
+        if len(children) >= 2:
+            _decide_bridge(records, children, best, config, support, outcome)
+        elif children:
+            _link_all(records, children[0], best, "link", outcome)
+        else:
+            _decide_new_cluster(records, best, config, outcome)
+    return outcome
+
+
+_CHILD = "child:"
+
+
+def _target(edge: Edge) -> str:
+    return _CHILD + edge.child_id if edge.child_id is not None else edge.other_id
+
+
+def _best_edges(edges: Iterable[Edge]) -> dict[str, dict[str, Edge]]:
+    """For each new record, its best edge per target (a child, or another new record)."""
+    best: dict[str, dict[str, Edge]] = defaultdict(dict)
+    for edge in edges:
+        for uid, mirrored in ((edge.unique_id, edge), (edge.other_id, _mirror(edge))):
+            if mirrored is None:
+                continue
+            target = _target(mirrored)
+            current = best[uid].get(target)
+            if current is None or mirrored.match_probability > current.match_probability:
+                best[uid][target] = mirrored
+    return best
+
+
+def _mirror(edge: Edge) -> Edge | None:
+    """A within-batch edge seen from its other end; edges to children have no other end here."""
+    if edge.child_id is not None:
+        return None
+    return Edge(edge.other_id, edge.unique_id, None, edge.match_probability)
+
+
+def _best_probability(uid: str, best: dict[str, dict[str, Edge]]) -> float | None:
+    edges = best.get(uid)
+    return max(e.match_probability for e in edges.values()) if edges else None
+
+
+def _candidates(uid: str, best: dict[str, dict[str, Edge]]) -> tuple[tuple[str, float], ...]:
+    ranked = sorted(best.get(uid, {}).values(), key=lambda e: -e.match_probability)
+    return tuple((e.child_id or e.other_id, e.match_probability) for e in ranked)
+
+
+def _link_all(
+    records: list[str], child_id: str, best: dict[str, dict[str, Edge]], decision: str,
+    outcome: BatchDecisions,
+) -> None:
+    for uid in records:
+        outcome.decisions.append(
+            Decision(uid, child_id, decision, _best_probability(uid, best))
+        )
+
+
+def _decide_new_cluster(
+    records: list[str], best: dict[str, dict[str, Edge]], config: DecisionConfig,
+    outcome: BatchDecisions,
+) -> None:
+    founder, *others = records
+    child_id = new_child_id(founder)
+    outcome.new_children.add(child_id)
+    probability = _best_probability(founder, best)
+    in_review_band = not others and probability is not None and (
+        probability >= config.review_threshold
+    )
+    if in_review_band:
+        outcome.decisions.append(
+            Decision(founder, child_id, "review", probability, _candidates(founder, best))
+        )
+    else:
+        outcome.decisions.append(Decision(founder, child_id, "new", probability))
+    _link_all(others, child_id, best, "link", outcome)
+
+
+def _decide_bridge(
+    records: list[str], children: list[str], best: dict[str, dict[str, Edge]],
+    config: DecisionConfig, support: SupportLookup, outcome: BatchDecisions,
+) -> None:
+    supported = support(children)
+    groups = _UnionFind()
+    for child in children:
+        groups.add(child)
+    for pair in supported:
+        first, second = sorted(pair)
+        groups.union(first, second)
+    if len(groups.components()) == 1:
+        survivor = children[0]
+        for merged in children[1:]:
+            outcome.merges[merged] = survivor
+        _link_all(records, survivor, best, "bridge", outcome)
+        return
+    for uid in records:
+        child_edges = [e for e in best.get(uid, {}).values() if e.child_id is not None]
+        if child_edges:
+            top = max(child_edges, key=lambda e: (e.match_probability, e.child_id))
+            child_id = top.child_id
+        else:
+            child_id = new_child_id(uid)
+            outcome.new_children.add(child_id)
+        outcome.decisions.append(
+            Decision(uid, child_id, "bridge", _best_probability(uid, best), _candidates(uid, best))
+        )
+
+
+class _UnionFind:
+    """Connected components over string nodes (path halving, union by name for determinism)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def add(self, node: str) -> None:
+        self.parent.setdefault(node, node)
+
+    def find(self, node: str) -> str:
+        self.add(node)
+        while self.parent[node] != node:
+            self.parent[node] = self.parent[self.parent[node]]
+            node = self.parent[node]
+        return node
+
+    def union(self, a: str, b: str) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            low, high = sorted((root_a, root_b))
+            self.parent[high] = low
+
+    def components(self) -> list[list[str]]:
+        groups: dict[str, list[str]] = defaultdict(list)
+        for node in self.parent:
+            groups[self.find(node)].append(node)
+        return list(groups.values())

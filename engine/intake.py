@@ -1,0 +1,43 @@
+"""The parse step: a raw feed line becomes an Update or a DeadLetter, never an exception."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.feed_source import FeedLine
+from streams.adapters import parse_line
+from streams.canonical import BadRecord, Update
+
+# A dead letter keeps this much of the raw line (a hostile line may be megabytes long).
+MAX_RAW_CHARS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A bad feed line and why it was refused."""
+
+    feed: str
+    file: str
+    line: int
+    raw: str
+    error: str
+
+
+def parse_feed_line(feed_line: FeedLine) -> Update | DeadLetter:
+    """Parse one feed line with its feed's adapter; a bad line becomes a DeadLetter with the reason.
+
+    >>> parse_feed_line(FeedLine("gro", "gro/2009-01.jsonl", 3, "not json")).error[:12]
+    'invalid JSON'
+    """
+    if not feed_line.valid_utf8:
+        return _dead_letter(feed_line, "line is not valid UTF-8")
+    try:
+        return parse_line(feed_line.feed, feed_line.text)
+    except BadRecord as err:
+        return _dead_letter(feed_line, str(err))
+
+
+def _dead_letter(feed_line: FeedLine, reason: str) -> DeadLetter:
+    return DeadLetter(
+        feed_line.feed, feed_line.file, feed_line.line, feed_line.text[:MAX_RAW_CHARS], reason
+    )

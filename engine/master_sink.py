@@ -1,0 +1,74 @@
+"""Bytewax output: the single-writer partition that owns the master DuckDB file.
+
+Every micro-batch goes to one partition (`master`), on whichever worker owns it; that worker opens
+the DuckDB file and the model when the partition is built, so in a cluster only one process ever
+writes the master. Writes are idempotent per (feed, record_id), so a replay after a crash
+(Bytewax recovery is at-least-once) has exactly-once effect; the partition keeps no state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from engine.config import EngineConfig
+from engine.intake import DeadLetter
+from engine.master_store import open_master
+from engine.resolver import BatchOutcome, Resolver
+from linkage_models.scoring import CompiledModel
+from streams.canonical import Update
+
+MASTER_PARTITION = "master"
+Batch = list[Update | DeadLetter]
+
+
+class MasterSink(FixedPartitionedSink[Batch, None]):
+    """Resolves each micro-batch into the master; `on_batch` is told each batch's outcome."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        model_path: Path,
+        config: EngineConfig,
+        on_batch: Callable[[BatchOutcome], None] | None = None,
+    ) -> None:
+        self.db_path = db_path
+        self.model_path = model_path
+        self.config = config
+        self.on_batch = on_batch
+
+    def list_parts(self) -> list[str]:
+        return [MASTER_PARTITION]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: None
+    ) -> MasterWriterPartition:
+        resolver = Resolver(
+            open_master(self.db_path), CompiledModel.from_json(self.model_path), self.config
+        )
+        return MasterWriterPartition(resolver, self.on_batch)
+
+
+class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
+    def __init__(
+        self, resolver: Resolver, on_batch: Callable[[BatchOutcome], None] | None
+    ) -> None:
+        self.resolver = resolver
+        self.on_batch = on_batch
+
+    def write_batch(self, values: list[Batch]) -> None:
+        for batch in values:
+            outcome = self.resolver.resolve(batch)
+            if self.on_batch is not None:
+                self.on_batch(outcome)
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.resolver.con.close()

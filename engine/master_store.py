@@ -1,0 +1,128 @@
+"""The master store: one DuckDB file holding children, links, the record index and the queues.
+
+Tables (DESIGN.md "Master store contract" plus our own):
+
+- `children`      one row per child: golden fields, `provenance` (field -> `feed:record_id`),
+                  `status` (`active`, `deceased`, `merged`), `merged_into`, `shielded`, timestamps;
+- `links`         the current decision for every processed good feed record;
+- `records`       the record index: every linked record in canonical form with its `child_id`
+                  (candidates are searched here, not only in golden records);
+- `xref`          `(feed, source_key) -> child_id`, the fast path for known identifiers;
+- `term_frequencies` `(column_name, value, n)`: counts behind the model's tf adjustments;
+- `dead_letters`  one row per bad line, with its reason;
+- `review_queue`  updates a person must look at (review band, unsupported bridges), with candidates;
+- `merges`        children merged into another by a supported bridge.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from streams.canonical import UPDATE_COLUMNS
+
+GOLDEN_FIELDS: tuple[str, ...] = (
+    "first_name", "middle_names", "surname", "preferred_first_name", "preferred_surname",
+    "former_surname", "sex", "date_of_birth", "date_of_death", "address_line1", "address_line2",
+    "town", "postcode", "nhs_number", "upn", "parent_forenames", "parent_surname",
+    "claimant_nino", "school_urn", "gp_practice_code",
+)
+
+
+class MasterStoreError(RuntimeError):
+    """The master file cannot be opened or written (locked, unreadable, disk full)."""
+
+
+def _schema_sql() -> str:
+    record_columns = ",\n    ".join(f"{name} VARCHAR" for name in UPDATE_COLUMNS)
+    golden_columns = ",\n    ".join(f"{name} VARCHAR" for name in GOLDEN_FIELDS)
+    return f"""
+CREATE TABLE IF NOT EXISTS children (
+    child_id VARCHAR PRIMARY KEY,
+    {golden_columns},
+    provenance MAP(VARCHAR, VARCHAR),
+    status VARCHAR NOT NULL DEFAULT 'active',
+    merged_into VARCHAR,
+    shielded BOOLEAN NOT NULL DEFAULT false,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS links (
+    feed VARCHAR NOT NULL,
+    record_id VARCHAR NOT NULL,
+    child_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,
+    match_probability DOUBLE,
+    model_version VARCHAR,
+    decided_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (feed, record_id)
+);
+CREATE TABLE IF NOT EXISTS records (
+    unique_id VARCHAR NOT NULL,
+    child_id VARCHAR NOT NULL,
+    {record_columns}
+);
+CREATE TABLE IF NOT EXISTS xref (
+    feed VARCHAR NOT NULL,
+    source_key VARCHAR NOT NULL,
+    child_id VARCHAR NOT NULL,
+    PRIMARY KEY (feed, source_key)
+);
+CREATE TABLE IF NOT EXISTS term_frequencies (
+    column_name VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (column_name, value)
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    feed VARCHAR NOT NULL,
+    file VARCHAR NOT NULL,
+    line BIGINT NOT NULL,
+    raw VARCHAR,
+    error VARCHAR NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (file, line)
+);
+CREATE TABLE IF NOT EXISTS review_queue (
+    feed VARCHAR NOT NULL,
+    record_id VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    child_id VARCHAR NOT NULL,
+    candidates JSON,
+    queued_at TIMESTAMPTZ NOT NULL,
+    resolved_at TIMESTAMPTZ,
+    PRIMARY KEY (feed, record_id)
+);
+CREATE TABLE IF NOT EXISTS merges (
+    merged_child_id VARCHAR PRIMARY KEY,
+    into_child_id VARCHAR NOT NULL,
+    feed VARCHAR NOT NULL,
+    record_id VARCHAR NOT NULL,
+    merged_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+
+def open_master(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the master DuckDB file with its schema.
+
+    Raises MasterStoreError with a one-line reason when the file is locked by another process,
+    is not a DuckDB database, or cannot be created.
+    """
+    if read_only and not path.exists():
+        raise MasterStoreError(f"master database {path} does not exist")
+    try:
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as err:
+        reason = str(err).splitlines()[0]
+        if "lock" in reason.lower():
+            reason = f"master database {path} is in use by another process (only one writer)"
+        raise MasterStoreError(reason) from err
+    except (duckdb.Error, OSError) as err:
+        raise MasterStoreError(f"cannot open master database {path}: {err}") from err
+    if not read_only:
+        con.execute(_schema_sql())
+    return con

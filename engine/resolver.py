@@ -1,0 +1,317 @@
+"""Resolve one micro-batch against the master in one DuckDB transaction.
+
+    xref fast path -> candidates (blocking vs the record index and within the batch) -> scores
+    (the compiled Splink model) -> decisions (engine.decisions) -> writes: records, links, xref,
+    term frequencies, merges, review queue, golden records (engine.survivorship), dead letters.
+
+A record already in `links` is skipped, so replaying a batch after a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from engine.candidates import (
+    candidate_pairs_sql,
+    count_term_frequencies_sql,
+    with_term_frequencies_sql,
+)
+from engine.config import EngineConfig
+from engine.decisions import BatchDecisions, Edge, decide
+from engine.intake import DeadLetter
+from engine.master_store import MasterStoreError
+from engine.survivorship import golden_upsert_sql
+from linkage_models.scoring import CompiledModel
+from streams.canonical import UPDATE_COLUMNS, Update, updates_to_arrow
+
+_DEAD_LETTER_SCHEMA = pa.schema(
+    [("feed", pa.string()), ("file", pa.string()), ("line", pa.int64()),
+     ("raw", pa.string()), ("error", pa.string())]
+)
+_DECISION_SCHEMA = pa.schema(
+    [("unique_id", pa.string()), ("child_id", pa.string()), ("decision", pa.string()),
+     ("match_probability", pa.float64()), ("candidates", pa.string())]
+)
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did (counts of this batch only)."""
+
+    updates: int = 0
+    duplicates: int = 0
+    xref: int = 0
+    linked: int = 0
+    new_children: int = 0
+    review: int = 0
+    bridge: int = 0
+    merged_children: int = 0
+    dead_letters: int = 0
+
+
+class Resolver:
+    """Owns the master connection; `resolve(items)` applies one micro-batch atomically."""
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, model: CompiledModel, config: EngineConfig
+    ) -> None:
+        self.con = con
+        self.model = model
+        self.config = config
+        self._pairs_sql = candidate_pairs_sql(model)
+        self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
+        self._tf_count_sql = count_term_frequencies_sql(model, "batch")
+        self._left_tf_sql = with_term_frequencies_sql(model, "batch_new")
+        self._right_tf_sql = with_term_frequencies_sql(model, "right_records")
+        self._golden_sql = golden_upsert_sql(config.survivorship, "affected")
+
+    def resolve(self, items: list[Update | DeadLetter]) -> BatchOutcome:
+        updates = [i for i in items if isinstance(i, Update)]
+        dead = [i for i in items if isinstance(i, DeadLetter)]
+        outcome = BatchOutcome()
+        self.con.begin()
+        try:
+            outcome.dead_letters = self._write_dead_letters(dead)
+            if updates:
+                self._resolve_updates(updates, outcome)
+            self.con.commit()
+        except duckdb.Error as err:
+            self.con.rollback()
+            raise MasterStoreError(f"writing the master failed: {err}") from err
+        finally:
+            self._drop_batch_tables()
+        return outcome
+
+    def _resolve_updates(self, updates: list[Update], outcome: BatchOutcome) -> None:
+        con = self.con
+        con.register("incoming", updates_to_arrow(updates))
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE batch AS
+            SELECT feed || ':' || record_id AS unique_id, *
+            FROM incoming i
+            WHERE NOT EXISTS (
+                SELECT 1 FROM links k WHERE k.feed = i.feed AND k.record_id = i.record_id)
+            QUALIFY row_number() OVER (PARTITION BY feed, record_id ORDER BY event_time) = 1
+        """)
+        con.unregister("incoming")
+        outcome.updates = self._count("batch")
+        outcome.duplicates = len(updates) - outcome.updates
+        if not outcome.updates:
+            return
+        con.execute(self._tf_count_sql)
+        outcome.xref = self._resolve_known_identifiers()
+        decisions = self._decide_new_records()
+        self._apply(decisions, outcome)
+
+    def _resolve_known_identifiers(self) -> int:
+        """Records whose (feed, source_key) is already linked go to that child: no scoring."""
+        con = self.con
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE known AS
+            SELECT b.unique_id, x.child_id FROM batch b
+            JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
+        """)
+        con.execute(f"""
+            INSERT INTO records BY NAME SELECT k.child_id, {_columns("b")}
+            FROM batch b JOIN known k USING (unique_id)
+        """)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE batch_new AS
+            SELECT * FROM batch WHERE unique_id NOT IN (SELECT unique_id FROM known)
+        """)
+        return self._count("known")
+
+    def _decide_new_records(self) -> BatchDecisions:
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE pairs AS {self._pairs_sql}")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE right_records AS
+            SELECT r.* FROM records r WHERE r.unique_id IN (SELECT unique_id_r FROM pairs)
+            UNION ALL BY NAME
+            SELECT NULL::VARCHAR AS child_id, {_columns("b")} FROM batch_new b
+        """)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE left_tf AS {self._left_tf_sql}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
+        review = self.config.decision.review_threshold
+        scored = con.sql(f"""
+            SELECT s.unique_id_l, s.unique_id_r, r.child_id, s.match_probability
+            FROM ({self._score_sql}) s
+            JOIN right_records r ON r.unique_id = s.unique_id_r
+            WHERE s.match_probability >= {review}
+        """).to_arrow_table().to_pydict()
+        edges = [
+            Edge(uid, other, child, probability)
+            for uid, other, child, probability in zip(
+                scored["unique_id_l"], scored["unique_id_r"], scored["child_id"],
+                scored["match_probability"], strict=True,
+            )
+        ]
+        new_rows = con.sql(
+            "SELECT unique_id, feed, source_key FROM batch_new ORDER BY unique_id"
+        ).to_arrow_table().to_pydict()
+        return decide(
+            new_rows["unique_id"], _same_key_groups(new_rows), edges,
+            self.config.decision, self._supported_pairs,
+        )
+
+    def _supported_pairs(self, children: list[str]) -> set[frozenset[str]]:
+        """Pairs of these children with some pair of their own records scoring at least the
+        merge-support threshold (all their records compared, both ways)."""
+        con = self.con
+        listed = ", ".join(f"'{c}'" for c in children)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE support_records AS
+            SELECT * FROM records WHERE child_id IN ({listed})
+        """)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE support_pairs AS
+            SELECT l.unique_id AS unique_id_l, r.unique_id AS unique_id_r
+            FROM support_records l JOIN support_records r ON l.child_id < r.child_id
+        """)
+        score = self.model.score_sql("support_tf", "support_tf", "support_pairs")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE support_tf AS "
+            + with_term_frequencies_sql(self.model, "support_records")
+        )
+        threshold = self.config.decision.merge_support_threshold
+        rows = con.sql(f"""
+            SELECT DISTINCT l.child_id, r.child_id
+            FROM ({score}) s
+            JOIN support_records l ON l.unique_id = s.unique_id_l
+            JOIN support_records r ON r.unique_id = s.unique_id_r
+            WHERE s.match_probability >= {threshold}
+        """).fetchall()
+        return {frozenset(row) for row in rows}
+
+    def _apply(self, decisions: BatchDecisions, outcome: BatchOutcome) -> None:
+        con = self.con
+        con.register("decided", _decisions_to_arrow(decisions))
+        self._apply_merges(decisions.merges)
+        con.execute(f"""
+            INSERT INTO records BY NAME SELECT d.child_id, {_columns("b")}
+            FROM batch_new b JOIN decided d USING (unique_id)
+        """)
+        con.execute(f"""
+            INSERT INTO links
+            SELECT b.feed, b.record_id, d.child_id, d.decision, d.match_probability,
+                   '{self.model.version}', now()
+            FROM batch b JOIN (
+                SELECT unique_id, child_id, decision, match_probability FROM decided
+                UNION ALL
+                SELECT unique_id, child_id, 'link', NULL FROM known
+            ) d USING (unique_id)
+        """)
+        con.execute("""
+            INSERT INTO xref
+            SELECT DISTINCT ON (b.feed, b.source_key) b.feed, b.source_key, d.child_id
+            FROM batch_new b JOIN decided d USING (unique_id)
+            WHERE b.source_key IS NOT NULL
+            ORDER BY b.feed, b.source_key, b.event_time, b.unique_id
+            ON CONFLICT DO NOTHING
+        """)
+        con.execute("""
+            INSERT INTO review_queue
+            SELECT b.feed, b.record_id, d.decision, d.child_id, d.candidates::JSON, now(), NULL
+            FROM batch_new b JOIN decided d USING (unique_id)
+            WHERE d.candidates IS NOT NULL
+            ON CONFLICT DO NOTHING
+        """)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE affected AS
+            SELECT child_id FROM decided UNION SELECT child_id FROM known
+        """)
+        con.execute(self._golden_sql)
+        con.unregister("decided")
+        counts = defaultdict(int)
+        for decision in decisions.decisions:
+            counts[decision.decision] += 1
+        outcome.linked = outcome.xref + counts["link"]
+        outcome.new_children = len(decisions.new_children)
+        outcome.review = counts["review"]
+        outcome.bridge = counts["bridge"]
+        outcome.merged_children = len(decisions.merges)
+
+    def _apply_merges(self, merges: dict[str, str]) -> None:
+        """Move every record, link, identifier and queue entry of a merged child to its survivor."""
+        if not merges:
+            return
+        con = self.con
+        con.register("merge_map", pa.table({
+            "merged": list(merges), "survivor": list(merges.values())
+        }))
+        for table in ("records", "links", "xref", "review_queue"):
+            con.execute(f"""
+                UPDATE {table} SET child_id = m.survivor FROM merge_map m
+                WHERE {table}.child_id = m.merged
+            """)
+        con.execute("""
+            UPDATE children SET status = 'merged', merged_into = m.survivor, updated_at = now()
+            FROM merge_map m WHERE children.child_id = m.merged
+        """)
+        con.execute("""
+            INSERT INTO merges
+            SELECT m.merged, m.survivor, split_part(d.unique_id, ':', 1),
+                   substr(d.unique_id, strpos(d.unique_id, ':') + 1), now()
+            FROM merge_map m
+            JOIN (SELECT min(unique_id) AS unique_id, child_id FROM decided
+                  WHERE decision = 'bridge' GROUP BY child_id) d ON d.child_id = m.survivor
+            ON CONFLICT DO NOTHING
+        """)
+        con.unregister("merge_map")
+
+    def _write_dead_letters(self, dead: list[DeadLetter]) -> int:
+        if not dead:
+            return 0
+        table = pa.table(
+            {name: [getattr(d, name) for d in dead] for name in _DEAD_LETTER_SCHEMA.names},
+            schema=_DEAD_LETTER_SCHEMA,
+        )
+        self.con.register("dead_batch", table)
+        before = self._count("dead_letters")
+        self.con.execute("""
+            INSERT INTO dead_letters
+            SELECT feed, file, line, raw, error, now() FROM dead_batch
+            ON CONFLICT DO NOTHING
+        """)
+        self.con.unregister("dead_batch")
+        return self._count("dead_letters") - before
+
+    def _count(self, table: str) -> int:
+        return self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+    def _drop_batch_tables(self) -> None:
+        for table in ("batch", "known", "batch_new", "pairs", "right_records", "left_tf",
+                      "right_tf", "affected", "support_records", "support_pairs", "support_tf"):
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{name}" for name in ("unique_id", *UPDATE_COLUMNS))
+
+
+def _same_key_groups(rows: dict[str, list]) -> list[list[str]]:
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for uid, feed, key in zip(rows["unique_id"], rows["feed"], rows["source_key"], strict=True):
+        if key is not None:
+            groups[(feed, key)].append(uid)
+    return [members for members in groups.values() if len(members) > 1]
+
+
+def _decisions_to_arrow(decisions: BatchDecisions) -> pa.Table:
+    rows = decisions.decisions
+    return pa.table({
+        "unique_id": [d.unique_id for d in rows],
+        "child_id": [d.child_id for d in rows],
+        "decision": [d.decision for d in rows],
+        "match_probability": [d.match_probability for d in rows],
+        "candidates": [
+            json.dumps([{"id": c, "match_probability": p} for c, p in d.candidates])
+            if d.candidates else None
+            for d in rows
+        ],
+    }, schema=_DECISION_SCHEMA)

@@ -1,0 +1,73 @@
+"""Feed files are read in order, resumably, and a line still being written waits in follow mode."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.feed_source import FeedFilesSource
+
+
+def make_source(feeds: Path, follow: bool) -> FeedFilesSource:
+    return FeedFilesSource(
+        feeds, ("gro",), follow=follow, lines_per_read=2, poll_interval=timedelta(milliseconds=1)
+    )
+
+
+def read_all(part) -> list:
+    lines = []
+    while True:
+        try:
+            batch = part.next_batch()
+        except StopIteration:
+            return lines
+        if not batch:
+            return lines
+        lines.extend(batch)
+
+
+@pytest.fixture
+def feeds(tmp_path: Path) -> Path:
+    (tmp_path / "gro").mkdir()
+    (tmp_path / "gro" / "2009-01.jsonl").write_text('{"a": "1"}\n{"a": "2"}\n{"a": "3"}\n')
+    (tmp_path / "gro" / "2009-02.jsonl").write_text('{"a": "4"}\n')
+    return tmp_path
+
+
+def test_lines_come_in_file_order_with_file_and_line_numbers(feeds: Path):
+    part = make_source(feeds, follow=False).build_part("feeds", "gro", None)
+    lines = read_all(part)
+    assert [(x.file, x.line) for x in lines] == [
+        ("gro/2009-01.jsonl", 1), ("gro/2009-01.jsonl", 2), ("gro/2009-01.jsonl", 3),
+        ("gro/2009-02.jsonl", 1),
+    ]
+    assert lines[3].text == '{"a": "4"}'
+
+
+def test_a_resumed_partition_continues_after_the_last_line_read(feeds: Path):
+    source = make_source(feeds, follow=False)
+    part = source.build_part("feeds", "gro", None)
+    first = part.next_batch()
+    resumed = source.build_part("feeds", "gro", part.snapshot())
+    rest = read_all(resumed)
+    assert [x.text for x in first + rest] == [f'{{"a": "{i}"}}' for i in range(1, 5)]
+
+
+def test_follow_waits_for_a_half_written_line_and_picks_up_new_files(feeds: Path):
+    part = make_source(feeds, follow=True).build_part("feeds", "gro", None)
+    assert len(read_all(part)) == 4
+    with (feeds / "gro" / "2009-02.jsonl").open("a") as handle:
+        handle.write('{"a": "5"')
+    assert part.next_batch() == []
+    with (feeds / "gro" / "2009-02.jsonl").open("a") as handle:
+        handle.write("}\n")
+    (feeds / "gro" / "2009-03.jsonl").write_text('{"a": "6"}\n')
+    assert [x.text for x in read_all(part)] == ['{"a": "5"}', '{"a": "6"}']
+
+
+def test_invalid_utf8_is_flagged_not_raised(tmp_path: Path):
+    (tmp_path / "gro").mkdir()
+    (tmp_path / "gro" / "x.jsonl").write_bytes(b'{"a": "\xff"}\n')
+    part = make_source(tmp_path, follow=False).build_part("feeds", "gro", None)
+    (line,) = read_all(part)
+    assert line.valid_utf8 is False
