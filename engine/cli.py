@@ -15,14 +15,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from engine.errors import UsageError
+
 DEFAULT_DB = Path("data/master.duckdb")
 
 err_console = Console(stderr=True)
 out_console = Console()
-
-
-class UsageError(Exception):
-    """Bad usage or configuration: reported as one line, exit status 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

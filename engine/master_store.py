@@ -11,7 +11,10 @@ Tables (DESIGN.md "Master store contract" plus our own):
 - `term_frequencies` `(column_name, value, n)`: counts behind the model's tf adjustments;
 - `dead_letters`  one row per bad line, with its reason;
 - `review_queue`  updates a person must look at (review band, unsupported bridges), with candidates;
-- `merges`        children merged into another by a supported bridge.
+- `merges`        children merged into another by a supported bridge;
+- `batches`       one row per committed micro-batch: sizes, outcome counts, start and commit
+                  time (`links.batch_id` says which batch decided a record: latency is measured
+                  from a line's append to its batch's `committed_at`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ CREATE TABLE IF NOT EXISTS links (
     match_probability DOUBLE,
     model_version VARCHAR,
     decided_at TIMESTAMPTZ NOT NULL,
+    batch_id BIGINT,
     PRIMARY KEY (feed, record_id)
 );
 CREATE TABLE IF NOT EXISTS records (
@@ -93,6 +97,16 @@ CREATE TABLE IF NOT EXISTS review_queue (
     queued_at TIMESTAMPTZ NOT NULL,
     resolved_at TIMESTAMPTZ,
     PRIMARY KEY (feed, record_id)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id BIGINT PRIMARY KEY,
+    started_at TIMESTAMPTZ NOT NULL,
+    committed_at TIMESTAMPTZ NOT NULL,
+    items BIGINT NOT NULL,
+    updates BIGINT NOT NULL,
+    new_children BIGINT NOT NULL,
+    review BIGINT NOT NULL,
+    dead_letters BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS merges (
     merged_child_id VARCHAR PRIMARY KEY,

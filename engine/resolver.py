@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
@@ -69,16 +70,20 @@ class Resolver:
         self._left_tf_sql = with_term_frequencies_sql(model, "batch_new")
         self._right_tf_sql = with_term_frequencies_sql(model, "right_records")
         self._golden_sql = golden_upsert_sql(config.survivorship, "affected")
+        self._batch_id = 0
 
     def resolve(self, items: list[Update | DeadLetter]) -> BatchOutcome:
         updates = [i for i in items if isinstance(i, Update)]
         dead = [i for i in items if isinstance(i, DeadLetter)]
         outcome = BatchOutcome()
+        started_at = datetime.now(UTC)
         self.con.begin()
         try:
+            self._batch_id = self._next_batch_id()
             outcome.dead_letters = self._write_dead_letters(dead)
             if updates:
                 self._resolve_updates(updates, outcome)
+            self._record_batch(len(items), outcome, started_at)
             self.con.commit()
         except duckdb.Error as err:
             self.con.rollback()
@@ -199,7 +204,7 @@ class Resolver:
         con.execute(f"""
             INSERT INTO links
             SELECT b.feed, b.record_id, d.child_id, d.decision, d.match_probability,
-                   '{self.model.version}', now()
+                   '{self.model.version}', now(), {self._batch_id}
             FROM batch b JOIN (
                 SELECT unique_id, child_id, decision, match_probability FROM decided
                 UNION ALL
@@ -263,6 +268,17 @@ class Resolver:
             ON CONFLICT DO NOTHING
         """)
         con.unregister("merge_map")
+
+    def _next_batch_id(self) -> int:
+        return self.con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches").fetchone()[0]
+
+    def _record_batch(self, items: int, outcome: BatchOutcome, started_at: datetime) -> None:
+        """The batch's row; `committed_at` is taken last, just before the commit."""
+        self.con.execute(
+            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [self._batch_id, started_at, datetime.now(UTC), items, outcome.updates,
+             outcome.new_children, outcome.review, outcome.dead_letters],
+        )
 
     def _write_dead_letters(self, dead: list[DeadLetter]) -> int:
         if not dead:
