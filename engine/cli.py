@@ -278,7 +278,7 @@ def _explain(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from err
     finally:
         con.close()
-    out_console.print(explanation.text(), highlight=False)
+    print(explanation.text())
     if args.html:
         args.html.write_text(explanation.html(), encoding="utf-8")
         err_console.print(f"HTML written to {args.html}")

@@ -89,15 +89,15 @@ def _decision(con: duckdb.DuckDBPyConnection, feed: str, record_id: str) -> dict
         WHERE l.feed = ? AND l.record_id = ?
         """,
         [feed, record_id],
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not row:
         raise RecordNotFound(
             f"no decision for {feed}:{record_id} in the master (not processed yet, or a bad "
             "line: see the dead_letters table)"
         )
     names = ("child_id", "decision", "match_probability", "model_version", "decided_at",
              "review_reason")
-    return dict(zip(names, row, strict=True))
+    return dict(zip(names, row[0], strict=True))
 
 
 def _score_against_index(

@@ -140,3 +140,9 @@ def open_master(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
     if not read_only:
         con.execute(_schema_sql())
     return con
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> object:
+    """The single value a query returns (fetched to the end: DuckDB 2 refuses further work on a
+    connection while a result is unfinished)."""
+    return con.execute(sql, params or []).fetchall()[0][0]

@@ -25,7 +25,7 @@ from engine.candidates import (
 from engine.config import EngineConfig
 from engine.decisions import BatchDecisions, Edge, decide
 from engine.intake import DeadLetter
-from engine.master_store import MasterStoreError
+from engine.master_store import MasterStoreError, scalar
 from engine.survivorship import golden_upsert_sql
 from linkage_models.scoring import CompiledModel
 from streams.canonical import UPDATE_COLUMNS, Update, updates_to_arrow
@@ -270,7 +270,7 @@ class Resolver:
         con.unregister("merge_map")
 
     def _next_batch_id(self) -> int:
-        return self.con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches").fetchone()[0]
+        return scalar(self.con, "SELECT coalesce(max(batch_id), 0) + 1 FROM batches")
 
     def _record_batch(self, items: int, outcome: BatchOutcome, started_at: datetime) -> None:
         """The batch's row; `committed_at` is taken last, just before the commit."""
@@ -298,7 +298,7 @@ class Resolver:
         return self._count("dead_letters") - before
 
     def _count(self, table: str) -> int:
-        return self.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return scalar(self.con, f"SELECT count(*) FROM {table}")
 
     def _drop_batch_tables(self) -> None:
         for table in ("batch", "known", "batch_new", "pairs", "right_records", "left_tf",

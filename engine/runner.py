@@ -11,7 +11,7 @@ import duckdb
 from engine.config import ConfigError
 from engine.dataflow import RunOptions, build_flow, run_flow
 from engine.feed_source import StopSignal
-from engine.master_store import open_master
+from engine.master_store import open_master, scalar
 from engine.resolver import BatchOutcome
 from linkage_models.scoring import CompiledModel
 
@@ -95,5 +95,5 @@ def master_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "new_children": sum(children.values()),
         "merged_children": children.get("merged", 0),
         "children": sum(children.values()) - children.get("merged", 0),
-        "dead_letters": con.execute("SELECT count(*) FROM dead_letters").fetchone()[0],
+        "dead_letters": scalar(con, "SELECT count(*) FROM dead_letters"),
     }
