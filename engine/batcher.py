@@ -18,6 +18,8 @@ Item = TypeVar("Item")
 class MicroBatcher(StatefulBatchLogic[Item, list[Item], list[Item]], Generic[Item]):
     """Emits lists of at most `max_items`, each no later than `max_latency` after its first item.
 
+    With `max_latency=None` batches close only when full or at the end of the input: a bulk load's
+    batches are then a function of the input alone, so a replay after a crash rebuilds them exactly.
     State is the list of items waiting (snapshotted as a copy, so a resumed run loses none).
 
     >>> b = MicroBatcher(max_items=2, max_latency=timedelta(seconds=1))
@@ -28,23 +30,25 @@ class MicroBatcher(StatefulBatchLogic[Item, list[Item], list[Item]], Generic[Ite
     """
 
     def __init__(
-        self, max_items: int, max_latency: timedelta, resume_state: list[Item] | None = None
+        self,
+        max_items: int,
+        max_latency: timedelta | None,
+        resume_state: list[Item] | None = None,
     ) -> None:
         self.max_items = max_items
         self.max_latency = max_latency
         self.pending: list[Item] = list(resume_state or [])
-        self.deadline: datetime | None = self._now() + max_latency if self.pending else None
+        self.deadline = self._deadline()
 
     def on_batch(self, values: list[Item]) -> tuple[list[list[Item]], bool]:
-        if values and not self.pending:
-            self.deadline = self._now() + self.max_latency
+        was_empty = not self.pending
         self.pending.extend(values)
         full: list[list[Item]] = []
         while len(self.pending) >= self.max_items:
             full.append(self.pending[: self.max_items])
             del self.pending[: self.max_items]
-        if full:
-            self.deadline = self._now() + self.max_latency if self.pending else None
+        if full or was_empty:
+            self.deadline = self._deadline()
         return full, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[list[Item]], bool]:

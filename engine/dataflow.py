@@ -63,12 +63,11 @@ def build_flow(
     lines = op.input("feeds", flow, source)
     parsed = op.map("parse", lines, parse_feed_line)
     keyed = op.key_on("to_master", parsed, lambda _item: MASTER_PARTITION)
+    # A latency bound matters only while following; a bulk load batches by size alone.
+    max_latency = timedelta(milliseconds=config.batch.max_latency_ms) if options.follow else None
+    size = config.batch.max_records
     batches = op.stateful_batch(
-        "micro_batch",
-        keyed,
-        lambda state: MicroBatcher(
-            config.batch.max_records, timedelta(milliseconds=config.batch.max_latency_ms), state
-        ),
+        "micro_batch", keyed, lambda state: MicroBatcher(size, max_latency, state)
     )
     op.output("master", batches, MasterSink(options.db_path, options.model_path, config, on_batch))
     return flow

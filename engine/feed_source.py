@@ -1,10 +1,17 @@
-"""Bytewax input: every feed folder's `*.jsonl` files, read in name order with resumable offsets.
+"""Bytewax input: every feed folder's `*.jsonl` files as one deterministic stream of lines.
 
-One partition per feed. A partition's state is `{file name: (byte offset, lines read)}`, so a
-resumed run continues after the last line it had read. With `follow=True` a partition never ends:
-it polls for new lines and new files, and only emits lines terminated by a newline (a line still
-being written waits). Without it, a partition ends at the end of its files; a last line without a
-newline is then read as a complete line.
+Feed files are rotated per period (`gro/2009-01.jsonl`, `nhs/2009-01.jsonl`, …), so the source
+reads period by period across the feeds — all of `2009-01` (gro, dwp, nhs, census, then any other
+folder), then `2009-02` — which keeps the stream close to event-time order across feeds. It is one
+partition with state `{file: (byte offset, lines read)}`: the same files always give the same
+sequence of lines, and a resumed run continues after the last line it had read, so a replay after a
+crash rebuilds the very same micro-batches.
+
+Every sub-folder of the feeds folder is read: lines of a folder that is not a registered feed still
+flow (the parse step sends them to dead letters as an unregistered source). With `follow=True` the
+source never ends: it polls for new lines and files, and only emits lines terminated by a newline (a
+line still being written waits). Without it, the source ends at the end of the files, and a last
+line without a newline is read as a complete line.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 FileOffsets = dict[str, tuple[int, int]]
+FEEDS_PARTITION = "feeds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +39,7 @@ class FeedLine:
 
 
 class StopSignal:
-    """Set by the CLI on SIGINT/SIGTERM: sources end after their current read, batches flush."""
+    """Set by the CLI on SIGINT/SIGTERM: the source ends after its current read, batches flush."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -44,7 +52,7 @@ class StopSignal:
 
 
 class FeedFilesSource(FixedPartitionedSource[FeedLine, FileOffsets]):
-    """Reads `<feeds_dir>/<feed>/*.jsonl` for each feed, one partition per feed."""
+    """Reads `<feeds_dir>/*/*.jsonl`, registered feeds first within each period."""
 
     def __init__(
         self,
@@ -64,20 +72,29 @@ class FeedFilesSource(FixedPartitionedSource[FeedLine, FileOffsets]):
         self.stop = stop or StopSignal()
 
     def list_parts(self) -> list[str]:
-        return list(self.feeds)
+        return [FEEDS_PARTITION]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: FileOffsets | None
-    ) -> FeedFilePartition:
-        return FeedFilePartition(self, for_part, dict(resume_state or {}))
+    ) -> FeedFilesPartition:
+        return FeedFilesPartition(self, dict(resume_state or {}))
+
+    def files_in_order(self) -> list[tuple[str, Path]]:
+        """(feed, path) of every feed file: by period (file name), then registered feed order."""
+        rank = {feed: i for i, feed in enumerate(self.feeds)}
+        files = [
+            (path.name, rank.get(folder.name, len(rank)), folder.name, path)
+            for folder in self.feeds_dir.iterdir() if folder.is_dir()
+            for path in folder.glob("*.jsonl")
+        ]
+        return [(feed, path) for _, _, feed, path in sorted(files)]
 
 
-class FeedFilePartition(StatefulSourcePartition[FeedLine, FileOffsets]):
-    """Tails one feed folder; see the module docstring for the reading rules."""
+class FeedFilesPartition(StatefulSourcePartition[FeedLine, FileOffsets]):
+    """Tails the feed files; see the module docstring for the reading rules."""
 
-    def __init__(self, source: FeedFilesSource, feed: str, offsets: FileOffsets) -> None:
+    def __init__(self, source: FeedFilesSource, offsets: FileOffsets) -> None:
         self._source = source
-        self._feed = feed
         self._offsets = offsets
         self._idle_until: datetime | None = None
 
@@ -100,15 +117,14 @@ class FeedFilePartition(StatefulSourcePartition[FeedLine, FileOffsets]):
         return dict(self._offsets)
 
     def _read_some(self) -> list[FeedLine]:
-        folder = self._source.feeds_dir / self._feed
-        for path in sorted(folder.glob("*.jsonl")):
-            lines = self._read_file(path)
+        for feed, path in self._source.files_in_order():
+            lines = self._read_file(feed, path)
             if lines:
                 return lines
         return []
 
-    def _read_file(self, path: Path) -> list[FeedLine]:
-        name = f"{self._feed}/{path.name}"
+    def _read_file(self, feed: str, path: Path) -> list[FeedLine]:
+        name = f"{feed}/{path.name}"
         offset, line_no = self._offsets.get(name, (0, 0))
         if path.stat().st_size <= offset:
             return []
@@ -120,7 +136,7 @@ class FeedFilePartition(StatefulSourcePartition[FeedLine, FileOffsets]):
                     break  # still being written: wait for its newline
                 offset += len(raw)
                 line_no += 1
-                lines.append(_feed_line(self._feed, name, line_no, raw))
+                lines.append(_feed_line(feed, name, line_no, raw))
                 if len(lines) >= self._source.lines_per_read:
                     break
         self._offsets[name] = (offset, line_no)

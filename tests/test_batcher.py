@@ -36,3 +36,11 @@ def test_resumed_batcher_keeps_the_waiting_items():
     batcher.on_batch(["a", "b"])
     resumed = MicroBatcher(10, timedelta(seconds=1), batcher.snapshot())
     assert resumed.on_eof()[0] == [["a", "b"]]
+
+
+def test_without_a_latency_bound_batches_close_only_when_full_or_at_the_end():
+    batcher = MicroBatcher(max_items=2, max_latency=None)
+    assert batcher.on_batch([1]) == ([], False)
+    assert batcher.notify_at() is None
+    assert batcher.on_batch([2, 3])[0] == [[1, 2]]
+    assert batcher.on_eof()[0] == [[3]]

@@ -35,7 +35,7 @@ def feeds(tmp_path: Path) -> Path:
 
 
 def test_lines_come_in_file_order_with_file_and_line_numbers(feeds: Path):
-    part = make_source(feeds, follow=False).build_part("feeds", "gro", None)
+    part = make_source(feeds, follow=False).build_part("feeds", "feeds", None)
     lines = read_all(part)
     assert [(x.file, x.line) for x in lines] == [
         ("gro/2009-01.jsonl", 1), ("gro/2009-01.jsonl", 2), ("gro/2009-01.jsonl", 3),
@@ -46,15 +46,15 @@ def test_lines_come_in_file_order_with_file_and_line_numbers(feeds: Path):
 
 def test_a_resumed_partition_continues_after_the_last_line_read(feeds: Path):
     source = make_source(feeds, follow=False)
-    part = source.build_part("feeds", "gro", None)
+    part = source.build_part("feeds", "feeds", None)
     first = part.next_batch()
-    resumed = source.build_part("feeds", "gro", part.snapshot())
+    resumed = source.build_part("feeds", "feeds", part.snapshot())
     rest = read_all(resumed)
     assert [x.text for x in first + rest] == [f'{{"a": "{i}"}}' for i in range(1, 5)]
 
 
 def test_follow_waits_for_a_half_written_line_and_picks_up_new_files(feeds: Path):
-    part = make_source(feeds, follow=True).build_part("feeds", "gro", None)
+    part = make_source(feeds, follow=True).build_part("feeds", "feeds", None)
     assert len(read_all(part)) == 4
     with (feeds / "gro" / "2009-02.jsonl").open("a") as handle:
         handle.write('{"a": "5"')
@@ -68,6 +68,18 @@ def test_follow_waits_for_a_half_written_line_and_picks_up_new_files(feeds: Path
 def test_invalid_utf8_is_flagged_not_raised(tmp_path: Path):
     (tmp_path / "gro").mkdir()
     (tmp_path / "gro" / "x.jsonl").write_bytes(b'{"a": "\xff"}\n')
-    part = make_source(tmp_path, follow=False).build_part("feeds", "gro", None)
+    part = make_source(tmp_path, follow=False).build_part("feeds", "feeds", None)
     (line,) = read_all(part)
     assert line.valid_utf8 is False
+
+
+def test_periods_are_read_across_feeds_before_the_next_period(tmp_path: Path):
+    for feed, month in [("nhs", "2009-01"), ("gro", "2009-01"), ("gro", "2009-02"),
+                        ("police", "2009-01")]:
+        (tmp_path / feed).mkdir(exist_ok=True)
+        (tmp_path / feed / f"{month}.jsonl").write_text("{}\n")
+    source = FeedFilesSource(tmp_path, ("gro", "dwp", "nhs", "census"), follow=False,
+                             lines_per_read=10, poll_interval=timedelta(milliseconds=1))
+    lines = read_all(source.build_part("feeds", "feeds", None))
+    assert [x.file for x in lines] == [
+        "gro/2009-01.jsonl", "nhs/2009-01.jsonl", "police/2009-01.jsonl", "gro/2009-02.jsonl"]
