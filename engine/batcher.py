@@ -67,6 +67,8 @@ class MicroBatcher(StatefulBatchLogic[Item, list[Item], list[Item]], Generic[Ite
         batch, self.pending, self.deadline = self.pending, [], None
         return [batch] if batch else []
 
-    @staticmethod
-    def _now() -> datetime:
-        return datetime.now(UTC)
+    def _deadline(self) -> datetime | None:
+        """A deadline counted from now, for the batch now waiting (None if none waits)."""
+        if not self.pending or self.max_latency is None:
+            return None
+        return datetime.now(UTC) + self.max_latency
