@@ -9,6 +9,7 @@ A record already in `links` is skipped, so replaying a batch after a crash chang
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -86,8 +87,8 @@ class Resolver:
             self._record_batch(len(items), outcome, started_at)
             self.con.commit()
         except duckdb.Error as err:
-            self.con.rollback()
-            raise MasterStoreError(f"writing the master failed: {err}") from err
+            self._rollback()
+            raise MasterStoreError(f"writing the master failed: {_first_line(err)}") from err
         finally:
             self._drop_batch_tables()
         return outcome
@@ -297,6 +298,11 @@ class Resolver:
         self.con.unregister("dead_batch")
         return self._count("dead_letters") - before
 
+    def _rollback(self) -> None:
+        """Undo the batch; a failed commit has already ended the transaction."""
+        with contextlib.suppress(duckdb.TransactionException):
+            self.con.rollback()
+
     def _count(self, table: str) -> int:
         return scalar(self.con, f"SELECT count(*) FROM {table}")
 
@@ -304,6 +310,10 @@ class Resolver:
         for table in ("batch", "known", "batch_new", "pairs", "right_records", "left_tf",
                       "right_tf", "affected", "support_records", "support_pairs", "support_tf"):
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0]
 
 
 def _columns(alias: str) -> str:

@@ -1,0 +1,100 @@
+"""Operational faults give one clear line on stderr, exit status 2, and no damage (issue 6)."""
+
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engine.cli import main
+from streams.generator import generate
+
+
+@pytest.fixture(scope="module")
+def feeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("faults")
+    generate(800, 5, out)
+    return out / "feeds"
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    code = main(args)
+    return code, capsys.readouterr().err.strip()
+
+
+def test_master_locked_by_another_process(feeds: Path, tmp_path: Path, capsys):
+    db = tmp_path / "master.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('ready', flush=True); "
+         "time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        code, err = run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        f"contactpoint run: master database {db} is in use by another process (only one writer)")
+
+
+@pytest.mark.parametrize("make_feeds", ["missing", "a file"])
+def test_unusable_feeds_folder(make_feeds: str, tmp_path: Path, capsys):
+    feeds = tmp_path / "feeds"
+    if make_feeds == "a file":
+        feeds.write_text("not a folder")
+    code, err = run_cli(["run", "--feeds", str(feeds), "--db", str(tmp_path / "m.duckdb")], capsys)
+    assert code == 2
+    assert err == f"contactpoint run: feeds folder {feeds} does not exist or is not a folder"
+    assert not (tmp_path / "m.duckdb").exists()
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "model file not found"),
+    ("{not json", "is not readable JSON"),
+    ('{"link_type": "dedupe_only"}', "not a ContactPoint model"),
+])
+def test_missing_or_corrupt_model(content: str | None, reason: str, feeds: Path, tmp_path: Path,
+                                  capsys):
+    model = tmp_path / "model.json"
+    if content is not None:
+        model.write_text(content)
+    code, err = run_cli(["run", "--feeds", str(feeds), "--db", str(tmp_path / "m.duckdb"),
+                         "--model", str(model)], capsys)
+    assert code == 2
+    assert len(err.splitlines()) == 1 and reason in err
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+
+
+def test_disk_full_while_writing_fails_cleanly_and_a_later_run_completes(feeds: Path,
+                                                                          tmp_path: Path):
+    db = tmp_path / "master.duckdb"
+    command = [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
+               "--json"]
+    full = subprocess.run(command, capture_output=True, text=True, preexec_fn=_limit_file_size)
+    assert full.returncode == 2
+    assert full.stderr.strip().splitlines()[-1].startswith(
+        "contactpoint run: writing the master failed:")
+
+    subprocess.run(command, check=True, capture_output=True)
+    reference = tmp_path / "reference.duckdb"
+    subprocess.run([*command[:-2], str(reference), "--json"], check=True, capture_output=True)
+    links = "SELECT feed, record_id, child_id, decision FROM links ORDER BY ALL"
+    assert _query(db, links) == _query(reference, links)
+
+
+def _query(db: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
