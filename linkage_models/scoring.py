@@ -1,0 +1,124 @@
+"""The trained model compiled once into one SQL string that scores candidate pairs.
+
+The SQL is Splink's own: the comparison-vector and predict steps that
+`linker.inference.predict_between` runs, generated from the model JSON and pointed at the
+caller's tables, so the weights are Splink's to the last bit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from splink import SettingsCreator
+from splink.internals.comparison_vector_values import (
+    compute_comparison_vector_values_from_id_pairs_sqls,
+)
+from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
+from splink.internals.settings import Settings
+
+DEFAULT_MODEL_PATH = Path(__file__).with_name("child_model.json")
+
+# The blocked-pairs table Splink's generated SQL reads from.
+_BLOCKED_PAIRS = "__splink__blocked_id_pairs"
+
+
+class ModelError(Exception):
+    """The model file is missing, corrupt or not a ContactPoint linkage model."""
+
+
+class CompiledModel:
+    """A trained child model: its version, tf columns, blocking rules and scoring SQL."""
+
+    def __init__(self, model: dict[str, Any]) -> None:
+        metadata = model.get("metadata")
+        if not isinstance(metadata, dict) or "model_version" not in metadata:
+            raise ModelError("not a ContactPoint model: no metadata.model_version")
+        try:
+            self._settings: Settings = SettingsCreator.from_path_or_dict(
+                {k: v for k, v in model.items() if k != "metadata"}
+            ).get_settings("duckdb")
+        except Exception as exc:  # Splink raises many types for a bad settings dict
+            raise ModelError(f"not a valid Splink model: {_first_line(exc)}") from exc
+        self.model = model
+        self.metadata: dict[str, Any] = metadata
+        self.version: str = str(metadata["model_version"])
+        self.tf_columns: list[str] = sorted(
+            col.unquote().name for col in self._settings._term_frequency_columns
+        )
+        self.blocking_rules: list[str] = [
+            rule.blocking_rule_sql
+            for rule in self._settings._blocking_rules_to_generate_predictions
+        ]
+        self.comparisons: list[str] = [
+            cc.output_column_name for cc in self._settings.comparisons
+        ]
+
+    @classmethod
+    def from_json(cls, path: Path) -> CompiledModel:
+        """Load the model JSON at `path`; ModelError (one-line reason) if unusable."""
+        try:
+            model = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ModelError(f"model file not found: {path}") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(
+                f"model file {path} is not readable JSON: {_first_line(exc)}"
+            ) from exc
+        if not isinstance(model, dict):
+            raise ModelError(f"model file {path} does not hold a JSON object")
+        return cls(model)
+
+    @property
+    def probability_two_random_records_match(self) -> float:
+        """The model's prior: the chance that two records picked at random are one child."""
+        return self._settings._probability_two_random_records_match
+
+    def comparison_levels(self, comparison: str) -> dict[int, str]:
+        """Chart label of each level of `comparison`, by its gamma value."""
+        cc = self._settings.core_model_settings.get_comparison_by_output_column_name(
+            comparison
+        )
+        return {
+            level.comparison_vector_value: level.label_for_charts
+            for level in cc.comparison_levels
+        }
+
+    def score_sql(self, left: str, right: str, pairs: str) -> str:
+        """SQL (a SELECT, no trailing semicolon) scoring each (unique_id_l, unique_id_r) of
+        table `pairs`, the left record from table `left`, the right one from `right`. Both
+        hold the model records (canonical columns, unique_id, tf_<col> per tf column).
+        Output: unique_id_l, unique_id_r, match_weight, match_probability, match_key and
+        per comparison gamma_<name>, bf_<name> (and tf_<col>_l/_r, bf_tf_adj_<name>)."""
+        steps = [
+            {
+                "sql": "SELECT unique_id_l AS join_key_l, unique_id_r AS join_key_r, "
+                f"'0' AS match_key FROM {pairs}",
+                "output_table_name": _BLOCKED_PAIRS,
+            },
+            *self._comparison_vector_steps(left, right),
+            *predict_from_comparison_vectors_sqls_using_settings(self._settings),
+        ]
+        ctes = ",\n".join(f"{s['output_table_name']} AS ({s['sql']})" for s in steps[:-1])
+        return f"WITH {ctes}\n{steps[-1]['sql']}".strip()
+
+    def _comparison_vector_steps(self, left: str, right: str) -> list[dict[str, str]]:
+        """Splink's SQL steps from the blocked pairs to `__splink__df_comparison_vectors`."""
+        settings = self._settings
+        return compute_comparison_vector_values_from_id_pairs_sqls(
+            settings._columns_to_select_for_blocking,
+            settings._columns_to_select_for_comparison_vector_values,
+            input_tablename_l=left,
+            input_tablename_r=right,
+            source_dataset_input_column=settings.column_info_settings.source_dataset_input_column,
+            unique_id_input_column=settings.column_info_settings.unique_id_input_column,
+            link_type=settings._link_type,
+            sql_dialect_str="duckdb",
+        )
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an error's message (ModelError reasons are one line)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -1,0 +1,114 @@
+"""The compiled scoring SQL gives Splink's own predict_between weights; the model file loads
+or fails with one ModelError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+from splink import DuckDBAPI, Linker
+
+from linkage_models.records import register_model_records
+from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel, ModelError
+from streams.generator import generate
+from streams.snapshot import read_updates
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
+    """A few hundred canonical records of 60 synthetic children (with their noise)."""
+    out = tmp_path_factory.mktemp("feeds")
+    generate(children=60, seed=11, out=out)
+    return read_updates(out / "feeds").updates
+
+
+@pytest.fixture(scope="module")
+def model() -> CompiledModel:
+    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
+
+
+def test_compiled_sql_gives_predict_between_weights(sample: pa.Table, model: CompiledModel):
+    con = duckdb.connect()
+    splink_weights = _predict_between_weights(con, sample, model)
+    assert len(splink_weights) > 200, "the sample must hold enough blocked pairs"
+    assert _compiled_weights(con, model, "pairs") == pytest.approx(splink_weights, abs=1e-9)
+
+
+def test_model_json_round_trip_scores_the_same(
+    sample: pa.Table, model: CompiledModel, tmp_path: Path
+):
+    copy = tmp_path / "copy.json"
+    copy.write_text(json.dumps(model.model))
+    reloaded = CompiledModel.from_json(copy)
+    assert reloaded.version == model.version
+    assert reloaded.score_sql("a", "b", "c") == model.score_sql("a", "b", "c")
+    con = duckdb.connect()
+    _predict_between_weights(con, sample, model)
+    assert _compiled_weights(con, reloaded, "pairs") == _compiled_weights(con, model, "pairs")
+
+
+def test_model_exposes_version_tf_columns_and_equi_join_rules(model: CompiledModel):
+    assert model.version.startswith("child-")
+    assert model.tf_columns == ["first_name", "surname"]
+    assert all(" = " in rule and " OR " not in rule.upper() for rule in model.blocking_rules)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "not found"),
+        ("{not json", "not readable JSON"),
+        ("[1, 2]", "does not hold a JSON object"),
+        ('{"link_type": "dedupe_only"}', "no metadata.model_version"),
+        ('{"metadata": {"model_version": "x"}, "comparisons": 3}', "not a valid Splink model"),
+    ],
+)
+def test_unusable_model_file_raises_model_error(tmp_path: Path, content: str | None, reason):
+    path = tmp_path / "model.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ModelError, match=reason) as error:
+        CompiledModel.from_json(path)
+    assert "\n" not in str(error.value)
+
+
+def _predict_between_weights(
+    con: duckdb.DuckDBPyConnection, sample: pa.Table, model: CompiledModel
+) -> dict[tuple[str, str], float]:
+    """Splink's weights for the sample split in two halves; leaves tables `new_tf`,
+    `known_tf` (records with tf columns) and `pairs` (the pairs Splink scored) in `con`."""
+    register_model_records(con, sample, "records")
+    register_model_records(con, sample, "records_tf", model.tf_columns)
+    for side, remainder in (("new", 0), ("known", 1)):
+        con.execute(f"CREATE TABLE {side} AS SELECT * FROM records "
+                    f"WHERE hash(unique_id) % 2 = {remainder}")
+        con.execute(f"CREATE TABLE {side}_tf AS SELECT * FROM records_tf "
+                    f"WHERE hash(unique_id) % 2 = {remainder}")
+    db_api = DuckDBAPI(connection=con)
+    settings = {k: v for k, v in model.model.items() if k != "metadata"}
+    linker = Linker(db_api.register("records"), settings, log_level=None)
+    for column in model.tf_columns:
+        linker.table_management.compute_tf_table(column)
+    predictions = linker.inference.predict_between(
+        db_api.register("new"), db_api.register("known"), warning_mode="never"
+    ).as_duckdbpyrelation().to_arrow_table()
+    con.register("predictions", predictions)
+    con.execute("CREATE TABLE pairs AS SELECT unique_id_l, unique_id_r FROM predictions")
+    return {
+        (row["unique_id_l"], row["unique_id_r"]): row["match_weight"]
+        for row in predictions.select(["unique_id_l", "unique_id_r", "match_weight"]).to_pylist()
+    }
+
+
+def _compiled_weights(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, pairs: str
+) -> dict[tuple[str, str], float]:
+    """Our compiled SQL's weights for the same pairs."""
+    rows = con.execute(
+        f"SELECT unique_id_l, unique_id_r, match_weight "
+        f"FROM ({model.score_sql('new_tf', 'known_tf', pairs)})"
+    ).fetchall()
+    return {(left, right): weight for left, right, weight in rows}
