@@ -6,6 +6,7 @@ canonical columns + `unique_id`) and the master's `records` (the record index, +
 
 from __future__ import annotations
 
+from engine.config import ScoringConfig
 from linkage_models.scoring import CompiledModel
 
 
@@ -25,18 +26,24 @@ def candidate_pairs_sql(model: CompiledModel) -> str:
     return "\nUNION\n".join(against_index + within_batch)
 
 
-def with_term_frequencies_sql(model: CompiledModel, table: str) -> str:
+def with_term_frequencies_sql(
+    model: CompiledModel, table: str, min_values: int = ScoringConfig.tf_min_values
+) -> str:
     """`table`'s rows with one `tf_<col>` column per tf-adjusted column: the value's share of all
-    non-null values seen so far (as Splink's term-frequency tables give)."""
+    non-null values seen so far (as Splink's term-frequency tables give).
+
+    Until a column has `min_values` values the share is NULL, which Splink's SQL reads as "no
+    adjustment": in a young master every name looks common (one JONES in two records is 50%)."""
     joins, columns = [], []
     for i, column in enumerate(model.tf_columns):
+        total = f"(SELECT sum(n) FROM term_frequencies WHERE column_name = '{column}')"
         joins.append(
             f"LEFT JOIN term_frequencies tf{i} "
             f"ON tf{i}.column_name = '{column}' AND tf{i}.value = t.{column}"
         )
         columns.append(
-            f"tf{i}.n / (SELECT sum(n) FROM term_frequencies WHERE column_name = '{column}')"
-            f"::DOUBLE AS tf_{column}"
+            f"CASE WHEN {total} >= {min_values} THEN tf{i}.n / {total}::DOUBLE END "
+            f"AS tf_{column}"
         )
     select = ", ".join(["t.*", *columns])
     return f"SELECT {select} FROM {table} t {' '.join(joins)}"

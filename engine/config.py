@@ -33,6 +33,13 @@ class DecisionConfig:
 
 
 @dataclass(frozen=True)
+class ScoringConfig:
+    """Term-frequency adjustments start once a column has this many values in the master."""
+
+    tf_min_values: int = 10_000
+
+
+@dataclass(frozen=True)
 class BatchConfig:
     """A batch closes at `max_records` items or `max_latency_ms` after its first item."""
 
@@ -78,6 +85,7 @@ class SurvivorshipConfig:
 @dataclass(frozen=True)
 class EngineConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)

@@ -62,9 +62,9 @@ def new_child_id(founding_unique_id: str) -> str:
     return "C" + hashlib.sha1(founding_unique_id.encode()).hexdigest()[:16].upper()
 
 
-# support(children) -> the pairs of those children whose own records score at or above the merge
-# support threshold (computed by the resolver in SQL).
-SupportLookup = Callable[[list[str]], set[frozenset[str]]]
+# support(groups of children) -> the pairs of children, within a group, whose own records score at
+# or above the merge support threshold (computed by the resolver in SQL, all groups at once).
+SupportLookup = Callable[[list[list[str]]], set[frozenset[str]]]
 
 
 def decide(
@@ -88,13 +88,14 @@ def decide(
             if edge.match_probability >= config.link_threshold:
                 clusters.union(uid, target)
     outcome = BatchDecisions()
-    for members in clusters.components():
-        records = sorted(m for m in members if not m.startswith(_CHILD))
-        children = sorted(m.removeprefix(_CHILD) for m in members if m.startswith(_CHILD))
+    split = [_split(members) for members in clusters.components()]
+    bridges = [children for records, children in split if records and len(children) >= 2]
+    supported = support(bridges) if bridges else set()
+    for records, children in split:
         if not records:
             continue
         if len(children) >= 2:
-            _decide_bridge(records, children, best, config, support, outcome)
+            _decide_bridge(records, children, best, supported, outcome)
         elif children:
             _link_all(records, children[0], best, "link", outcome)
         else:
@@ -103,6 +104,13 @@ def decide(
 
 
 _CHILD = "child:"
+
+
+def _split(members: list[str]) -> tuple[list[str], list[str]]:
+    """A cluster's new records and existing children, each sorted."""
+    records = sorted(m for m in members if not m.startswith(_CHILD))
+    children = sorted(m.removeprefix(_CHILD) for m in members if m.startswith(_CHILD))
+    return records, children
 
 
 def _target(edge: Edge) -> str:
@@ -172,15 +180,15 @@ def _decide_new_cluster(
 
 def _decide_bridge(
     records: list[str], children: list[str], best: dict[str, dict[str, Edge]],
-    config: DecisionConfig, support: SupportLookup, outcome: BatchDecisions,
+    supported: set[frozenset[str]], outcome: BatchDecisions,
 ) -> None:
-    supported = support(children)
     groups = _UnionFind()
     for child in children:
         groups.add(child)
-    for pair in supported:
-        first, second = sorted(pair)
-        groups.union(first, second)
+    for first in children:
+        for second in children:
+            if first < second and frozenset((first, second)) in supported:
+                groups.union(first, second)
     if len(groups.components()) == 1:
         survivor = children[0]
         for merged in children[1:]:

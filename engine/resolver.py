@@ -27,7 +27,7 @@ from engine.config import EngineConfig
 from engine.decisions import BatchDecisions, Edge, decide
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
-from engine.survivorship import golden_upsert_sql
+from engine.survivorship import golden_upsert_sqls
 from linkage_models.scoring import CompiledModel
 from streams.canonical import UPDATE_COLUMNS, Update, updates_to_arrow
 
@@ -65,12 +65,15 @@ class Resolver:
         self.con = con
         self.model = model
         self.config = config
+        tf_min = config.scoring.tf_min_values
         self._pairs_sql = candidate_pairs_sql(model)
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
-        self._left_tf_sql = with_term_frequencies_sql(model, "batch_new")
-        self._right_tf_sql = with_term_frequencies_sql(model, "right_records")
-        self._golden_sql = golden_upsert_sql(config.survivorship, "affected")
+        self._left_tf_sql = with_term_frequencies_sql(model, "batch_new", tf_min)
+        self._right_tf_sql = with_term_frequencies_sql(model, "right_records", tf_min)
+        self._golden_sqls = golden_upsert_sqls(config.survivorship, "affected")
+        self._support_tf_sql = with_term_frequencies_sql(model, "support_records", tf_min)
+        self._support_score_sql = model.score_sql("support_tf", "support_tf", "support_pairs")
         self._batch_id = 0
 
     def resolve(self, items: list[Update | DeadLetter]) -> BatchOutcome:
@@ -165,32 +168,32 @@ class Resolver:
             self.config.decision, self._supported_pairs,
         )
 
-    def _supported_pairs(self, children: list[str]) -> set[frozenset[str]]:
-        """Pairs of these children with some pair of their own records scoring at least the
-        merge-support threshold (all their records compared, both ways)."""
+    def _supported_pairs(self, groups: list[list[str]]) -> set[frozenset[str]]:
+        """Pairs of children within each group with some pair of their own records scoring at
+        least the merge-support threshold (all their records compared), for all groups at once."""
         con = self.con
-        listed = ", ".join(f"'{c}'" for c in children)
-        con.execute(f"""
+        con.register("bridged", pa.table({
+            "child_id": [child for group in groups for child in group],
+            "bridge": [i for i, group in enumerate(groups) for _ in group],
+        }))
+        con.execute("""
             CREATE OR REPLACE TEMP TABLE support_records AS
-            SELECT * FROM records WHERE child_id IN ({listed})
+            SELECT r.*, b.bridge FROM records r JOIN bridged b USING (child_id)
         """)
+        con.unregister("bridged")
         con.execute("""
             CREATE OR REPLACE TEMP TABLE support_pairs AS
             SELECT l.unique_id AS unique_id_l, r.unique_id AS unique_id_r
-            FROM support_records l JOIN support_records r ON l.child_id < r.child_id
+            FROM support_records l JOIN support_records r
+              ON l.bridge = r.bridge AND l.child_id < r.child_id
         """)
-        score = self.model.score_sql("support_tf", "support_tf", "support_pairs")
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE support_tf AS "
-            + with_term_frequencies_sql(self.model, "support_records")
-        )
-        threshold = self.config.decision.merge_support_threshold
+        con.execute(f"CREATE OR REPLACE TEMP TABLE support_tf AS {self._support_tf_sql}")
         rows = con.sql(f"""
-            SELECT DISTINCT l.child_id, r.child_id
-            FROM ({score}) s
+            SELECT DISTINCT l.child_id AS child_l, r.child_id AS child_r
+            FROM ({self._support_score_sql}) s
             JOIN support_records l ON l.unique_id = s.unique_id_l
             JOIN support_records r ON r.unique_id = s.unique_id_r
-            WHERE s.match_probability >= {threshold}
+            WHERE s.match_probability >= {self.config.decision.merge_support_threshold}
         """).fetchall()
         return {frozenset(row) for row in rows}
 
@@ -231,7 +234,8 @@ class Resolver:
             CREATE OR REPLACE TEMP TABLE affected AS
             SELECT child_id FROM decided UNION SELECT child_id FROM known
         """)
-        con.execute(self._golden_sql)
+        for statement in self._golden_sqls:
+            con.execute(statement)
         con.unregister("decided")
         counts = defaultdict(int)
         for decision in decisions.decisions:
@@ -307,9 +311,14 @@ class Resolver:
         return scalar(self.con, f"SELECT count(*) FROM {table}")
 
     def _drop_batch_tables(self) -> None:
-        for table in ("batch", "known", "batch_new", "pairs", "right_records", "left_tf",
-                      "right_tf", "affected", "support_records", "support_pairs", "support_tf"):
+        for table in _BATCH_TABLES:
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+_BATCH_TABLES = (
+    "batch", "known", "batch_new", "pairs", "right_records", "left_tf", "right_tf", "affected",
+    "golden", "previous_children", "support_records", "support_pairs", "support_tf",
+)
 
 
 def _first_line(err: Exception) -> str:

@@ -6,12 +6,12 @@ from engine.decisions import Edge, decide, new_child_id
 CONFIG = DecisionConfig(link_threshold=0.95, review_threshold=0.3, merge_support_threshold=0.3)
 
 
-def no_support(children: list[str]) -> set[frozenset[str]]:
+def no_support(groups: list[list[str]]) -> set[frozenset[str]]:
     return set()
 
 
-def full_support(children: list[str]) -> set[frozenset[str]]:
-    return {frozenset((a, b)) for a in children for b in children if a < b}
+def full_support(groups: list[list[str]]) -> set[frozenset[str]]:
+    return {frozenset((a, b)) for group in groups for a in group for b in group if a < b}
 
 
 def by_record(outcome):

@@ -1,0 +1,260 @@
+"""The governance verbs of `contactpoint`: users, search, audit, shield, retention, sources.
+
+Each handler turns its arguments into one `acts.Request` and hands it to `client.dispatch`
+(the running engine's service, or the master file), then prints the outcome for people, or as
+JSON with --json. Refusals are one line on stderr with exit status 2; `audit verify` exits 1
+when the chain is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from engine.governance.acts import Outcome, Request
+from engine.governance.client import dispatch
+
+_out = Console(highlight=False, soft_wrap=True)
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register_governance_verbs(verbs: argparse._SubParsersAction) -> None:
+    """Adds: users add|list|revoke, search, audit verify, shield, retention,
+    sources list|register."""
+    from engine.cli import DEFAULT_DB  # engine.cli imports this module: look it up when called
+
+    for add in (_add_users, _add_search, _add_audit, _add_shield, _add_retention, _add_sources):
+        add(verbs, DEFAULT_DB)
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def _add_users(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    users = _group(verbs, "users", "accredited users: add, list, revoke")
+    add = _action(users, "add", "accredit a user (the first one, an admin, needs no --by)",
+                  _users_add, default_db)
+    add.add_argument("name", help="user name (letters, digits, . _ @ -)")
+    add.add_argument("--role", required=True, choices=("practitioner", "data_manager", "admin"))
+    add.add_argument("--org", required=True, help="the user's organisation")
+    add.add_argument("--accredited-until", required=True, metavar="YYYY-MM-DD",
+                     help="when the user's checks and training expire (at most 3 years on)")
+    add.add_argument("--by", help="the admin adding the user")
+    add.add_argument("--reason", help="why (audited)")
+    _action(users, "list", "list users and their status", _users_list, default_db)
+    revoke = _action(users, "revoke", "revoke a user for good", _users_revoke, default_db)
+    revoke.add_argument("name")
+    revoke.add_argument("--by", required=True, help="the admin revoking the user")
+    revoke.add_argument("--reason", help="why (audited)")
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    return _perform(args, Request("users.add", args.by, args.reason, {
+        "name": args.name, "role": args.role, "organisation": args.org,
+        "accredited_until": args.accredited_until,
+    }), lambda user: f"added {user['role']} {user['name']} of {user['organisation']}, "
+                     f"accredited until {user['accredited_until']}")
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    return _perform(args, Request("users.list"), _table)
+
+
+def _users_revoke(args: argparse.Namespace) -> int:
+    return _perform(args, Request("users.revoke", args.by, args.reason, {"name": args.name}),
+                    lambda user: f"revoked {user['role']} {user['name']}")
+
+
+def _add_search(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    search = _leaf(verbs, "search", "find a child (audited)",
+                   "Fuzzy search scored with the linkage model, best match first, showing the "
+                   "ContactPoint basics. Every search is audited with its reason, query and "
+                   "the children it returned.", _search, default_db)
+    search.add_argument("--user", required=True, help="the accredited user searching")
+    search.add_argument("--reason", required=True, help="why you are searching (audited)")
+    search.add_argument("--name", help='"first last" (one word: a surname)')
+    search.add_argument("--dob", metavar="YYYY-MM-DD", help="date of birth")
+    search.add_argument("--postcode")
+    search.add_argument("--limit", type=int, help="most children shown (default 10, at most 100)")
+    search.add_argument("--model", type=Path, help="model JSON when the engine is not running "
+                        "(default: the shipped model)")
+
+
+def _search(args: argparse.Namespace) -> int:
+    request = Request("search", args.user, args.reason, {
+        "name": args.name, "dob": args.dob, "postcode": args.postcode, "limit": args.limit,
+    })
+    return _perform(args, request, _search_text, model_path=args.model)
+
+
+def _add_audit(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    audit = _group(verbs, "audit", "the tamper-evident audit log")
+    _action(audit, "verify", "check the hash chain; exit 1 and name the first bad entry if "
+            "broken", _audit_verify, default_db)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    return _perform(args, Request("audit.verify"), _verify_text)
+
+
+def _add_shield(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    shield = _leaf(verbs, "shield", "shield a child (data managers)",
+                   "Shield CHILD: practitioners then see only name, sex, date of birth and ID, "
+                   "and are told to contact the data manager. --unshield lifts it (also the "
+                   "review of a child the safety rule shielded).", _shield, default_db)
+    shield.add_argument("child", metavar="CHILD", help="child ID")
+    shield.add_argument("--user", required=True, help="the data manager")
+    shield.add_argument("--reason", required=True, help="why (audited)")
+    shield.add_argument("--unshield", action="store_true", help="lift the shield")
+
+
+def _shield(args: argparse.Namespace) -> int:
+    request = Request("shield", args.user, args.reason,
+                      {"child_id": args.child, "unshield": args.unshield})
+    return _perform(args, request, lambda r: f"child {r['child_id']} is now "
+                    f"{'shielded' if r['shielded'] else 'not shielded'}")
+
+
+def _add_retention(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    retention = _leaf(verbs, "retention", "archive and purge by the retention rules (admins)",
+                      "Archive children at their 18th birthday (25th for a consenting care "
+                      "leaver), deceased children a year after death, and purge children "
+                      "archived six years. A dry run unless --apply.", _retention, default_db)
+    retention.add_argument("--as-of", required=True, metavar="YYYY-MM-DD")
+    retention.add_argument("--apply", action="store_true", help="do it (default: dry run)")
+    retention.add_argument("--user", required=True, help="the admin")
+    retention.add_argument("--reason", help="why (audited)")
+
+
+def _retention(args: argparse.Namespace) -> int:
+    request = Request("retention", args.user, args.reason,
+                      {"as_of": args.as_of, "apply": args.apply})
+    return _perform(args, request, _retention_text)
+
+
+def _add_sources(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    sources = _group(verbs, "sources", "the accredited feeds")
+    _action(sources, "list", "list the registered feeds", _sources_list, default_db)
+    register = _action(sources, "register", "register a feed (admins)", _sources_register,
+                       default_db)
+    register.add_argument("feed", metavar="NAME")
+    register.add_argument("--by", required=True, help="the admin registering it")
+    register.add_argument("--reason", help="why (audited)")
+
+
+def _sources_list(args: argparse.Namespace) -> int:
+    return _perform(args, Request("sources.list"), _table)
+
+
+def _sources_register(args: argparse.Namespace) -> int:
+    return _perform(args, Request("sources.register", args.by, args.reason,
+                                  {"feed": args.feed}),
+                    lambda source: f"registered feed {source['feed']}")
+
+
+# ---------------------------------------------------------------- parser helpers
+
+
+def _group(verbs: argparse._SubParsersAction, name: str, help_text: str
+           ) -> argparse._SubParsersAction:
+    parser = verbs.add_parser(name, help=help_text, description=help_text)
+    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def _action(group: argparse._SubParsersAction, name: str, help_text: str, handler: Handler,
+            default_db: Path) -> argparse.ArgumentParser:
+    return _leaf(group, name, help_text, help_text, handler, default_db)
+
+
+def _leaf(verbs: argparse._SubParsersAction, name: str, help_text: str, description: str,
+          handler: Handler, default_db: Path) -> argparse.ArgumentParser:
+    parser = verbs.add_parser(name, help=help_text, description=description)
+    parser.set_defaults(handler=handler)
+    parser.add_argument("--db", type=Path, default=default_db,
+                        help=f"master file ({default_db})")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+# ---------------------------------------------------------------- output
+
+
+def _perform(args: argparse.Namespace, request: Request, as_text: Callable[[Any], Any],
+             model_path: Path | None = None) -> int:
+    outcome: Outcome = dispatch(args.db, request, model_path)
+    if args.json:
+        print(json.dumps(outcome.result, default=str))
+    else:
+        _out.print(as_text(outcome.result))
+    return outcome.exit_status
+
+
+def _table(rows: list[dict]) -> Table | str:
+    if not rows:
+        return "none"
+    table = Table(*rows[0], title_justify="left")
+    for row in rows:
+        table.add_row(*(Text("" if v is None else str(v)) for v in row.values()))
+    return table
+
+
+def _search_text(hits: list[dict]) -> Text:
+    if not hits:
+        return Text("no matching child")
+    lines = []
+    for rank, hit in enumerate(hits, 1):
+        lines.append(f"{rank}. {hit['child_id']}  probability {hit['match_probability']:.4f}")
+        name = " ".join(filter(None, (hit["first_name"], hit.get("middle_names"),
+                                      hit["surname"])))
+        lines.append(f"   {name}, sex {hit['sex'] or '?'}, born {hit['date_of_birth'] or '?'}")
+        if "contact" in hit:
+            lines.append(f"   SHIELDED: {hit['contact']}")
+            continue
+        lines += [f"   {label}: {value}" for label, value in _basics(hit) if value]
+    return Text("\n".join(lines))
+
+
+def _basics(hit: dict) -> list[tuple[str, str | None]]:
+    def joined(separator: str, *names: str) -> str | None:
+        return separator.join(hit[n] for n in names if hit.get(n)) or None
+
+    return [
+        ("shielded", "yes" if hit["shielded"] else None),
+        ("status", hit["status"] if hit["status"] != "active" else None),
+        ("archived on", hit.get("archived_on")),
+        ("preferred name", joined(" ", "preferred_first_name", "preferred_surname")),
+        ("address", joined(", ", "address_line1", "address_line2", "town", "postcode")),
+        ("NHS number", hit["nhs_number"]),
+        ("UPN", hit["upn"]),
+        ("parent/carer", joined(" ", "parent_forenames", "parent_surname")),
+        ("school URN", hit["school_urn"]),
+        ("GP practice", hit["gp_practice_code"]),
+        ("died", hit["date_of_death"]),
+    ]
+
+
+def _verify_text(report: dict) -> str:
+    head = f"head: entry {report['head_seq']} {report['head_hash']}"
+    if report["intact"]:
+        return f"audit log intact: {report['entries']:,} entries; {head}"
+    return f"audit log BROKEN: {report['problem']} ({report['entries']:,} entries verified)"
+
+
+def _retention_text(report: dict) -> str:
+    verb = ("archived", "purged") if report["applied"] else ("would archive", "would purge")
+    lines = [
+        f"retention as of {report['as_of']}"
+        f"{'' if report['applied'] else ' (dry run: --apply to do it)'}:",
+        f"  {verb[0]} {len(report['archive'])} children, {verb[1]} {len(report['purge'])}; "
+        f"{report['undetermined']} without a usable date of birth kept for review",
+    ]
+    lines += [f"  archive {r['child_id']}: {r['rule']} on {r['due']}" for r in report["archive"]]
+    lines += [f"  purge {r['child_id']}: archived {r['archived_on']}" for r in report["purge"]]
+    return "\n".join(lines)

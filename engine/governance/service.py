@@ -1,0 +1,160 @@
+"""The governance service: the running engine serves search and admin acts on its own master
+connection, over a Unix domain socket beside the master file (local only, owner-only mode).
+
+DuckDB lets one process open a master file read-write, and while it does no other process can
+open it at all; so while `run --follow` holds the master, every governance act must be performed
+by that process. Each request is one JSON line (`acts.Request`), each reply one JSON line:
+`{"ok": true, "result": …, "child_ids": […], "exit_status": 0}` or `{"ok": false, "error": "…"}`.
+Requests are served by a small pool of cursors of the engine's connection, under a write lock
+the engine's writer should share so that acts and batches never write at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import socket
+import socketserver
+import tempfile
+import threading
+from contextlib import suppress
+from pathlib import Path
+
+import duckdb
+
+from engine.governance.acts import Outcome, Request, perform
+from engine.governance.errors import GovernanceError
+from engine.governance.schema import create_governance_tables
+from linkage_models.scoring import CompiledModel, ModelError
+
+# Requests served at once (each on its own cursor); more wait for a free cursor.
+SERVICE_CONNECTIONS = 4
+# A request is a few bounded arguments: anything longer is not one.
+MAX_REQUEST_BYTES = 64 * 1024
+# Linux limits a socket path to 107 bytes; a longer one moves to the temp folder.
+_MAX_SOCKET_PATH = 100
+
+
+def socket_path_for(db_path: Path) -> Path:
+    """The service socket of the master at `db_path`: `<db>.sock` beside it, or, if that path is
+    too long for a socket, one in the temp folder named by a hash of the master's path."""
+    beside = db_path.with_name(db_path.name + ".sock")
+    if len(os.fsencode(beside.absolute())) <= _MAX_SOCKET_PATH:
+        return beside
+    digest = hashlib.sha256(os.fsencode(db_path.absolute())).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"contactpoint-{digest}.sock"
+
+
+class ServiceHandle:
+    """A running service: its socket, the write lock to share with the engine's writer, and
+    `stop()` (which closes the socket and removes its file)."""
+
+    def __init__(
+        self, server: _GovernanceServer, thread: threading.Thread, socket_path: Path
+    ) -> None:
+        self._server = server
+        self._thread = thread
+        self.socket_path = socket_path
+        self.write_lock: threading.Lock = server.write_lock
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        self._server.close_cursors()
+        with suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+
+def start_service(
+    con: duckdb.DuckDBPyConnection, db_path: Path, model: CompiledModel,
+    *, write_lock: threading.Lock | None = None,
+) -> ServiceHandle:
+    """Serve governance requests for the master `db_path` on its socket, in threads, with
+    cursors of `con` (the engine's own connection) and the engine's `model`. Pass the lock the
+    engine's writer holds while it writes a batch as `write_lock` (or use `handle.write_lock`)."""
+    create_governance_tables(con)
+    path = socket_path_for(db_path)
+    _remove_stale_socket(path)
+    server = _GovernanceServer(path, con, model, write_lock or threading.Lock())
+    os.chmod(path, 0o600)
+    thread = threading.Thread(
+        target=server.serve_forever, name="governance-service", daemon=True
+    )
+    thread.start()
+    return ServiceHandle(server, thread, path)
+
+
+def _answers(path: Path) -> bool:
+    """Whether a service is listening on the socket `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(os.fspath(path))
+        except OSError:
+            return False
+    return True
+
+
+def _remove_stale_socket(path: Path) -> None:
+    if not path.exists():
+        return
+    if _answers(path):
+        raise GovernanceError(f"another engine already serves {path}")
+    path.unlink()
+
+
+class _GovernanceServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(
+        self, path: Path, con: duckdb.DuckDBPyConnection, model: CompiledModel,
+        write_lock: threading.Lock,
+    ) -> None:
+        self.model = model
+        self.write_lock = write_lock
+        self.cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
+        for _ in range(SERVICE_CONNECTIONS):
+            self.cursors.put(con.cursor())
+        super().__init__(os.fspath(path), _RequestHandler)
+
+    def serve(self, request: Request) -> Outcome:
+        """Perform `request` on a free cursor of the engine's connection."""
+        cursor = self.cursors.get()
+        try:
+            return perform(cursor, request, lambda: self.model, write_lock=self.write_lock)
+        finally:
+            self.cursors.put(cursor)
+
+    def close_cursors(self) -> None:
+        while not self.cursors.empty():
+            self.cursors.get_nowait().close()
+
+
+class _RequestHandler(socketserver.StreamRequestHandler):
+    server: _GovernanceServer
+
+    def handle(self) -> None:
+        line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
+        self.wfile.write(json.dumps(self._reply(line), default=str).encode() + b"\n")
+
+    def _reply(self, line: bytes) -> dict:
+        try:
+            if len(line) > MAX_REQUEST_BYTES:
+                raise GovernanceError("request too long")
+            try:
+                request = Request.from_json(json.loads(line))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise GovernanceError("malformed request") from None
+            outcome = self.server.serve(request)
+        except GovernanceError as err:
+            return {"ok": False, "error": str(err)}
+        except (duckdb.Error, ModelError) as err:
+            return {"ok": False, "error": f"the engine could not do this: {_first_line(err)}"}
+        return {"ok": True, "result": outcome.result, "child_ids": outcome.child_ids,
+                "exit_status": outcome.exit_status}
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
