@@ -15,15 +15,16 @@ Item = TypeVar("Item")
 
 
 
-class MicroBatcher(StatefulBatchLogic[Item, list[Item], list[Item]], Generic[Item]):
-    """Emits lists of at most `max_items`, each no later than `max_latency` after its first item.
+class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Generic[Item]):
+    """Takes chunks (lists) of items and emits lists of at most `max_items` items, each no later
+    than `max_latency` after its first item.
 
     With `max_latency=None` batches close only when full or at the end of the input: a bulk load's
     batches are then a function of the input alone, so a replay after a crash rebuilds them exactly.
     State is the list of items waiting (snapshotted as a copy, so a resumed run loses none).
 
     >>> b = MicroBatcher(max_items=2, max_latency=timedelta(seconds=1))
-    >>> b.on_batch([1, 2, 3])[0]
+    >>> b.on_batch([[1, 2], [3]])[0]
     [[1, 2]]
     >>> b.on_eof()[0]
     [[3]]
@@ -40,9 +41,10 @@ class MicroBatcher(StatefulBatchLogic[Item, list[Item], list[Item]], Generic[Ite
         self.pending: list[Item] = list(resume_state or [])
         self.deadline = self._deadline()
 
-    def on_batch(self, values: list[Item]) -> tuple[list[list[Item]], bool]:
+    def on_batch(self, chunks: list[list[Item]]) -> tuple[list[list[Item]], bool]:
         was_empty = not self.pending
-        self.pending.extend(values)
+        for chunk in chunks:
+            self.pending.extend(chunk)
         full: list[list[Item]] = []
         while len(self.pending) >= self.max_items:
             full.append(self.pending[: self.max_items])

@@ -1,7 +1,7 @@
 """The engine's Bytewax dataflow and how it is run (one worker, several, or a cluster).
 
-    feeds (one partition per feed) -> parse (Update | DeadLetter) -> micro-batch (one key)
-        -> master (one partition: resolve + upsert)
+    feeds (chunks of lines, one partition) -> parse (Update | DeadLetter per line)
+        -> micro-batch (one key) -> master (one partition: resolve + upsert)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bytewax.testing import run_main
 from engine.batcher import MicroBatcher
 from engine.config import EngineConfig
 from engine.feed_source import FeedFilesSource, StopSignal
-from engine.intake import parse_feed_line
+from engine.intake import parse_feed_chunk
 from engine.master_sink import MASTER_PARTITION, MasterSink
 from engine.resolver import BatchOutcome
 from streams.canonical import FEEDS
@@ -60,8 +60,8 @@ def build_flow(
         poll_interval=timedelta(milliseconds=config.source.poll_interval_ms),
         stop=stop,
     )
-    lines = op.input("feeds", flow, source)
-    parsed = op.map("parse", lines, parse_feed_line)
+    chunks = op.input("feeds", flow, source)
+    parsed = op.map("parse", chunks, parse_feed_chunk)
     keyed = op.key_on("to_master", parsed, lambda _item: MASTER_PARTITION)
     # A latency bound matters only while following; a bulk load batches by size alone.
     max_latency = timedelta(milliseconds=config.batch.max_latency_ms) if options.follow else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.feed_source import FeedLine
+from engine.feed_source import FeedChunk, FeedLine
 from streams.adapters import parse_line
 from streams.canonical import BadRecord, Update
 
@@ -21,6 +21,11 @@ class DeadLetter:
     line: int
     raw: str
     error: str
+
+
+def parse_feed_chunk(chunk: FeedChunk) -> list[Update | DeadLetter]:
+    """The dataflow's parse step: every line of a chunk parsed (see `parse_feed_line`)."""
+    return [parse_feed_line(line) for line in chunk]
 
 
 def parse_feed_line(feed_line: FeedLine) -> Update | DeadLetter:

@@ -8,17 +8,17 @@ from engine.batcher import MicroBatcher
 
 def test_full_batches_are_emitted_at_the_size_bound():
     batcher = MicroBatcher(max_items=3, max_latency=timedelta(seconds=60))
-    emitted, _ = batcher.on_batch(list(range(7)))
+    emitted, _ = batcher.on_batch([list(range(7))])
     assert emitted == [[0, 1, 2], [3, 4, 5]]
     assert batcher.snapshot() == [6]
 
 
 def test_deadline_starts_at_the_first_item_and_is_not_pushed_back():
     batcher = MicroBatcher(max_items=100, max_latency=timedelta(milliseconds=50))
-    batcher.on_batch([1])
+    batcher.on_batch([[1]])
     first_deadline = batcher.notify_at()
     time.sleep(0.01)
-    batcher.on_batch([2])
+    batcher.on_batch([[2]])
     assert batcher.notify_at() == first_deadline
     assert batcher.on_notify()[0] == [[1, 2]]
     assert batcher.notify_at() is None
@@ -27,20 +27,20 @@ def test_deadline_starts_at_the_first_item_and_is_not_pushed_back():
 def test_eof_flushes_and_an_empty_batcher_emits_nothing():
     batcher = MicroBatcher(max_items=10, max_latency=timedelta(seconds=1))
     assert batcher.on_eof()[0] == []
-    batcher.on_batch(["a"])
+    batcher.on_batch([["a"]])
     assert batcher.on_eof()[0] == [["a"]]
 
 
 def test_resumed_batcher_keeps_the_waiting_items():
     batcher = MicroBatcher(max_items=10, max_latency=timedelta(seconds=1))
-    batcher.on_batch(["a", "b"])
+    batcher.on_batch([["a", "b"]])
     resumed = MicroBatcher(10, timedelta(seconds=1), batcher.snapshot())
     assert resumed.on_eof()[0] == [["a", "b"]]
 
 
 def test_without_a_latency_bound_batches_close_only_when_full_or_at_the_end():
     batcher = MicroBatcher(max_items=2, max_latency=None)
-    assert batcher.on_batch([1]) == ([], False)
+    assert batcher.on_batch([[1]]) == ([], False)
     assert batcher.notify_at() is None
-    assert batcher.on_batch([2, 3])[0] == [[1, 2]]
+    assert batcher.on_batch([[2, 3]])[0] == [[1, 2]]
     assert batcher.on_eof()[0] == [[3]]

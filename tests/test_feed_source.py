@@ -23,7 +23,8 @@ def read_all(part) -> list:
             return lines
         if not batch:
             return lines
-        lines.extend(batch)
+        for chunk in batch:
+            lines.extend(chunk)
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def test_lines_come_in_file_order_with_file_and_line_numbers(feeds: Path):
 def test_a_resumed_partition_continues_after_the_last_line_read(feeds: Path):
     source = make_source(feeds, follow=False)
     part = source.build_part("feeds", "feeds", None)
-    first = part.next_batch()
+    (first,) = part.next_batch()
     resumed = source.build_part("feeds", "feeds", part.snapshot())
     rest = read_all(resumed)
     assert [x.text for x in first + rest] == [f'{{"a": "{i}"}}' for i in range(1, 5)]

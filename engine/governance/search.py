@@ -111,9 +111,10 @@ def search_children(
     con: duckdb.DuckDBPyConnection, model: CompiledModel, probe: SearchProbe, viewer: Viewer,
     limit: int, policy: GovernancePolicy,
 ) -> list[dict]:
-    """The children matching `probe` best first (at most `limit`, the probe's evidence for each
-    at least the policy's least Bayes factor), each as the viewer may see it: child_id, match_probability, shielded and
-    the FULL_VIEW fields, or for a shielded child the SHIELDED_VIEW fields and a `contact`."""
+    """The children matching `probe` best first (at most `limit`; the probe's evidence for each
+    at least the policy's least Bayes factor), each as the viewer may see it: child_id,
+    match_probability, shielded and the FULL_VIEW fields, or for a shielded child the
+    SHIELDED_VIEW fields and a `contact`."""
     rules = searchable_rules(probe, model.blocking_rules)
     restricted = probe if viewer.sees_shielded else replace(probe, postcode=None)
     con.register("search_probe", pa.Table.from_pylist(
