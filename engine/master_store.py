@@ -3,6 +3,7 @@
 Tables (DESIGN.md "Master store contract" plus our own):
 
 - `children`      one row per child: golden fields, `provenance` (field -> `feed:record_id`),
+                  `survivorship_keys` (field -> the order key of its value, engine.survivorship),
                   `status` (`active`, `deceased`, `merged`), `merged_into`, `shielded`, timestamps;
 - `links`         the current decision for every processed good feed record;
 - `records`       the record index: every linked record in canonical form with its `child_id`
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS children (
     child_id VARCHAR PRIMARY KEY,
     {golden_columns},
     provenance MAP(VARCHAR, VARCHAR),
+    survivorship_keys MAP(VARCHAR, VARCHAR),
     status VARCHAR NOT NULL DEFAULT 'active',
     merged_into VARCHAR,
     shielded BOOLEAN NOT NULL DEFAULT false,

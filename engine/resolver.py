@@ -71,7 +71,7 @@ class Resolver:
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
         self._left_tf_sql = with_term_frequencies_sql(model, "batch_new", tf_min)
         self._right_tf_sql = with_term_frequencies_sql(model, "right_records", tf_min)
-        self._golden_sqls = golden_upsert_sqls(config.survivorship, "affected")
+        self._golden_sqls = golden_upsert_sqls(config.survivorship, "placed", "merged_now")
         self._support_tf_sql = with_term_frequencies_sql(model, "support_records", tf_min)
         self._support_score_sql = model.score_sql("support_tf", "support_tf", "support_pairs")
         self._batch_id = 0
@@ -231,11 +231,13 @@ class Resolver:
             ON CONFLICT DO NOTHING
         """)
         con.execute("""
-            CREATE OR REPLACE TEMP TABLE affected AS
-            SELECT child_id FROM decided UNION SELECT child_id FROM known
+            CREATE OR REPLACE TEMP TABLE placed AS
+            SELECT unique_id, child_id FROM decided UNION ALL SELECT unique_id, child_id FROM known
         """)
         for statement in self._golden_sqls:
             con.execute(statement)
+        if decisions.merges:
+            self._mark_merged_children()
         con.unregister("decided")
         counts = defaultdict(int)
         for decision in decisions.decisions:
@@ -247,32 +249,38 @@ class Resolver:
         outcome.merged_children = len(decisions.merges)
 
     def _apply_merges(self, merges: dict[str, str]) -> None:
-        """Move every record, link, identifier and queue entry of a merged child to its survivor."""
+        """Move every record, link, identifier and queue entry of a merged child to its survivor
+        (table `merged_now` lists this batch's merges, empty if none)."""
+        con = self.con
+        con.register("merge_map", pa.table(
+            {"merged": list(merges), "survivor": list(merges.values())},
+            schema=pa.schema([("merged", pa.string()), ("survivor", pa.string())]),
+        ))
+        con.execute("CREATE OR REPLACE TEMP TABLE merged_now AS SELECT * FROM merge_map")
+        con.unregister("merge_map")
         if not merges:
             return
-        con = self.con
-        con.register("merge_map", pa.table({
-            "merged": list(merges), "survivor": list(merges.values())
-        }))
-        for table in ("records", "links", "xref", "review_queue"):
+        for table in ("records", "links", "xref", "review_queue", "known"):
             con.execute(f"""
-                UPDATE {table} SET child_id = m.survivor FROM merge_map m
+                UPDATE {table} SET child_id = m.survivor FROM merged_now m
                 WHERE {table}.child_id = m.merged
             """)
-        con.execute("""
-            UPDATE children SET status = 'merged', merged_into = m.survivor, updated_at = now()
-            FROM merge_map m WHERE children.child_id = m.merged
-        """)
         con.execute("""
             INSERT INTO merges
             SELECT m.merged, m.survivor, split_part(d.unique_id, ':', 1),
                    substr(d.unique_id, strpos(d.unique_id, ':') + 1), now()
-            FROM merge_map m
+            FROM merged_now m
             JOIN (SELECT min(unique_id) AS unique_id, child_id FROM decided
                   WHERE decision = 'bridge' GROUP BY child_id) d ON d.child_id = m.survivor
             ON CONFLICT DO NOTHING
         """)
-        con.unregister("merge_map")
+
+    def _mark_merged_children(self) -> None:
+        """After their rows were folded into the survivors' golden records."""
+        self.con.execute("""
+            UPDATE children SET status = 'merged', merged_into = m.survivor, updated_at = now()
+            FROM merged_now m WHERE children.child_id = m.merged
+        """)
 
     def _next_batch_id(self) -> int:
         return scalar(self.con, "SELECT coalesce(max(batch_id), 0) + 1 FROM batches")
@@ -316,8 +324,9 @@ class Resolver:
 
 
 _BATCH_TABLES = (
-    "batch", "known", "batch_new", "pairs", "right_records", "left_tf", "right_tf", "affected",
-    "golden", "previous_children", "support_records", "support_pairs", "support_tf",
+    "batch", "known", "batch_new", "pairs", "right_records", "left_tf", "right_tf", "placed",
+    "merged_now", "golden_candidates", "golden", "previous_children", "support_records",
+    "support_pairs", "support_tf",
 )
 
 

@@ -1,4 +1,4 @@
-"""Golden-record survivorship: each child's fields recomputed from all its records, set-based.
+"""Golden-record survivorship: each batch folds its records into the children they were placed in.
 
 Two rules, chosen per field in `SurvivorshipConfig`:
 
@@ -7,10 +7,15 @@ Two rules, chosen per field in `SurvivorshipConfig`:
 - *latest*: the value of the most recent event, the more trusted source among equal times — for
   fields that really change (surname after a change of name, address, school, GP, contact).
 
-Because the golden record is recomputed from the record index, an update older than what a child
-already holds never overwrites newer values, whatever order the feeds deliver in. Each field's
-provenance (`feed:record_id` it came from) is kept in `children.provenance`. A death record sets
-`status = 'deceased'`.
+Each rule is an order key per value (`trust || event_time || unique_id`, or `event_time || trust ||
+unique_id`); a child's golden value is its records' value with the greatest key. Because the
+greatest key of all records is the greatest of (the child's current winner, the new records), a
+batch needs only its own records and the children's current rows, never a child's whole history,
+and an update older than what a child holds can never overwrite newer values, whatever order the
+feeds deliver in. A merge folds the merged child's row into the survivor the same way.
+
+Each field's provenance (the `feed:record_id` it came from) is kept in `children.provenance`, its
+order key in `children.survivorship_keys`. A death record sets `status = 'deceased'`.
 """
 
 from __future__ import annotations
@@ -18,16 +23,28 @@ from __future__ import annotations
 from engine.config import SurvivorshipConfig
 from engine.master_store import GOLDEN_FIELDS
 
+# Statuses the records decide; any other (e.g. archived) is kept as it is.
+DERIVED_STATUSES = ("active", "deceased")
 
-def golden_upsert_sqls(config: SurvivorshipConfig, affected_table: str) -> list[str]:
-    """Statements recomputing the golden record of every child in `affected_table(child_id)`.
 
-    Delete-and-insert rather than `ON CONFLICT DO UPDATE`: DuckDB's upsert of a few thousand
-    wide rows costs seconds, the delete and insert milliseconds. What is not derived from records
-    (created_at, shielding, a status such as archived, any other column) is carried over.
+def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, merged: str) -> list[str]:
+    """Statements updating the golden record of every child that records were placed in.
+
+    `placed(unique_id, child_id)`: this batch's records (in table `batch`) and their child;
+    `merged(merged, survivor)`: children merged this batch. Delete-and-insert rather than
+    `ON CONFLICT DO UPDATE`: DuckDB's upsert of a few thousand wide rows costs seconds, the delete
+    and insert milliseconds. What records do not decide (created_at, shielding, a status such as
+    archived, any other column) is carried over from the child's previous row.
     """
+    keys = _order_keys(config)
     return [
-        f"CREATE OR REPLACE TEMP TABLE golden AS {_golden_select_sql(config, affected_table)}",
+        f"""
+        CREATE OR REPLACE TEMP TABLE golden_candidates AS
+        {_incoming_candidates_sql(keys, placed)}
+        UNION ALL BY NAME
+        {_current_candidates_sql(placed, merged)}
+        """,
+        f"CREATE OR REPLACE TEMP TABLE golden AS {_fold_sql()}",
         "CREATE OR REPLACE TEMP TABLE previous_children AS "
         "SELECT * FROM children WHERE child_id IN (SELECT child_id FROM golden)",
         "DELETE FROM children WHERE child_id IN (SELECT child_id FROM golden)",
@@ -35,8 +52,8 @@ def golden_upsert_sqls(config: SurvivorshipConfig, affected_table: str) -> list[
         INSERT INTO children BY NAME
         SELECT
             g.* EXCLUDE (status),
-            p.* EXCLUDE (child_id, {", ".join(GOLDEN_FIELDS)}, provenance, status, shielded,
-                         created_at, updated_at),
+            p.* EXCLUDE (child_id, {", ".join(GOLDEN_FIELDS)}, provenance, survivorship_keys,
+                         status, shielded, created_at, updated_at),
             CASE WHEN p.status IN ({", ".join(f"'{s}'" for s in DERIVED_STATUSES)})
                       OR p.status IS NULL
                  THEN g.status ELSE p.status END AS status,
@@ -48,45 +65,81 @@ def golden_upsert_sqls(config: SurvivorshipConfig, affected_table: str) -> list[
     ]
 
 
-# Statuses the records decide; any other (e.g. archived) is kept as it is.
-DERIVED_STATUSES = ("active", "deceased")
-
-
-def _golden_select_sql(config: SurvivorshipConfig, affected_table: str) -> str:
+def _order_keys(config: SurvivorshipConfig) -> dict[str, str]:
+    """Per golden field, the SQL of its order key over a record `r`."""
     trust_cases = " ".join(
         f"WHEN '{feed}' THEN {rank}" for feed, rank in sorted(config.source_trust.items())
     )
     trust = f"(CASE r.feed {trust_cases} ELSE 0 END)::VARCHAR"
-    orders = {name: f"{trust} || r.event_time" for name in config.trusted_fields}
-    orders |= {name: f"r.event_time || {trust}" for name in config.latest_fields}
-    missing = set(GOLDEN_FIELDS) - set(orders)
+    keys = {name: f"{trust} || r.event_time || r.unique_id" for name in config.trusted_fields}
+    keys |= {name: f"r.event_time || {trust} || r.unique_id" for name in config.latest_fields}
+    missing = set(GOLDEN_FIELDS) - set(keys)
     if missing:
         raise ValueError(f"survivorship has no rule for {sorted(missing)}")
-    # One arg_max per field over a {value, source record} struct: the value and its provenance.
+    return keys
+
+
+def _incoming_candidates_sql(keys: dict[str, str], placed: str) -> str:
+    """The batch's records, each field with its source record and order key."""
+    columns = ", ".join(
+        f"r.{name}, r.unique_id AS s_{name}, {keys[name]} AS k_{name}" for name in GOLDEN_FIELDS
+    )
+    return f"""
+        SELECT p.child_id, {columns},
+               r.event = 'death' OR r.date_of_death IS NOT NULL AS died
+        FROM batch r JOIN {placed} p USING (unique_id)
+    """
+
+
+def _current_candidates_sql(placed: str, merged: str) -> str:
+    """The current rows of those children, and of children merged into them this batch."""
+    columns = ", ".join(
+        f"c.{name}, c.provenance[{_quoted(name)}] AS s_{name}, "
+        f"c.survivorship_keys[{_quoted(name)}] AS k_{name}"
+        for name in GOLDEN_FIELDS
+    )
+    return f"""
+        SELECT coalesce(m.survivor, c.child_id) AS child_id, {columns},
+               c.status = 'deceased' AS died
+        FROM children c LEFT JOIN {merged} m ON m.merged = c.child_id
+        WHERE c.child_id IN (SELECT child_id FROM {placed})
+           OR c.child_id IN (SELECT merged FROM {merged})
+    """
+
+
+def _fold_sql() -> str:
+    """Each child's greatest-key value per field, with its provenance and key."""
     picks = ",\n            ".join(
-        f"arg_max({{'v': r.{name}, 's': r.unique_id}}, {orders[name]}) "
-        f"FILTER (WHERE r.{name} IS NOT NULL) AS {name}"
+        f"arg_max({{'v': {name}, 's': s_{name}, 'k': k_{name}}}, k_{name}) "
+        f"FILTER (WHERE {name} IS NOT NULL) AS {name}"
         for name in GOLDEN_FIELDS
     )
     values = ", ".join(f"{name}.v AS {name}" for name in GOLDEN_FIELDS)
-    field_names = ", ".join(f"'{name}'" for name in GOLDEN_FIELDS)
+    names = ", ".join(_quoted(name) for name in GOLDEN_FIELDS)
     sources = ", ".join(f"{name}.s" for name in GOLDEN_FIELDS)
+    order_keys = ", ".join(f"{name}.k" for name in GOLDEN_FIELDS)
     return f"""
     SELECT
         child_id,
         {values},
-        map_from_entries(list_filter(
-            list_zip([{field_names}], [{sources}]), lambda e: e[2] IS NOT NULL
-        )) AS provenance,
-        status
+        {_map_sql(names, sources)} AS provenance,
+        {_map_sql(names, order_keys)} AS survivorship_keys,
+        CASE WHEN died THEN 'deceased' ELSE 'active' END AS status
     FROM (
-        SELECT
-            r.child_id,
-            {picks},
-            CASE WHEN bool_or(r.event = 'death' OR r.date_of_death IS NOT NULL)
-                 THEN 'deceased' ELSE 'active' END AS status
-        FROM records r
-        WHERE r.child_id IN (SELECT child_id FROM {affected_table})
-        GROUP BY r.child_id
+        SELECT child_id, {picks}, bool_or(died) AS died
+        FROM golden_candidates
+        GROUP BY child_id
     )
     """
+
+
+def _map_sql(names: str, values: str) -> str:
+    """A MAP of field name -> value, without the fields that have no value."""
+    return (
+        f"map_from_entries(list_filter(list_zip([{names}], [{values}]), "
+        "lambda e: e[2] IS NOT NULL))"
+    )
+
+
+def _quoted(name: str) -> str:
+    return f"'{name}'"

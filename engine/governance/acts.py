@@ -84,13 +84,15 @@ class Argument:
 
 @dataclass(frozen=True)
 class Act:
-    """An act: who may do it (None: anyone, unaudited read), its arguments, what it does."""
+    """An act: who may do it (None: anyone, unaudited read), its arguments, what it does;
+    `bootstraps`: on a master without users it may be done by nobody (the first admin)."""
 
     name: str
     roles: frozenset[str] | None
     arguments: dict[str, Argument]
     run: Callable[[Context], Outcome]
     needs_reason: bool = False
+    bootstraps: bool = False
 
 
 def perform(
@@ -112,7 +114,7 @@ def perform(
             actor = _authorise(con, act, actor_name, args, today)
             outcome = act.run(Context(con, actor, reason, args, today, policy, model))
             if act.roles is not None:
-                append_entry(con, _entry(act, actor, actor_name, args, reason, outcome.child_ids))
+                append_entry(con, _entry(act, actor, args, reason, outcome.child_ids))
             con.commit()
         except AccessRefused as refusal:
             con.rollback()
@@ -134,7 +136,7 @@ def validate(request: Request, policy: GovernancePolicy) -> tuple[Act, str | Non
     actor = request.actor
     if actor is not None and (not isinstance(actor, str) or not USER_NAME.fullmatch(actor)):
         raise GovernanceError("a user name is 1-64 letters, digits, '.', '_', '@' or '-'")
-    if act.roles is not None and actor is None and not _may_bootstrap(act):
+    if act.roles is not None and actor is None and not act.bootstraps:
         raise GovernanceError("this needs the acting user (--user / --by)")
     reason = _text(request.reason, "reason", policy.max_reason_chars)
     if act.needs_reason and not reason:
@@ -184,13 +186,8 @@ def _authorise(
     return users.authorise(con, actor, act.roles, today)
 
 
-def _may_bootstrap(act: Act) -> bool:
-    return act.name == "users.add"
-
-
 def _entry(
-    act: Act, actor: users.User | None, actor_name: str | None, args: dict, reason: str | None,
-    child_ids: list[str],
+    act: Act, actor: users.User | None, args: dict, reason: str | None, child_ids: list[str]
 ) -> AuditEntry:
     if actor is None:  # the bootstrap admin
         return AuditEntry(args["name"], "admin", act.name, reason or "bootstrap", args, child_ids)
@@ -294,7 +291,7 @@ ACTS: dict[str, Act] = {act.name: act for act in (
     Act("users.add", _ADMIN, {
         "name": _REQUIRED_TEXT, "role": _REQUIRED_TEXT, "organisation": _REQUIRED_TEXT,
         "accredited_until": _REQUIRED_TEXT,
-    }, _users_add),
+    }, _users_add, bootstraps=True),
     Act("users.list", None, {}, _users_list),
     Act("users.revoke", _ADMIN, {"name": _REQUIRED_TEXT}, _users_revoke),
     Act("search", _SEARCHERS, {
