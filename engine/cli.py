@@ -181,6 +181,9 @@ def _run(args: argparse.Namespace) -> int:
     progress.finish()
     if stop.is_set():
         err_console.print("Stopped after the current batch. Run the same command to resume.")
+    if summary is None:
+        err_console.print(f"process {args.process_id} done; process 0 prints the run summary")
+        return 0
     _print_result(summary.to_dict(), args.json, "Run summary")
     return 0
 

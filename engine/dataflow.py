@@ -40,6 +40,11 @@ class RunOptions:
     addresses: tuple[str, ...] = ()
 
     @property
+    def owns_master(self) -> bool:
+        """Whether this process writes the master (in a cluster, process 0 does)."""
+        return self.process_id in (None, 0)
+
+    @property
     def recovery_dir(self) -> Path:
         """Bytewax's recovery store lives beside the master file."""
         return self.db_path.with_name(self.db_path.name + ".recovery")
@@ -69,7 +74,10 @@ def build_flow(
     batches = op.stateful_batch(
         "micro_batch", keyed, lambda state: MicroBatcher(size, max_latency, state)
     )
-    op.output("master", batches, MasterSink(options.db_path, options.model_path, config, on_batch))
+    sink = MasterSink(
+        options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master
+    )
+    op.output("master", batches, sink)
     return flow
 
 
@@ -98,7 +106,7 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
 def _recovery_config(options: RunOptions) -> RecoveryConfig | None:
     if not options.config.recovery.enabled:
         return None
-    if not options.recovery_dir.exists():
+    if options.owns_master and not options.recovery_dir.exists():
         options.recovery_dir.mkdir(parents=True)
         init_db_dir(options.recovery_dir, 1)
     return RecoveryConfig(options.recovery_dir)

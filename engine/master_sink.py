@@ -25,7 +25,11 @@ Batch = list[Update | DeadLetter]
 
 
 class MasterSink(FixedPartitionedSink[Batch, None]):
-    """Resolves each micro-batch into the master; `on_batch` is told each batch's outcome."""
+    """Resolves each micro-batch into the master; `on_batch` is told each batch's outcome.
+
+    Only the process that `owns_master` offers the partition (in a cluster: process 0), so the
+    DuckDB file is opened by that process alone.
+    """
 
     def __init__(
         self,
@@ -33,14 +37,16 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         model_path: Path,
         config: EngineConfig,
         on_batch: Callable[[BatchOutcome], None] | None = None,
+        owns_master: bool = True,
     ) -> None:
         self.db_path = db_path
         self.model_path = model_path
         self.config = config
         self.on_batch = on_batch
+        self.owns_master = owns_master
 
     def list_parts(self) -> list[str]:
-        return [MASTER_PARTITION]
+        return [MASTER_PARTITION] if self.owns_master else []
 
     def part_fn(self, item_key: str) -> int:
         return 0

@@ -39,9 +39,15 @@ def run_engine(
     options: RunOptions,
     stop: StopSignal,
     on_batch: Callable[[BatchOutcome], None] | None = None,
-) -> RunSummary:
-    """Check the inputs, stream the feeds into the master, and summarise what changed."""
+) -> RunSummary | None:
+    """Check the inputs, stream the feeds into the master, and summarise what changed.
+
+    In a cluster only the process that owns the master opens it and returns the summary; the
+    others return None when the dataflow ends."""
     _preflight(options)
+    if not options.owns_master:
+        run_flow(build_flow(options, stop, on_batch), options)
+        return None
     before = _master_counts(options)
     started = time.monotonic()
     run_flow(build_flow(options, stop, on_batch), options)
