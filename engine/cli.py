@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for register in (_add_generate, _add_train, _add_run, _add_evaluate, _add_explain):
         register(verbs)
+    from engine.governance.cli import register_governance_verbs
+
+    register_governance_verbs(verbs)
     return parser
 
 

@@ -20,7 +20,7 @@ from bytewax.testing import run_main
 from engine.batcher import MicroBatcher
 from engine.config import EngineConfig
 from engine.feed_source import FeedFilesSource, StopSignal
-from engine.intake import parse_feed_chunk
+from engine.intake import FeedParser
 from engine.master_sink import MASTER_PARTITION, MasterSink
 from engine.resolver import BatchOutcome
 from streams.canonical import FEEDS
@@ -34,6 +34,7 @@ class RunOptions:
     db_path: Path
     model_path: Path
     config: EngineConfig
+    registered_feeds: tuple[str, ...] = FEEDS
     follow: bool = False
     workers: int = 1
     process_id: int | None = None
@@ -59,14 +60,15 @@ def build_flow(
     flow = Dataflow("contactpoint")
     source = FeedFilesSource(
         options.feeds_dir,
-        FEEDS,
+        options.registered_feeds,
         follow=options.follow,
         lines_per_read=config.source.lines_per_read,
         poll_interval=timedelta(milliseconds=config.source.poll_interval_ms),
         stop=stop,
+        offered=options.owns_master,
     )
     chunks = op.input("feeds", flow, source)
-    parsed = op.map("parse", chunks, parse_feed_chunk)
+    parsed = op.map("parse", chunks, FeedParser(frozenset(options.registered_feeds)).parse_chunk)
     keyed = op.key_on("to_master", parsed, lambda _item: MASTER_PARTITION)
     # A latency bound matters only while following; a bulk load batches by size alone.
     max_latency = timedelta(milliseconds=config.batch.max_latency_ms) if options.follow else None

@@ -57,7 +57,7 @@ FeedChunk = list[FeedLine]
 
 
 class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
-    """Reads `<feeds_dir>/*/*.jsonl`, registered feeds first within each period."""
+    """Reads `<feeds_dir>/*/*.jsonl`, the given feeds first (in their order) within each period."""
 
     def __init__(
         self,
@@ -68,8 +68,10 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
         lines_per_read: int,
         poll_interval: timedelta,
         stop: StopSignal | None = None,
+        offered: bool = True,
     ) -> None:
         self.feeds_dir = feeds_dir
+        self.offered = offered
         self.feeds = feeds
         self.follow = follow
         self.lines_per_read = lines_per_read
@@ -77,7 +79,8 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
         self.stop = stop or StopSignal()
 
     def list_parts(self) -> list[str]:
-        return [FEEDS_PARTITION]
+        """The one partition, offered by the process that writes the master (`offered`)."""
+        return [FEEDS_PARTITION] if self.offered else []
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: FileOffsets | None

@@ -23,23 +23,35 @@ class DeadLetter:
     error: str
 
 
-def parse_feed_chunk(chunk: FeedChunk) -> list[Update | DeadLetter]:
-    """The dataflow's parse step: every line of a chunk parsed (see `parse_feed_line`)."""
-    return [parse_feed_line(line) for line in chunk]
+@dataclass(frozen=True)
+class FeedParser:
+    """Parses the lines of the accredited (registered) feeds; any other folder's lines are refused.
 
-
-def parse_feed_line(feed_line: FeedLine) -> Update | DeadLetter:
-    """Parse one feed line with its feed's adapter; a bad line becomes a DeadLetter with the reason.
-
-    >>> parse_feed_line(FeedLine("gro", "gro/2009-01.jsonl", 3, "not json")).error[:12]
+    >>> parser = FeedParser(frozenset({"gro"}))
+    >>> parser.parse_line(FeedLine("gro", "gro/2009-01.jsonl", 3, "not json")).error[:12]
     'invalid JSON'
+    >>> parser.parse_line(FeedLine("police", "police/a.jsonl", 1, "{}")).error
+    "unregistered source 'police': only accredited feeds are accepted"
     """
-    if not feed_line.valid_utf8:
-        return _dead_letter(feed_line, "line is not valid UTF-8")
-    try:
-        return parse_line(feed_line.feed, feed_line.text)
-    except BadRecord as err:
-        return _dead_letter(feed_line, str(err))
+
+    registered: frozenset[str]
+
+    def parse_chunk(self, chunk: FeedChunk) -> list[Update | DeadLetter]:
+        """The dataflow's parse step: every line of a chunk."""
+        return [self.parse_line(line) for line in chunk]
+
+    def parse_line(self, feed_line: FeedLine) -> Update | DeadLetter:
+        if feed_line.feed not in self.registered:
+            return _dead_letter(
+                feed_line,
+                f"unregistered source {feed_line.feed!r}: only accredited feeds are accepted",
+            )
+        if not feed_line.valid_utf8:
+            return _dead_letter(feed_line, "line is not valid UTF-8")
+        try:
+            return parse_line(feed_line.feed, feed_line.text)
+        except BadRecord as err:
+            return _dead_letter(feed_line, str(err))
 
 
 def _dead_letter(feed_line: FeedLine, reason: str) -> DeadLetter:

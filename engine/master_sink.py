@@ -14,6 +14,7 @@ from pathlib import Path
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from engine.config import EngineConfig
+from engine.governance.service import ServiceHandle, start_service
 from engine.intake import DeadLetter
 from engine.master_store import open_master
 from engine.resolver import BatchOutcome, Resolver
@@ -54,22 +55,28 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
     ) -> MasterWriterPartition:
-        resolver = Resolver(
-            open_master(self.db_path), CompiledModel.from_json(self.model_path), self.config
-        )
-        return MasterWriterPartition(resolver, self.on_batch)
+        con = open_master(self.db_path)
+        model = CompiledModel.from_json(self.model_path)
+        # Search and administrative acts are served by this process while it holds the master.
+        service = start_service(con, self.db_path, model)
+        return MasterWriterPartition(Resolver(con, model, self.config), service, self.on_batch)
 
 
 class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
     def __init__(
-        self, resolver: Resolver, on_batch: Callable[[BatchOutcome], None] | None
+        self,
+        resolver: Resolver,
+        service: ServiceHandle,
+        on_batch: Callable[[BatchOutcome], None] | None,
     ) -> None:
         self.resolver = resolver
+        self.service = service
         self.on_batch = on_batch
 
     def write_batch(self, values: list[Batch]) -> None:
         for batch in values:
-            outcome = self.resolver.resolve(batch)
+            with self.service.write_lock:  # a shield or retention act never races a batch
+                outcome = self.resolver.resolve(batch)
             if self.on_batch is not None:
                 self.on_batch(outcome)
 
@@ -77,4 +84,5 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
         return None
 
     def close(self) -> None:
+        self.service.stop()
         self.resolver.con.close()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from engine.governance.schema import create_governance_tables
 from streams.canonical import UPDATE_COLUMNS
 
 GOLDEN_FIELDS: tuple[str, ...] = (
@@ -141,6 +142,7 @@ def open_master(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
         raise MasterStoreError(f"cannot open master database {path}: {err}") from err
     if not read_only:
         con.execute(_schema_sql())
+        create_governance_tables(con)
     return con
 
 

@@ -25,6 +25,7 @@ from engine.candidates import (
 )
 from engine.config import EngineConfig
 from engine.decisions import BatchDecisions, Edge, decide
+from engine.governance.shielding import shield_by_safety_rule
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
 from engine.survivorship import golden_upsert_sqls
@@ -147,12 +148,14 @@ class Resolver:
         con.execute(f"CREATE OR REPLACE TEMP TABLE left_tf AS {self._left_tf_sql}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
         review = self.config.decision.review_threshold
-        scored = con.sql(f"""
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE scored_edges AS
             SELECT s.unique_id_l, s.unique_id_r, r.child_id, s.match_probability
             FROM ({self._score_sql}) s
             JOIN right_records r ON r.unique_id = s.unique_id_r
             WHERE s.match_probability >= {review}
-        """).to_arrow_table().to_pydict()
+        """)
+        scored = con.sql("SELECT * FROM scored_edges").to_arrow_table().to_pydict()
         edges = [
             Edge(uid, other, child, probability)
             for uid, other, child, probability in zip(
@@ -238,6 +241,7 @@ class Resolver:
             con.execute(statement)
         if decisions.merges:
             self._mark_merged_children()
+        shield_by_safety_rule(con, "scored_edges", "decided", self.config.decision.review_threshold)
         con.unregister("decided")
         counts = defaultdict(int)
         for decision in decisions.decisions:
@@ -326,7 +330,7 @@ class Resolver:
 _BATCH_TABLES = (
     "batch", "known", "batch_new", "pairs", "right_records", "left_tf", "right_tf", "placed",
     "merged_now", "golden_candidates", "golden", "previous_children", "support_records",
-    "support_pairs", "support_tf",
+    "support_pairs", "support_tf", "scored_edges",
 )
 
 

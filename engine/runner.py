@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import duckdb
 
 from engine.config import ConfigError
 from engine.dataflow import RunOptions, build_flow, run_flow
 from engine.feed_source import StopSignal
+from engine.governance.sources import registered_feeds
 from engine.master_store import open_master, scalar
 from engine.resolver import BatchOutcome
 from linkage_models.scoring import CompiledModel
+from streams.canonical import FEEDS
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ def run_engine(
         run_flow(build_flow(options, stop, on_batch), options)
         return None
     before = _master_counts(options)
+    options = replace(options, registered_feeds=_registered_feeds(options))
     started = time.monotonic()
     run_flow(build_flow(options, stop, on_batch), options)
     seconds = time.monotonic() - started
@@ -78,6 +81,18 @@ def _preflight(options: RunOptions) -> None:
     except OSError as err:
         raise ConfigError(f"feeds folder {feeds} cannot be read: {err.strerror}") from err
     CompiledModel.from_json(options.model_path)
+
+
+def _registered_feeds(options: RunOptions) -> tuple[str, ...]:
+    """The accredited feeds, built-in ones first in their reading order."""
+    con = open_master(options.db_path)
+    try:
+        registered = registered_feeds(con)
+    finally:
+        con.close()
+    return tuple(f for f in FEEDS if f in registered) + tuple(
+        f for f in registered if f not in FEEDS
+    )
 
 
 def _master_counts(options: RunOptions) -> dict[str, int]:
