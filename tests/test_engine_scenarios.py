@@ -122,3 +122,12 @@ def test_running_again_over_the_same_feeds_changes_nothing(feeds: Path, db: Path
     again = run(feeds, db)
     assert (again.updates, again.dead_letters, again.new_children) == (0, 0, 0)
     assert query(db, "SELECT * EXCLUDE (decided_at) FROM links ORDER BY ALL") == before
+
+
+def test_lines_from_an_unregistered_feed_folder_are_refused_to_dead_letters(feeds: Path, db: Path):
+    write_feed(feeds, "gro", [gro_birth("1", "Ava", "Brown", "F", "2009-03-01", "LS6 2AB")])
+    write_feed(feeds, "police", [gro_birth("p1", "Ava", "Brown", "F", "2009-03-01", "LS6 2AB")])
+    summary = run(feeds, db)
+    assert (summary.updates, summary.dead_letters) == (1, 1)
+    reason = "unregistered source 'police': only accredited feeds are accepted"
+    assert query(db, "SELECT file, error FROM dead_letters") == [("police/2009-01.jsonl", reason)]

@@ -1,0 +1,76 @@
+"""`run --follow`: lines appended while it runs are linked promptly, a search from another process
+is served by the running engine, and SIGTERM ends it cleanly (issues 3, 6 and 7)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.feeds import gro_birth, nhs_record, write_feed
+
+
+def contactpoint(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def follower(tmp_path: Path):
+    feeds, db = tmp_path / "feeds", tmp_path / "master.duckdb"
+    write_feed(feeds, "gro", [gro_birth("1", "Ava", "Brown", "F", "2009-03-01", "LS6 2AB")])
+    assert contactpoint("users", "add", "ada", "--role", "admin", "--org", "DfE",
+                        "--accredited-until", "2027-12-31", "--db", str(db)).returncode == 0
+    assert contactpoint("users", "add", "pat", "--role", "practitioner", "--org", "Leeds CC",
+                        "--accredited-until", "2027-12-31", "--by", "ada",
+                        "--db", str(db)).returncode == 0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
+         "--follow", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    socket = Path(str(db) + ".sock")
+    wait_for(socket.exists)
+    yield feeds, db, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_appended_lines_are_linked_and_search_works_while_following(follower):
+    feeds, db, process = follower
+    write_feed(feeds, "nhs", [nhs_record("n1", "9434765919", "Ava", "Brown", "2", "2009-03-01",
+                                         "LS6 2AB", event_time="2009-03-20T09:00:00Z")],
+               "2009-03.jsonl")
+    found: list[dict] = []
+
+    def linked() -> bool:
+        result = contactpoint("search", "--user", "pat", "--reason", "child protection referral",
+                              "--name", "Ava Brown", "--dob", "2009-03-01", "--json",
+                              "--db", str(db))
+        assert result.returncode == 0, result.stderr
+        found[:] = json.loads(result.stdout)
+        return bool(found) and found[0].get("nhs_number") == "9434765919"
+
+    wait_for(linked)
+    assert found[0]["first_name"] == "AVA"
+
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert json.loads(stdout)["updates"] == 2
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(DISTINCT child_id) FROM links").fetchall() == [(1,)]
+    assert con.execute("SELECT count(*) FROM audit_log WHERE act = 'search'").fetchall()[0][0] >= 1
+    con.close()
