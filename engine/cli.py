@@ -83,7 +83,10 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.children < 1:
         raise UsageError("--children must be at least 1")
-    config = GeneratorConfig.from_toml(args.config) if args.config else None
+    try:
+        config = GeneratorConfig.from_toml(args.config) if args.config else None
+    except (OSError, ValueError) as err:
+        raise UsageError(f"generator config {args.config}: {err}") from err
     with _progress_bar(f"generating {args.children:,} children") as advance:
         summary = generate(args.children, args.seed, args.out, config=config, progress=advance)
     _print_result(summary.to_dict(), args.json, f"Synthetic feeds written to {args.out}")
@@ -301,12 +304,30 @@ def _print_result(result: dict, as_json: bool, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_header=False, title_justify="left")
-    for key, value in result.items():
-        shown = f"{value:,}" if isinstance(value, int) else (
-            f"{value:.4f}" if isinstance(value, float) else json.dumps(value, default=str)
-            if isinstance(value, dict | list) else str(value))
-        table.add_row(key, shown)
+    for key, value in _flattened(result):
+        table.add_row(key, _shown(value))
     out_console.print(table)
+
+
+def _flattened(result: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """Nested dicts as `outer.inner` rows."""
+    for key, value in result.items():
+        if isinstance(value, dict) and value:
+            yield from _flattened(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):
+        return json.dumps(value, default=str)[:200]
+    return str(value)
 
 
 @contextmanager
