@@ -15,6 +15,7 @@ from linkage_models.charts import offline_charts_html
 from linkage_models.records import register_model_records
 from linkage_models.scoring import CompiledModel
 from linkage_models.truth import count_pairs, register_truth
+from streams.generator import MULTIPLE_BIRTHS_FILE
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Evaluation:
     missed_links: int  # persons whose records are split over more than one child
     records: int  # good truth records with a links row
     unlinked_records: int  # good truth records with no links row (not in pairwise figures)
+    # children holding records of two or more twins/triplets of one set (None: no
+    # multiple_births.csv beside the truth file)
+    multiple_birth_merges: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The evaluation as a JSON-ready dict."""
@@ -82,7 +86,24 @@ def evaluate_links(con: duckdb.DuckDBPyConnection, truth_csv: Path) -> Evaluatio
           (SELECT count(*) FROM {truth}) - (SELECT count(*) FROM evaluation_records)
         """
     ).fetchall()[0]
-    return Evaluation(score.precision, score.recall, score.f1, *counts)
+    merges = _multiple_birth_merges(con, truth_csv.with_name(MULTIPLE_BIRTHS_FILE))
+    return Evaluation(score.precision, score.recall, score.f1, *counts, merges)
+
+
+def _multiple_birth_merges(con: duckdb.DuckDBPyConnection, path: Path) -> int | None:
+    """Children holding records of two or more persons of one multiple-birth set."""
+    if not path.is_file():
+        return None
+    return con.execute(
+        """
+        SELECT count(*) FROM (
+            SELECT e.child_id FROM evaluation_records e
+            JOIN read_csv(?, header = true, all_varchar = true) m USING (person_id)
+            GROUP BY e.child_id, m.set_id HAVING count(DISTINCT e.person_id) > 1
+        )
+        """,
+        [str(path)],
+    ).fetchall()[0][0]
 
 
 @dataclass(frozen=True)

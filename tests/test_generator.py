@@ -274,6 +274,9 @@ def test_twins_share_birth_date_surname_and_address_but_not_first_name(tmp_path:
     multiples = [names for names in groups.values() if len(names) > 1]
     assert len(multiples) >= 0.9 * (summary.twin_sets + summary.triplet_sets)
     assert all(len(set(names.values())) == len(names) for names in multiples)
+    listed = (tmp_path / "multiple_births.csv").read_text().splitlines()
+    assert listed[0] == "person_id,set_id"
+    assert len({row.split(",")[1] for row in listed[1:]}) >= summary.twin_sets
 
 
 def test_unrelated_children_share_first_name_and_surname(truth, lines) -> None:

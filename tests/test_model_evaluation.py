@@ -64,6 +64,13 @@ def test_evaluation_counts_pairs_children_merges_and_splits(master) -> None:
     assert result.unlinked_records == 1
 
 
+def test_merged_twins_are_counted_when_the_multiple_births_are_known(master) -> None:
+    con, truth = master
+    assert evaluate_links(con, truth).multiple_birth_merges is None
+    truth.with_name("multiple_births.csv").write_text("person_id,set_id\nP2,H1\nP3,H1\n")
+    assert evaluate_links(con, truth).multiple_birth_merges == 1  # C3 holds twins P2 and P3
+
+
 def test_evaluation_of_a_perfect_master_is_one(master) -> None:
     con, truth = master
     con.execute("UPDATE links SET child_id = 'C1' WHERE feed = 'census'")

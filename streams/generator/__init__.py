@@ -31,6 +31,20 @@ __all__ = [
 ]
 
 
+MULTIPLE_BIRTHS_FILE = "multiple_births.csv"
+
+
+def write_multiple_births(population: Population, path: Path) -> None:
+    """`person_id,set_id` of every twin and triplet (the hardest non-matches), so evaluation can
+    check that no multiple-birth set was merged into one child."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write("person_id,set_id\n")
+        for household in population.households:
+            for child in household.children:
+                if child.multiple_birth > 1:
+                    handle.write(f"{child.person_id},H{household.index}-{child.date_of_birth}\n")
+
+
 def generate(
     children: int,
     seed: int,
@@ -54,5 +68,6 @@ def generate(
     population = Population(rng, config, Geography(children))
     Simulation(rng, config, population, writer, summary).run(children, progress)
     writer.close()
+    write_multiple_births(population, out / MULTIPLE_BIRTHS_FILE)
     summary.seconds = round(time.perf_counter() - began, 3)
     return summary
