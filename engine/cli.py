@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run `contactpoint VERB --help` for each verb's options. Quick start: `make demo`.",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for register in (_add_generate, _add_train, _add_run, _add_evaluate, _add_explain):
+    for register in (_add_generate, _add_import, _add_train, _add_run, _add_evaluate,
+                     _add_explain):
         register(verbs)
     from engine.governance.cli import register_governance_verbs
 
@@ -90,6 +91,35 @@ def _generate(args: argparse.Namespace) -> int:
     with _progress_bar(f"generating {args.children:,} children") as advance:
         summary = generate(args.children, args.seed, args.out, config=config, progress=advance)
     _print_result(summary.to_dict(), args.json, f"Synthetic feeds written to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- import
+
+
+def _add_import(verbs: argparse._SubParsersAction) -> None:
+    sub = _verb(
+        verbs, "import", "bring your own data: a dataset declared as a feed",
+        "Convert a person dataset (CSV, JSONL or Parquet) declared in a TOML file (path, format, "
+        "column mapping onto the canonical fields, date format, record id column) into a feed "
+        "folder FEEDS/<name>/ that train, run and evaluate read like the national feeds. An "
+        "admin registers the feed before `run` accepts it: `contactpoint sources register NAME "
+        "--by ADMIN`. See docs/own-data.md.", _import,
+    )
+    sub.add_argument("--declaration", type=Path, required=True, help="the feed's TOML file")
+    sub.add_argument("--feeds", type=Path, required=True, help="folder holding the feed folders")
+    sub.add_argument("--truth", type=Path, help="write truth rows here (declared truth column)")
+    sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _import(args: argparse.Namespace) -> int:
+    from streams.declared import DeclarationError, import_declared_feed
+
+    try:
+        summary = import_declared_feed(args.declaration, args.feeds, args.truth)
+    except DeclarationError as err:
+        raise UsageError(str(err)) from err
+    _print_result(summary.to_dict(), args.json, f"Imported into {args.feeds}")
     return 0
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from engine.feed_source import FeedChunk, FeedLine
 from streams.adapters import parse_line
-from streams.canonical import BadRecord, Update
+from streams.canonical import FEEDS, BadRecord, Update
+from streams.declared import parse_declared_line
 
 # A dead letter keeps this much of the raw line (a hostile line may be megabytes long).
 MAX_RAW_CHARS = 10_000
@@ -25,7 +26,9 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class FeedParser:
-    """Parses the lines of the accredited (registered) feeds; any other folder's lines are refused.
+    """Parses the lines of the accredited (registered) feeds — the four national feeds with their
+    adapters, a registered declared feed (own data, `contactpoint import`) with the declared-feed
+    adapter — and refuses any other folder's lines.
 
     >>> parser = FeedParser(frozenset({"gro"}))
     >>> parser.parse_line(FeedLine("gro", "gro/2009-01.jsonl", 3, "not json")).error[:12]
@@ -48,8 +51,9 @@ class FeedParser:
             )
         if not feed_line.valid_utf8:
             return _dead_letter(feed_line, "line is not valid UTF-8")
+        parse = parse_line if feed_line.feed in FEEDS else parse_declared_line
         try:
-            return parse_line(feed_line.feed, feed_line.text)
+            return parse(feed_line.feed, feed_line.text)
         except BadRecord as err:
             return _dead_letter(feed_line, str(err))
 

@@ -38,10 +38,25 @@ def parse_line(feed: str, line: str) -> Update:
     feed_fields = _FEED_FIELDS.get(feed)
     if feed_fields is None:
         raise BadRecord(f"unknown feed {_shown(feed)}")
+    return parse_record_line(feed, line, EVENTS[feed], DATE_FIELDS[feed], feed_fields)
+
+
+def parse_record_line(
+    feed: str,
+    line: str,
+    events: tuple[str, ...],
+    date_fields: tuple[str, ...],
+    feed_fields: Callable[[Record], dict[str, str | None]],
+) -> Update:
+    """The Update of one line of any feed that follows the feed contract: the line validated (a
+    JSON object of strings or nulls, `record_id`, `event` one of `events`, `event_time`, real
+    calendar dates in `date_fields`), then `feed_fields(record)` gives its canonical fields.
+    Raises BadRecord(reason) for a bad line."""
     record = _json_object(line)
     _check_value_types(record)
-    record_id, event, event_time = _record_id(record), _event(feed, record), _event_time(record)
-    _normalise_dates(record, DATE_FIELDS[feed])
+    record_id, event = _record_id(record), _event(feed, record, events)
+    event_time = _event_time(record)
+    _normalise_dates(record, date_fields)
     return Update(
         feed=feed, record_id=record_id, event=event, event_time=event_time, **feed_fields(record)
     )
@@ -54,11 +69,11 @@ def _gro_fields(record: Record) -> dict[str, str | None]:
     is_birth = record.get("event") == "birth"
     return {
         "source_key": norm.code(record.get("registration_id")) if is_birth else None,
-        **_names(first_name, middle_names, record.get("surname")),
+        **name_fields(first_name, middle_names, record.get("surname")),
         "sex": norm.sex(record.get("sex"), _SEX_MF),
         "date_of_birth": record.get("date_of_birth"),
         "date_of_death": record.get("date_of_death"),
-        **_address(record),
+        **address_fields(record),
         "nhs_number": norm.nhs_number(record.get("nhs_number")),
         "parent_forenames": parent_forenames,
         "parent_surname": parent_surname,
@@ -70,10 +85,10 @@ def _dwp_fields(record: Record) -> dict[str, str | None]:
     first_name, middle_names = norm.split_forenames(record.get("child_forenames"))
     return {
         "source_key": norm.code(record.get("child_reference")),
-        **_names(first_name, middle_names, record.get("child_surname")),
+        **name_fields(first_name, middle_names, record.get("child_surname")),
         "sex": norm.sex(record.get("child_sex"), _SEX_MF),
         "date_of_birth": record.get("child_date_of_birth"),
-        **_address(record),
+        **address_fields(record),
         "parent_forenames": norm.name(record.get("claimant_forenames")),
         "parent_surname": norm.name(record.get("claimant_surname")),
         "claimant_nino": norm.code(record.get("claimant_nino")),
@@ -82,15 +97,17 @@ def _dwp_fields(record: Record) -> dict[str, str | None]:
 
 def _nhs_fields(record: Record) -> dict[str, str | None]:
     """An NHS demographics (PDS) event, keyed by NHS number."""
-    first_name, middle_names = _forenames(record.get("given_name"), record.get("other_given_names"))
+    first_name, middle_names = first_and_middle_names(
+        record.get("given_name"), record.get("other_given_names")
+    )
     nhs_number = norm.nhs_number(record.get("nhs_number"))
     return {
         "source_key": nhs_number,
-        **_names(first_name, middle_names, record.get("family_name")),
+        **name_fields(first_name, middle_names, record.get("family_name")),
         "sex": norm.sex(record.get("gender"), _SEX_NHS),
         "date_of_birth": record.get("birth_date"),
         "date_of_death": record.get("death_date"),
-        **_address(record),
+        **address_fields(record),
         "nhs_number": nhs_number,
         "gp_practice_code": norm.code(record.get("gp_practice_code")),
     }
@@ -106,7 +123,7 @@ def _census_fields(record: Record) -> dict[str, str | None]:
     upn = norm.code(record.get("upn"))
     return {
         "source_key": upn,
-        **_names(first_name, middle_names, surname),
+        **name_fields(first_name, middle_names, surname),
         "preferred_first_name": _if_different(preferred_first_name, first_name),
         "preferred_surname": _if_different(preferred_surname, surname),
         "former_surname": norm.name(record.get("former_surname")),
@@ -180,12 +197,12 @@ def _record_id(record: Record) -> str:
     return record_id
 
 
-def _event(feed: str, record: Record) -> str:
-    """The record's event, one of the feed's `EVENTS`."""
+def _event(feed: str, record: Record, events: tuple[str, ...]) -> str:
+    """The record's event, one of the feed's `events`."""
     event = record.get("event")
     if event is None:
         raise BadRecord(f"event missing for feed {feed}")
-    if event not in EVENTS[feed]:
+    if event not in events:
         raise BadRecord(f"unknown event {_shown(event)} for feed {feed}")
     return event
 
@@ -201,14 +218,14 @@ def _event_time(record: Record) -> str:
         raise BadRecord(f"event_time is not ISO 8601 with Z or an offset: {_shown(raw)}") from None
 
 
-def _forenames(given: str | None, others: str | None) -> tuple[str | None, str | None]:
+def first_and_middle_names(given: str | None, others: str | None) -> tuple[str | None, str | None]:
     """First forename and middle names from a given name plus other given names."""
     if others is None:
         return norm.split_forenames(given)
     return norm.split_forenames(f"{given or ''} {others}")
 
 
-def _names(
+def name_fields(
     first_name: str | None, middle_names: str | None, surname: str | None
 ) -> dict[str, str | None]:
     """The name fields of an update; `surname` raw, the forenames already canonical."""
@@ -220,8 +237,8 @@ def _names(
     }
 
 
-def _address(record: Record) -> dict[str, str | None]:
-    """The address fields shared by gro, dwp and nhs."""
+def address_fields(record: Record) -> dict[str, str | None]:
+    """The address fields shared by gro, dwp, nhs and declared feeds."""
     return {
         "address_line1": norm.text(record.get("address_line1")),
         "address_line2": norm.text(record.get("address_line2")),
