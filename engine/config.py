@@ -41,10 +41,13 @@ class ScoringConfig:
 
 @dataclass(frozen=True)
 class BatchConfig:
-    """A batch closes at `max_records` items or `max_latency_ms` after its first item."""
+    """A batch closes at `max_records` items or `max_latency_ms` after its first item (the
+    latency bound applies while following). A bulk load folds records into golden records every
+    `golden_refresh_batches` batches and at the end of the input; following, every batch."""
 
     max_records: int = 5000
     max_latency_ms: int = 200
+    golden_refresh_batches: int = 20
 
 
 @dataclass(frozen=True)

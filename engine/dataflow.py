@@ -77,7 +77,8 @@ def build_flow(
         "micro_batch", keyed, lambda state: MicroBatcher(size, max_latency, state)
     )
     sink = MasterSink(
-        options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master
+        options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master,
+        golden_refresh_batches=1 if options.follow else config.batch.golden_refresh_batches,
     )
     op.output("master", batches, sink)
     return flow

@@ -39,12 +39,14 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         config: EngineConfig,
         on_batch: Callable[[BatchOutcome], None] | None = None,
         owns_master: bool = True,
+        golden_refresh_batches: int = 1,
     ) -> None:
         self.db_path = db_path
         self.model_path = model_path
         self.config = config
         self.on_batch = on_batch
         self.owns_master = owns_master
+        self.golden_refresh_batches = golden_refresh_batches
 
     def list_parts(self) -> list[str]:
         return [MASTER_PARTITION] if self.owns_master else []
@@ -59,7 +61,8 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         model = CompiledModel.from_json(self.model_path)
         # Search and administrative acts are served by this process while it holds the master.
         service = start_service(con, self.db_path, model)
-        return MasterWriterPartition(Resolver(con, model, self.config), service, self.on_batch)
+        resolver = Resolver(con, model, self.config, self.golden_refresh_batches)
+        return MasterWriterPartition(resolver, service, self.on_batch)
 
 
 class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
@@ -84,5 +87,8 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
         return None
 
     def close(self) -> None:
+        """At the end of the input: fold what waits into golden records, then let go."""
+        with self.service.write_lock:
+            self.resolver.refresh_golden()
         self.service.stop()
         self.resolver.con.close()

@@ -2,13 +2,15 @@
 
 Tables (DESIGN.md "Master store contract" plus our own):
 
-- `children`      one row per child: golden fields, `provenance` (field -> `feed:record_id`),
-                  `survivorship_keys` (field -> the order key of its value, engine.survivorship),
+- `children`      one row per child: golden fields, `provenance` (per field the `feed:record_id`
+                  it came from), `survivorship_keys` (per field its order key, engine.survivorship),
                   `status` (`active`, `deceased`, `merged`), `merged_into`, `shielded`, timestamps;
 - `links`         the current decision for every processed good feed record;
 - `records`       the record index: every linked record in canonical form with its `child_id`
                   (candidates are searched here, not only in golden records);
 - `xref`          `(feed, source_key) -> child_id`, the fast path for known identifiers;
+- `golden_pending` records placed in children but not yet folded into their golden records
+                  (a bulk load folds every few batches; following, every batch);
 - `term_frequencies` `(column_name, value, n)`: counts behind the model's tf adjustments;
 - `dead_letters`  one row per bad line, with its reason;
 - `review_queue`  updates a person must look at (review band, unsupported bridges), with candidates;
@@ -42,12 +44,13 @@ class MasterStoreError(RuntimeError):
 def _schema_sql() -> str:
     record_columns = ",\n    ".join(f"{name} VARCHAR" for name in UPDATE_COLUMNS)
     golden_columns = ",\n    ".join(f"{name} VARCHAR" for name in GOLDEN_FIELDS)
+    golden_struct = "STRUCT(" + ", ".join(f"{name} VARCHAR" for name in GOLDEN_FIELDS) + ")"
     return f"""
 CREATE TABLE IF NOT EXISTS children (
     child_id VARCHAR PRIMARY KEY,
     {golden_columns},
-    provenance MAP(VARCHAR, VARCHAR),
-    survivorship_keys MAP(VARCHAR, VARCHAR),
+    provenance {golden_struct},
+    survivorship_keys {golden_struct},
     status VARCHAR NOT NULL DEFAULT 'active',
     merged_into VARCHAR,
     shielded BOOLEAN NOT NULL DEFAULT false,
@@ -69,6 +72,9 @@ CREATE TABLE IF NOT EXISTS records (
     unique_id VARCHAR NOT NULL,
     child_id VARCHAR NOT NULL,
     {record_columns}
+);
+CREATE TABLE IF NOT EXISTS golden_pending (
+    unique_id VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS xref (
     feed VARCHAR NOT NULL,

@@ -28,7 +28,7 @@ from engine.decisions import BatchDecisions, Edge, decide
 from engine.governance.shielding import shield_by_safety_rule
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
-from engine.survivorship import golden_upsert_sqls
+from engine.survivorship import golden_refresh_sqls
 from linkage_models.scoring import CompiledModel
 from streams.canonical import UPDATE_COLUMNS, Update, updates_to_arrow
 
@@ -61,18 +61,27 @@ class Resolver:
     """Owns the master connection; `resolve(items)` applies one micro-batch atomically."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, model: CompiledModel, config: EngineConfig
+        self,
+        con: duckdb.DuckDBPyConnection,
+        model: CompiledModel,
+        config: EngineConfig,
+        golden_refresh_batches: int = 1,
     ) -> None:
+        """`golden_refresh_batches`: fold placed records into golden records every this many
+        batches (1 while following, for freshness; more in a bulk load, which is cheaper).
+        `refresh_golden()` folds whatever waits, e.g. at the end of the input."""
         self.con = con
         self.model = model
         self.config = config
+        self.golden_refresh_batches = golden_refresh_batches
+        self._batches_since_refresh = 0
         tf_min = config.scoring.tf_min_values
         self._pairs_sql = candidate_pairs_sql(model)
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
         self._left_tf_sql = with_term_frequencies_sql(model, "batch_new", tf_min)
         self._right_tf_sql = with_term_frequencies_sql(model, "right_records", tf_min)
-        self._golden_sqls = golden_upsert_sqls(config.survivorship, "placed", "merged_now")
+        self._golden_sqls = golden_refresh_sqls(config.survivorship, "merged_now")
         self._support_tf_sql = with_term_frequencies_sql(model, "support_records", tf_min)
         self._support_score_sql = model.score_sql("support_tf", "support_tf", "support_pairs")
         self._batch_id = 0
@@ -203,6 +212,10 @@ class Resolver:
     def _apply(self, decisions: BatchDecisions, outcome: BatchOutcome) -> None:
         con = self.con
         con.register("decided", _decisions_to_arrow(decisions))
+        if decisions.merges:
+            # The merged children's rows are final once merged: bring them up to date first,
+            # so they do not depend on when the last refresh happened to run.
+            self._refresh_golden_in_transaction()
         self._apply_merges(decisions.merges)
         con.execute(f"""
             INSERT INTO records BY NAME SELECT d.child_id, {_columns("b")}
@@ -234,11 +247,17 @@ class Resolver:
             ON CONFLICT DO NOTHING
         """)
         con.execute("""
-            CREATE OR REPLACE TEMP TABLE placed AS
-            SELECT unique_id, child_id FROM decided UNION ALL SELECT unique_id, child_id FROM known
+            INSERT INTO children (child_id, created_at, updated_at)
+            SELECT DISTINCT child_id, now(), now() FROM decided
+            WHERE child_id NOT IN (SELECT child_id FROM children)
         """)
-        for statement in self._golden_sqls:
-            con.execute(statement)
+        con.execute("""
+            INSERT INTO golden_pending
+            SELECT unique_id FROM decided UNION ALL SELECT unique_id FROM known
+        """)
+        self._batches_since_refresh += 1
+        if decisions.merges or self._batches_since_refresh >= self.golden_refresh_batches:
+            self._refresh_golden_in_transaction()
         if decisions.merges:
             self._mark_merged_children()
         shield_by_safety_rule(con, "scored_edges", "decided", self.config.decision.review_threshold)
@@ -251,6 +270,26 @@ class Resolver:
         outcome.review = counts["review"]
         outcome.bridge = counts["bridge"]
         outcome.merged_children = len(decisions.merges)
+
+    def refresh_golden(self) -> None:
+        """Fold every waiting record into its child's golden record, in its own transaction."""
+        self.con.begin()
+        try:
+            self._refresh_golden_in_transaction()
+            self.con.commit()
+        except duckdb.Error as err:
+            self._rollback()
+            raise MasterStoreError(f"writing the master failed: {_first_line(err)}") from err
+        finally:
+            self._drop_batch_tables()
+
+    def _refresh_golden_in_transaction(self) -> None:
+        self.con.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS merged_now (merged VARCHAR, survivor VARCHAR)"
+        )
+        for statement in self._golden_sqls:
+            self.con.execute(statement)
+        self._batches_since_refresh = 0
 
     def _apply_merges(self, merges: dict[str, str]) -> None:
         """Move every record, link, identifier and queue entry of a merged child to its survivor
@@ -328,8 +367,9 @@ class Resolver:
 
 
 _BATCH_TABLES = (
-    "batch", "known", "batch_new", "pairs", "right_records", "left_tf", "right_tf", "placed",
-    "merged_now", "golden_candidates", "golden", "previous_children", "support_records",
+    "batch", "known", "batch_new", "pairs", "right_records", "left_tf", "right_tf",
+    "merged_now", "golden_records", "golden_candidates", "golden", "previous_children",
+    "support_records",
     "support_pairs", "support_tf", "scored_edges",
 )
 

@@ -1,4 +1,4 @@
-"""Golden-record survivorship: each batch folds its records into the children they were placed in.
+"""Golden-record survivorship: records placed in children are folded into their golden records.
 
 Two rules, chosen per field in `SurvivorshipConfig`:
 
@@ -9,13 +9,15 @@ Two rules, chosen per field in `SurvivorshipConfig`:
 
 Each rule is an order key per value (`trust || event_time || unique_id`, or `event_time || trust ||
 unique_id`); a child's golden value is its records' value with the greatest key. Because the
-greatest key of all records is the greatest of (the child's current winner, the new records), a
-batch needs only its own records and the children's current rows, never a child's whole history,
-and an update older than what a child holds can never overwrite newer values, whatever order the
-feeds deliver in. A merge folds the merged child's row into the survivor the same way.
+greatest key of all records is the greatest of (the child's current winner, the records placed
+since), a refresh reads only the records waiting in `golden_pending` and those children's current
+rows, never a child's whole history, and an update older than what a child holds can never
+overwrite newer values, whatever order the feeds deliver in. A merge folds the merged child's row
+into the survivor the same way.
 
 Each field's provenance (the `feed:record_id` it came from) is kept in `children.provenance`, its
-order key in `children.survivorship_keys`. A death record sets `status = 'deceased'`.
+order key in `children.survivorship_keys` (both structs with one member per golden field). A death
+record sets `status = 'deceased'`.
 """
 
 from __future__ import annotations
@@ -27,22 +29,24 @@ from engine.master_store import GOLDEN_FIELDS
 DERIVED_STATUSES = ("active", "deceased")
 
 
-def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, merged: str) -> list[str]:
-    """Statements updating the golden record of every child that records were placed in.
+def golden_refresh_sqls(config: SurvivorshipConfig, merged: str) -> list[str]:
+    """Statements folding every record in `golden_pending(unique_id)` into its child's golden
+    record, then emptying `golden_pending`. `merged(merged, survivor)`: children merged since.
 
-    `placed(unique_id, child_id)`: this batch's records (in table `batch`) and their child;
-    `merged(merged, survivor)`: children merged this batch. Delete-and-insert rather than
-    `ON CONFLICT DO UPDATE`: DuckDB's upsert of a few thousand wide rows costs seconds, the delete
-    and insert milliseconds. What records do not decide (created_at, shielding, a status such as
-    archived, any other column) is carried over from the child's previous row.
+    Delete-and-insert rather than `ON CONFLICT DO UPDATE`: DuckDB's upsert of a few thousand
+    wide rows costs seconds, the delete and insert milliseconds. What records do not decide
+    (created_at, shielding, a status such as archived, any other column) is carried over from
+    the child's previous row.
     """
     keys = _order_keys(config)
     return [
+        "CREATE OR REPLACE TEMP TABLE golden_records AS SELECT * FROM records "
+        "WHERE unique_id IN (SELECT unique_id FROM golden_pending)",
         f"""
         CREATE OR REPLACE TEMP TABLE golden_candidates AS
-        {_incoming_candidates_sql(keys, placed)}
+        {_incoming_candidates_sql(keys)}
         UNION ALL BY NAME
-        {_current_candidates_sql(placed, merged)}
+        {_current_candidates_sql(merged)}
         """,
         f"CREATE OR REPLACE TEMP TABLE golden AS {_fold_sql()}",
         "CREATE OR REPLACE TEMP TABLE previous_children AS "
@@ -62,6 +66,7 @@ def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, merged: str) -> 
             now() AS updated_at
         FROM golden g LEFT JOIN previous_children p USING (child_id)
         """,
+        "DELETE FROM golden_pending",
     ]
 
 
@@ -79,30 +84,29 @@ def _order_keys(config: SurvivorshipConfig) -> dict[str, str]:
     return keys
 
 
-def _incoming_candidates_sql(keys: dict[str, str], placed: str) -> str:
-    """The batch's records, each field with its source record and order key."""
+def _incoming_candidates_sql(keys: dict[str, str]) -> str:
+    """The waiting records, each field with its source record and order key."""
     columns = ", ".join(
         f"r.{name}, r.unique_id AS s_{name}, {keys[name]} AS k_{name}" for name in GOLDEN_FIELDS
     )
     return f"""
-        SELECT p.child_id, {columns},
+        SELECT r.child_id, {columns},
                r.event = 'death' OR r.date_of_death IS NOT NULL AS died
-        FROM batch r JOIN {placed} p USING (unique_id)
+        FROM golden_records r
     """
 
 
-def _current_candidates_sql(placed: str, merged: str) -> str:
-    """The current rows of those children, and of children merged into them this batch."""
+def _current_candidates_sql(merged: str) -> str:
+    """The current rows of those children, and of children merged into them."""
     columns = ", ".join(
-        f"c.{name}, c.provenance[{_quoted(name)}] AS s_{name}, "
-        f"c.survivorship_keys[{_quoted(name)}] AS k_{name}"
+        f"c.{name}, c.provenance.{name} AS s_{name}, c.survivorship_keys.{name} AS k_{name}"
         for name in GOLDEN_FIELDS
     )
     return f"""
         SELECT coalesce(m.survivor, c.child_id) AS child_id, {columns},
                c.status = 'deceased' AS died
         FROM children c LEFT JOIN {merged} m ON m.merged = c.child_id
-        WHERE c.child_id IN (SELECT child_id FROM {placed})
+        WHERE c.child_id IN (SELECT child_id FROM golden_records)
            OR c.child_id IN (SELECT merged FROM {merged})
     """
 
@@ -115,15 +119,14 @@ def _fold_sql() -> str:
         for name in GOLDEN_FIELDS
     )
     values = ", ".join(f"{name}.v AS {name}" for name in GOLDEN_FIELDS)
-    names = ", ".join(_quoted(name) for name in GOLDEN_FIELDS)
-    sources = ", ".join(f"{name}.s" for name in GOLDEN_FIELDS)
-    order_keys = ", ".join(f"{name}.k" for name in GOLDEN_FIELDS)
+    sources = ", ".join(f"'{name}': {name}.s" for name in GOLDEN_FIELDS)
+    order_keys = ", ".join(f"'{name}': {name}.k" for name in GOLDEN_FIELDS)
     return f"""
     SELECT
         child_id,
         {values},
-        {_map_sql(names, sources)} AS provenance,
-        {_map_sql(names, order_keys)} AS survivorship_keys,
+        {{{sources}}} AS provenance,
+        {{{order_keys}}} AS survivorship_keys,
         CASE WHEN died THEN 'deceased' ELSE 'active' END AS status
     FROM (
         SELECT child_id, {picks}, bool_or(died) AS died
@@ -132,14 +135,3 @@ def _fold_sql() -> str:
     )
     """
 
-
-def _map_sql(names: str, values: str) -> str:
-    """A MAP of field name -> value, without the fields that have no value."""
-    return (
-        f"map_from_entries(list_filter(list_zip([{names}], [{values}]), "
-        "lambda e: e[2] IS NOT NULL))"
-    )
-
-
-def _quoted(name: str) -> str:
-    return f"'{name}'"

@@ -46,7 +46,7 @@ def master_state(db: Path) -> dict[str, list[tuple]]:
 @pytest.fixture(scope="module")
 def feeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("crash")
-    generate(1200, 11, out)
+    generate(4000, 11, out)
     return out / "feeds"
 
 
@@ -65,7 +65,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_master(
     for _ in range(4):
         process = subprocess.Popen(run_command(feeds, crashed, config),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(2.0, 4.5))
+        time.sleep(rng.uniform(1.5, 4.0))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1

@@ -66,3 +66,28 @@ def test_a_two_process_cluster_on_loopback_gives_the_same_links(feeds: Path, tmp
     results = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], [err for _, err in results]
     assert links(db) == one_worker_links
+
+
+def test_golden_records_are_the_same_whether_folded_every_batch_or_every_few(
+    feeds: Path, tmp_path: Path
+):
+    from dataclasses import replace
+
+    from engine.config import EngineConfig
+
+    def children(refresh_every: int) -> list[tuple]:
+        base = EngineConfig()
+        config = replace(base, batch=replace(base.batch, max_records=300,
+                                             golden_refresh_batches=refresh_every))
+        db = tmp_path / f"every-{refresh_every}.duckdb"
+        run(feeds, db, config=config)
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            return con.execute("SELECT * EXCLUDE (created_at, updated_at) FROM children "
+                               "ORDER BY child_id").fetchall()
+        finally:
+            con.close()
+
+    every_batch = children(1)
+    assert len(every_batch) > 300
+    assert children(7) == every_batch
