@@ -36,7 +36,11 @@ test-all: venv
 lint: venv
 	$(BIN)/ruff check .
 
-bench: venv
+$(VENV)/.bench-installed: requirements-bench.lock $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.lock
+	@touch $@
+
+bench: venv $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks --sizes $(SIZES)
 
 clean:

@@ -1,0 +1,160 @@
+"""Latency of `contactpoint run --follow`: lines appended to live feed files at a fixed offered
+rate, each line's latency = its batch's `committed_at` − the wall-clock time it was appended.
+
+    run = run_follow(python, db, lines, rate=1000, plan=FollowPlan(), work_dir=tmp)
+    percentiles_ms(run.latencies_ms)   # {"p50": …, "p95": …, "p99": …, "max": …}
+
+The engine cannot be queried while it runs (one DuckDB writer), so latencies are read from the
+master after it stops; readiness and catching up are judged from its CPU use (idle = polling).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from benchmarks.feeds import HeldBackLine
+from benchmarks.measure import MeasuredProcess, MeasuredRun
+from benchmarks.plan import FollowPlan
+from streams.canonical import FEEDS
+
+APPEND_FILE = "tail.jsonl"
+_TICK_S = 0.01
+
+
+@dataclass(frozen=True)
+class FollowRun:
+    """One `run --follow` session: what was appended when, and what the engine made of it."""
+
+    appended: int  # lines appended
+    committed: int  # appended lines whose record reached `links`
+    appended_at: list[float]  # epoch seconds, per committed line
+    latencies_ms: list[float]  # per committed line, in append order
+    append_seconds: float
+    ready_seconds: float  # start-up until the engine was idle, before the first append
+    drain_seconds: float  # after the last append until the engine was idle again
+    engine_summary: dict[str, float | int]
+    process: MeasuredRun
+    started_epoch: float  # when the engine process started
+
+    @property
+    def achieved_rate(self) -> float:
+        """Committed lines per second of appending."""
+        return self.committed / self.append_seconds if self.append_seconds else 0.0
+
+
+def run_follow(
+    python: str, db: Path, lines: Sequence[HeldBackLine], rate: float, plan: FollowPlan,
+    work_dir: Path, on_progress: Callable[[int, int], None] | None = None,
+) -> FollowRun:
+    """Start `run --follow` on master `db` over empty feed folders in `work_dir`, append
+    `lines` at `rate` lines/s once it is idle, wait until it has caught up, stop it (SIGTERM)
+    and read each line's latency from the master. MeasuredCommandError if the engine fails."""
+    feeds = work_dir / "feeds"
+    for feed in FEEDS:
+        (feeds / feed).mkdir(parents=True, exist_ok=True)
+        (feeds / feed / APPEND_FILE).unlink(missing_ok=True)
+    cmd = [python, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db), "--follow",
+           "--no-recovery", "--json"]
+    started_epoch = time.time()
+    with MeasuredProcess(cmd, work_dir / "engine-follow.log") as proc:
+        ready = proc.wait_until_idle(
+            below=plan.idle_below, settle_s=plan.idle_settle_s, min_s=1.0, max_s=plan.ready_max_s
+        )
+        if not proc.running:  # failed at start-up: raise with its reason, append nothing
+            proc.succeeded(proc.wait(timeout_s=1.0))
+        began = time.monotonic()
+        appended = append_at_rate(lines, feeds, rate, on_progress)
+        append_seconds = time.monotonic() - began
+        drain = proc.wait_until_idle(
+            below=plan.idle_below, settle_s=plan.idle_settle_s, min_s=0.5, max_s=plan.drain_max_s
+        )
+        result = proc.succeeded(proc.stop(timeout_s=plan.drain_max_s))
+    latencies = line_latencies(db, appended)
+    return FollowRun(
+        appended=len(lines),
+        committed=latencies.num_rows,
+        appended_at=latencies["appended_at"].to_pylist(),
+        latencies_ms=latencies["latency_ms"].to_pylist(),
+        append_seconds=round(append_seconds, 3),
+        ready_seconds=round(ready, 2),
+        drain_seconds=round(drain, 2),
+        engine_summary=json.loads(result.last_json_line()),
+        process=result,
+        started_epoch=started_epoch,
+    )
+
+
+def append_at_rate(
+    lines: Sequence[HeldBackLine], feeds: Path, rate: float,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> pa.Table:
+    """Append `lines` to `feeds/<feed>/tail.jsonl` at `rate` lines/s (in small flushed chunks);
+    returns `(feed, record_id, appended_at)` of the lines with a record_id, appended_at in
+    epoch seconds taken right after the flush."""
+    rows: dict[str, list] = {"feed": [], "record_id": [], "appended_at": []}
+    with ExitStack() as files:
+        handles = {
+            feed: files.enter_context((feeds / feed / APPEND_FILE).open("a", encoding="utf-8",
+                                                                      errors="surrogateescape"))
+            for feed in FEEDS
+        }
+        start = time.monotonic()
+        done = 0
+        while done < len(lines):
+            due = min(len(lines), math.floor((time.monotonic() - start) * rate) + 1)
+            chunk = lines[done:due]
+            for line in chunk:
+                handles[line.feed].write(line.text.rstrip("\n") + "\n")
+            for feed in {line.feed for line in chunk}:
+                handles[feed].flush()
+            now = time.time()
+            for line in chunk:
+                if line.record_id is not None:
+                    rows["feed"].append(line.feed)
+                    rows["record_id"].append(line.record_id)
+                    rows["appended_at"].append(now)
+            done = due
+            if on_progress:
+                on_progress(done, len(lines))
+            time.sleep(max(_TICK_S, start + done / rate - time.monotonic()))
+    return pa.table(rows, schema=pa.schema(
+        [("feed", pa.string()), ("record_id", pa.string()), ("appended_at", pa.float64())]
+    ))
+
+
+def line_latencies(db: Path, appended: pa.Table) -> pa.Table:
+    """`(appended_at, latency_ms)` of each appended line whose record is in the master's
+    `links`, in append order: its batch's `committed_at` − `appended_at`."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.register("appended", appended)
+        return con.sql("""
+            SELECT a.appended_at, (epoch(b.committed_at) - a.appended_at) * 1000 AS latency_ms
+            FROM appended a
+            JOIN links l USING (feed, record_id)
+            JOIN batches b USING (batch_id)
+            ORDER BY a.appended_at, a.feed, a.record_id
+        """).to_arrow_table()
+    finally:
+        con.close()
+
+
+def percentiles_ms(latencies_ms: Sequence[float]) -> dict[str, float | None]:
+    """p50, p95, p99 (nearest rank) and max of latencies in ms, rounded to 0.1 ms."""
+    ordered = sorted(latencies_ms)
+    if not ordered:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+
+    def rank(p: float) -> float:
+        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 1)
+
+    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": round(ordered[-1], 1)}

@@ -1,0 +1,80 @@
+"""What a benchmark run measures and its bounds: every default of `python -m benchmarks` here."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "benchmarks" / "results"
+CACHE_DIR = REPO / "data" / "bench"
+
+
+@dataclass(frozen=True)
+class FollowPlan:
+    """The `run --follow` latency phase: the newest lines of the feeds are held back from the
+    bulk load and appended at `rate` lines/s for up to `seconds` (fewer lines if they would be
+    more than `max_share` of the feeds: small sizes get a shorter phase)."""
+
+    rate: int = 1000
+    seconds: float = 30.0
+    max_share: float = 0.10
+    # idle = below this share of one core for `idle_settle_s` (engine started / caught up)
+    idle_below: float = 0.15
+    idle_settle_s: float = 1.0
+    ready_max_s: float = 120.0
+    drain_max_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class AnchorPlan:
+    """Bounds of the Splink anchors (each runs in its own subprocess)."""
+
+    # batch predict + cluster is skipped above this many records (memory and time)
+    batch_max_records: int = 3_000_000
+    batch_timeout_s: float = 900.0
+    # predict_between in batches of `incremental_batch` records against the growing master;
+    # at most `incremental_max_scored` batches are scored, spread evenly over the growth (the
+    # others are only appended), and the total time is estimated from them
+    incremental_batch: int = 1000
+    incremental_max_scored: int = 120
+    incremental_timeout_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """A whole benchmark run: sizes, seed, where data is cached and results go."""
+
+    sizes: tuple[int, ...] = (10_000, 100_000)
+    seed: int = 1
+    cache_dir: Path = CACHE_DIR
+    out_dir: Path = RESULTS_DIR
+    skip_anchors: bool = False
+    follow: FollowPlan = FollowPlan()
+    anchors: AnchorPlan = AnchorPlan()
+    engine_timeout_s: float = 3600.0
+    evaluate_timeout_s: float = 600.0
+    python: str = sys.executable
+
+    def size_dir(self, children: int) -> Path:
+        """The cache folder of one size: generated feeds, truth, snapshot, run files."""
+        return self.cache_dir / str(children)
+
+
+@dataclass(frozen=True)
+class SoakPlan:
+    """`python -m benchmarks.soak`: a warm master, then `run --follow` fed at `rate` lines/s for
+    `minutes`; RSS and latency sampled per minute. The lines are the newest of the feeds of
+    `children` children (about 7.6 lines per child); at least `warm_share` of them stay in the
+    bulk load that warms the master (a shorter soak if the feeds are too small)."""
+
+    minutes: float = 10.0
+    rate: int = 500
+    children: int = 50_000
+    seed: int = 1
+    warm_share: float = 0.2
+    cache_dir: Path = CACHE_DIR
+    out_dir: Path = RESULTS_DIR
+    engine_timeout_s: float = 3600.0
+    python: str = sys.executable
