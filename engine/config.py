@@ -30,6 +30,9 @@ class DecisionConfig:
     review_threshold: float = 0.30
     # A bridge merges two children only if some pair of their own records scores at least this.
     merge_support_threshold: float = 0.30
+    # Feeds whose source key is one person's alone: a child never holds two of one feed's keys.
+    # (The census is not one: a pupil can be issued a new UPN at a change of school.)
+    exclusive_key_feeds: tuple[str, ...] = ("gro", "dwp", "nhs")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ Rules (README "Decisions"):
 - edges at or above `link_threshold` join records and children into clusters (connected
   components), so two new records of one new child make one child and recall is not lost;
   new records that share a `(feed, source_key)` are joined too;
+- a feed's own identifier is exclusive: a cluster never holds two different source keys of one
+  feed (two DWP child references are two children in DWP's own view). Edges are taken strongest
+  first and one that would join such clusters is skipped, so a record with a missing first name
+  cannot chain two twins into one child;
 - a cluster with no existing child is a new child: its earliest record (by `unique_id`) is `new`,
   the others `link`;
 - a cluster with one existing child: every record is `link` to it;
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.config import DecisionConfig
@@ -67,26 +71,36 @@ def new_child_id(founding_unique_id: str) -> str:
 SupportLookup = Callable[[list[list[str]]], set[frozenset[str]]]
 
 
+# The exclusive identifiers a node holds: (feed, source_key) pairs, for a new record (by its
+# unique_id) or an existing child (by `child:` + its child_id).
+Identifiers = Mapping[str, Iterable[tuple[str, str]]]
+
+
 def decide(
     new_ids: Iterable[str],
     same_key_groups: Iterable[list[str]],
     edges: Iterable[Edge],
     config: DecisionConfig,
     support: SupportLookup,
+    identifiers: Identifiers | None = None,
 ) -> BatchDecisions:
     """Decide every new record of a batch (see the module docstring for the rules)."""
     new_ids = sorted(new_ids)
     best = _best_edges(edges)
-    clusters = _UnionFind()
+    clusters = _UnionFind(identifiers or {})
     for uid in new_ids:
         clusters.add(uid)
     for group in same_key_groups:
         for uid in group[1:]:
             clusters.union(group[0], uid)
-    for uid, by_target in best.items():
-        for target, edge in by_target.items():
-            if edge.match_probability >= config.link_threshold:
-                clusters.union(uid, target)
+    strong = sorted(
+        (-edge.match_probability, uid, target)
+        for uid, by_target in best.items()
+        for target, edge in by_target.items()
+        if edge.match_probability >= config.link_threshold
+    )
+    for _, uid, target in strong:
+        clusters.union(uid, target)
     outcome = BatchDecisions()
     split = [_split(members) for members in clusters.components()]
     bridges = [children for records, children in split if records and len(children) >= 2]
@@ -103,18 +117,18 @@ def decide(
     return outcome
 
 
-_CHILD = "child:"
+CHILD_NODE = "child:"  # how an existing child is named among the record nodes
 
 
 def _split(members: list[str]) -> tuple[list[str], list[str]]:
     """A cluster's new records and existing children, each sorted."""
-    records = sorted(m for m in members if not m.startswith(_CHILD))
-    children = sorted(m.removeprefix(_CHILD) for m in members if m.startswith(_CHILD))
+    records = sorted(m for m in members if not m.startswith(CHILD_NODE))
+    children = sorted(m.removeprefix(CHILD_NODE) for m in members if m.startswith(CHILD_NODE))
     return records, children
 
 
 def _target(edge: Edge) -> str:
-    return _CHILD + edge.child_id if edge.child_id is not None else edge.other_id
+    return CHILD_NODE + edge.child_id if edge.child_id is not None else edge.other_id
 
 
 def _best_edges(edges: Iterable[Edge]) -> dict[str, dict[str, Edge]]:
@@ -209,13 +223,21 @@ def _decide_bridge(
 
 
 class _UnionFind:
-    """Connected components over string nodes (path halving, union by name for determinism)."""
+    """Connected components over string nodes (path halving, union by name for determinism)
+    that refuses a union joining two different keys of one feed (see `Identifiers`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, identifiers: Identifiers | None = None) -> None:
         self.parent: dict[str, str] = {}
+        self.identifiers = identifiers or {}
+        self.keys: dict[str, dict[str, set[str]]] = {}  # root -> feed -> its source keys
 
     def add(self, node: str) -> None:
-        self.parent.setdefault(node, node)
+        if node not in self.parent:
+            self.parent[node] = node
+            keys: dict[str, set[str]] = defaultdict(set)
+            for feed, key in self.identifiers.get(node, ()):
+                keys[feed].add(key)
+            self.keys[node] = keys
 
     def find(self, node: str) -> str:
         self.add(node)
@@ -224,11 +246,19 @@ class _UnionFind:
             node = self.parent[node]
         return node
 
-    def union(self, a: str, b: str) -> None:
+    def union(self, a: str, b: str) -> bool:
+        """Join the components of a and b; False if they hold different keys of one feed."""
         root_a, root_b = self.find(a), self.find(b)
-        if root_a != root_b:
-            low, high = sorted((root_a, root_b))
-            self.parent[high] = low
+        if root_a == root_b:
+            return True
+        keys_a, keys_b = self.keys[root_a], self.keys[root_b]
+        if any(feed in keys_b and keys_b[feed].isdisjoint(keys) for feed, keys in keys_a.items()):
+            return False
+        low, high = sorted((root_a, root_b))
+        self.parent[high] = low
+        for feed, keys in self.keys.pop(high).items():
+            self.keys[low][feed] |= keys
+        return True
 
     def components(self) -> list[list[str]]:
         groups: dict[str, list[str]] = defaultdict(list)

@@ -24,7 +24,7 @@ from engine.candidates import (
     with_term_frequencies_sql,
 )
 from engine.config import EngineConfig
-from engine.decisions import BatchDecisions, Edge, decide
+from engine.decisions import CHILD_NODE, BatchDecisions, Edge, decide
 from engine.governance.shielding import shield_by_safety_rule
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
@@ -177,8 +177,30 @@ class Resolver:
         ).to_arrow_table().to_pydict()
         return decide(
             new_rows["unique_id"], _same_key_groups(new_rows), edges,
-            self.config.decision, self._supported_pairs,
+            self.config.decision, self._supported_pairs, self._identifiers(new_rows),
         )
+
+    def _identifiers(self, new_rows: dict[str, list]) -> dict[str, list[tuple[str, str]]]:
+        """The source keys of the batch's new records and of the children they scored against
+        (a feed's own key is exclusive: engine.decisions)."""
+        exclusive = self.config.decision.exclusive_key_feeds
+        identifiers: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for uid, feed, key in zip(
+            new_rows["unique_id"], new_rows["feed"], new_rows["source_key"], strict=True
+        ):
+            if key is not None and feed in exclusive:
+                identifiers[uid].append((feed, key))
+        rows = self.con.execute(
+            """
+            SELECT x.child_id, x.feed, x.source_key FROM xref x
+            WHERE x.child_id IN (SELECT child_id FROM scored_edges WHERE child_id IS NOT NULL)
+              AND list_contains(?, x.feed)
+            """,
+            [list(exclusive)],
+        ).fetchall()
+        for child_id, feed, key in rows:
+            identifiers[CHILD_NODE + child_id].append((feed, key))
+        return identifiers
 
     def _supported_pairs(self, groups: list[list[str]]) -> set[frozenset[str]]:
         """Pairs of children within each group with some pair of their own records scoring at

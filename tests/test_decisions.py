@@ -70,3 +70,21 @@ def test_unsupported_bridge_merges_nothing_and_queues_the_record():
     decision = by_record(outcome)["nhs:7"]
     assert (decision.decision, decision.child_id) == ("bridge", "C2")
     assert {c for c, _ in decision.candidates} == {"C1", "C2"}
+
+
+def test_a_record_missing_its_first_name_cannot_chain_two_twins_into_one_child():
+    # Two DWP claims of twins, one without a first name, score high against each other; their
+    # child references differ, so DWP itself says they are two children.
+    edges = [Edge("dwp:1", "dwp:2", None, 0.998)]
+    identifiers = {"dwp:1": [("dwp", "CH1")], "dwp:2": [("dwp", "CH2")]}
+    outcome = decide(["dwp:1", "dwp:2"], [], edges, CONFIG, no_support, identifiers)
+    assert len({d.child_id for d in outcome.decisions}) == 2
+
+
+def test_a_child_holding_another_key_of_the_feed_is_not_joined_but_the_strongest_edge_wins():
+    edges = [Edge("nhs:9", "dwp:1", "C1", 0.99), Edge("nhs:9", "dwp:2", "C2", 0.999)]
+    identifiers = {"nhs:9": [("nhs", "111")], "child:C1": [("nhs", "222")],
+                   "child:C2": [("dwp", "CH2")]}
+    outcome = decide(["nhs:9"], [], edges, CONFIG, full_support, identifiers)
+    assert outcome.merges == {}
+    assert by_record(outcome)["nhs:9"].child_id == "C2"
