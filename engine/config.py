@@ -7,7 +7,7 @@ Override any of them with a TOML file (`contactpoint run --config engine.toml`),
     review_threshold = 0.5
 
     [batch]
-    max_records = 5000
+    max_records = 20000
     max_latency_ms = 200
 """
 
@@ -48,7 +48,7 @@ class BatchConfig:
     latency bound applies while following). A bulk load folds records into golden records every
     `golden_refresh_batches` batches and at the end of the input; following, every batch."""
 
-    max_records: int = 5000
+    max_records: int = 20000
     max_latency_ms: int = 200
     golden_refresh_batches: int = 20
 
