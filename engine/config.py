@@ -46,11 +46,13 @@ class ScoringConfig:
 class BatchConfig:
     """A batch closes at `max_records` items or `max_latency_ms` after its first item (the
     latency bound applies while following). A bulk load folds records into golden records every
-    `golden_refresh_batches` batches and at the end of the input; following, every batch."""
+    `golden_refresh_batches` batches and at the end of the input; following, at most
+    `golden_refresh_ms_following` after a batch commits (and when the input goes quiet)."""
 
     max_records: int = 20000
     max_latency_ms: int = 200
     golden_refresh_batches: int = 20
+    golden_refresh_ms_following: int = 1000
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         on_batch: Callable[[BatchOutcome], None] | None = None,
         owns_master: bool = True,
         golden_refresh_batches: int = 1,
+        golden_refresh_seconds: float | None = None,
     ) -> None:
         self.db_path = db_path
         self.model_path = model_path
@@ -47,6 +48,7 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         self.on_batch = on_batch
         self.owns_master = owns_master
         self.golden_refresh_batches = golden_refresh_batches
+        self.golden_refresh_seconds = golden_refresh_seconds
 
     def list_parts(self) -> list[str]:
         return [MASTER_PARTITION] if self.owns_master else []
@@ -61,7 +63,9 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         model = CompiledModel.from_json(self.model_path)
         # Search and administrative acts are served by this process while it holds the master.
         service = start_service(con, self.db_path, model)
-        resolver = Resolver(con, model, self.config, self.golden_refresh_batches)
+        resolver = Resolver(
+            con, model, self.config, self.golden_refresh_batches, self.golden_refresh_seconds
+        )
         return MasterWriterPartition(resolver, service, self.on_batch)
 
 
@@ -79,6 +83,9 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
     def write_batch(self, values: list[Batch]) -> None:
         for batch in values:
             with self.service.write_lock:  # a shield or retention act never races a batch
+                if not batch:  # the batcher's cue that the input went quiet
+                    self.resolver.refresh_golden()
+                    continue
                 outcome = self.resolver.resolve(batch)
             if self.on_batch is not None:
                 self.on_batch(outcome)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,15 +67,20 @@ class Resolver:
         model: CompiledModel,
         config: EngineConfig,
         golden_refresh_batches: int = 1,
+        golden_refresh_seconds: float | None = None,
     ) -> None:
-        """`golden_refresh_batches`: fold placed records into golden records every this many
-        batches (1 while following, for freshness; more in a bulk load, which is cheaper).
-        `refresh_golden()` folds whatever waits, e.g. at the end of the input."""
+        """Placed records are folded into golden records every `golden_refresh_batches` batches
+        (a bulk load: the fold is cheaper for many batches at once) or, with
+        `golden_refresh_seconds`, once that much time has passed since the last fold (following:
+        links commit without waiting for the fold). `refresh_golden()` folds whatever waits,
+        e.g. at the end of the input or when it goes quiet."""
         self.con = con
         self.model = model
         self.config = config
         self.golden_refresh_batches = golden_refresh_batches
+        self.golden_refresh_seconds = golden_refresh_seconds
         self._batches_since_refresh = 0
+        self._last_refresh = time.monotonic()
         tf_min = config.scoring.tf_min_values
         self._pairs_sql = candidate_pairs_sql(model)
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
@@ -278,7 +284,7 @@ class Resolver:
             SELECT unique_id FROM decided UNION ALL SELECT unique_id FROM known
         """)
         self._batches_since_refresh += 1
-        if decisions.merges or self._batches_since_refresh >= self.golden_refresh_batches:
+        if decisions.merges or self._golden_refresh_due():
             self._refresh_golden_in_transaction()
         if decisions.merges:
             self._mark_merged_children()
@@ -293,8 +299,15 @@ class Resolver:
         outcome.bridge = counts["bridge"]
         outcome.merged_children = len(decisions.merges)
 
+    def _golden_refresh_due(self) -> bool:
+        if self.golden_refresh_seconds is not None:
+            return time.monotonic() - self._last_refresh >= self.golden_refresh_seconds
+        return self._batches_since_refresh >= self.golden_refresh_batches
+
     def refresh_golden(self) -> None:
         """Fold every waiting record into its child's golden record, in its own transaction."""
+        if not scalar(self.con, "SELECT count(*) FROM golden_pending"):
+            return
         self.con.begin()
         try:
             self._refresh_golden_in_transaction()
@@ -312,6 +325,7 @@ class Resolver:
         for statement in self._golden_sqls:
             self.con.execute(statement)
         self._batches_since_refresh = 0
+        self._last_refresh = time.monotonic()
 
     def _apply_merges(self, merges: dict[str, str]) -> None:
         """Move every record, link, identifier and queue entry of a merged child to its survivor

@@ -20,6 +20,7 @@ def test_deadline_starts_at_the_first_item_and_is_not_pushed_back():
     time.sleep(0.01)
     batcher.on_batch([[2]])
     assert batcher.notify_at() == first_deadline
+    time.sleep(0.05)
     assert batcher.on_notify()[0] == [[1, 2]]
     assert batcher.notify_at() is None
 
@@ -44,3 +45,14 @@ def test_without_a_latency_bound_batches_close_only_when_full_or_at_the_end():
     assert batcher.notify_at() is None
     assert batcher.on_batch([[2, 3]])[0] == [[1, 2]]
     assert batcher.on_eof()[0] == [[3]]
+
+
+def test_following_an_empty_batch_is_emitted_once_when_the_input_goes_quiet():
+    batcher = MicroBatcher(10, timedelta(milliseconds=1), idle_tick=timedelta(milliseconds=20))
+    batcher.on_batch([["a"]])
+    time.sleep(0.005)
+    assert batcher.on_notify()[0] == [["a"]]
+    assert batcher.on_notify()[0] == []
+    time.sleep(0.03)
+    assert batcher.on_notify()[0] == [[]]
+    assert batcher.notify_at() is None
