@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from engine.governance.audit import GENESIS_HASH, verify_chain
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     OLIVER,
     act,
@@ -24,11 +24,6 @@ from tests.test_governance_helpers import (
     search,
     update,
 )
-
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from engine.governance.errors import AccessRefused, GovernanceError
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     TODAY,
     act,
@@ -26,10 +26,6 @@ from tests.test_governance_helpers import (
 
 BORN_2000 = dict(sex="F", date_of_birth="2000-01-01", postcode="LS6 2AB")
 
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 @pytest.fixture(scope="module")

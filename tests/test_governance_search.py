@@ -14,7 +14,7 @@ from engine.governance.acts import Request, perform
 from engine.governance.errors import GovernanceError
 from engine.governance.policy import GovernancePolicy
 from engine.governance.search import CONTACT_DATA_MANAGER
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     AMELIA,
     OLIVER,
@@ -34,10 +34,6 @@ SOPHIE = dict(first_name="SOPHIE", surname="QUARTERMAINE", sex="F", date_of_birt
 SHIELDED_KEYS = {"child_id", "match_probability", "shielded", "first_name", "surname", "sex",
                  "date_of_birth", "contact"}
 
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 @pytest.fixture(scope="module")

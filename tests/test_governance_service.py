@@ -18,7 +18,7 @@ import pytest
 
 from engine.governance.audit import verify_chain
 from engine.governance.service import ServiceHandle, socket_path_for, start_service
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     OLIVER,
     add_staff,
@@ -46,10 +46,6 @@ except UsageError as err:
     sys.exit(2)
 """
 
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import engine.resolver
 from engine.governance.errors import AccessRefused, GovernanceError
 from engine.governance.search import CONTACT_DATA_MANAGER
 from engine.governance.shielding import SAFETY_RULE, shield_by_safety_rule
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     AMELIA,
     OLIVER,
@@ -35,10 +35,6 @@ safety_rule_wired = pytest.mark.skipif(
     reason="the resolver does not apply the shielding safety rule yet",
 )
 
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 @pytest.fixture

@@ -12,13 +12,8 @@ import pytest
 from engine.governance.errors import AccessRefused, GovernanceError
 from engine.governance.schema import create_governance_tables
 from engine.governance.sources import registered_feeds
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import act, add_staff, governed_master, run_cli
-
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 @pytest.fixture

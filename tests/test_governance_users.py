@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from engine.governance.errors import AccessRefused, GovernanceError
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     NEXT_YEAR,
     TODAY,
@@ -21,11 +21,6 @@ from tests.test_governance_helpers import (
     run_cli,
     search,
 )
-
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 @pytest.fixture

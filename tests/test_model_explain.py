@@ -7,13 +7,8 @@ import pytest
 
 from linkage_models.explain import render_html, render_text, waterfall
 from linkage_models.records import register_model_records
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+from linkage_models.scoring import CompiledModel
 from streams.canonical import Update, updates_to_arrow
-
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from splink import DuckDBAPI, Linker
 
 from linkage_models.records import register_model_records
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel, ModelError
+from linkage_models.scoring import CompiledModel, ModelError
 from streams.generator import generate
 from streams.snapshot import read_updates
 
@@ -24,10 +24,6 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
     generate(children=60, seed=11, out=out)
     return read_updates(out / "feeds").updates
 
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 def test_compiled_sql_gives_predict_between_weights(sample: pa.Table, model: CompiledModel):

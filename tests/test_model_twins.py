@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import duckdb
-import pytest
 
 from linkage_models.records import register_model_records
-from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+from linkage_models.scoring import CompiledModel
 from streams.canonical import Update, updates_to_arrow
 
 # a rare surname and first names (tf 1 in 100,000): the most a name can say for a match
@@ -14,10 +13,6 @@ RARE = 1e-5
 
 HOME = dict(surname="QUARTERMAINE", date_of_birth="2006-03-14", postcode="LS6 2AB", sex="M")
 
-
-@pytest.fixture(scope="module")
-def model() -> CompiledModel:
-    return CompiledModel.from_json(DEFAULT_MODEL_PATH)
 
 
 def test_twins_with_same_dob_surname_and_postcode_score_below_half(model: CompiledModel):
