@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks.anchors import run_anchor
 from benchmarks.engine_bench import bulk_load, cost_curve, evaluate
@@ -26,13 +23,14 @@ from benchmarks.follow import FollowRun, percentiles_ms, run_follow
 from benchmarks.measure import MeasuredCommandError
 from benchmarks.plan import BenchPlan
 from engine.config import EngineConfig
+from engine.progress import progress_bar
 
 
 def bench_size(plan: BenchPlan, children: int, console: Console) -> dict[str, Any]:
     """Measure the engine and the anchors on the synthetic feeds of `children` children."""
     folder = plan.size_dir(children)
     console.rule(f"[bold]{children:,} children")
-    with _bar(console, f"feeds for {children:,} children") as advance:
+    with progress_bar(console, f"feeds for {children:,} children") as advance:
         feeds = cached_feeds(folder, children, plan.seed, progress=advance)
     _say(console, "feeds", f"{feeds.lines:,} lines" + (
         f", generated in {feeds.generate_seconds} s" if feeds.generate_seconds
@@ -85,7 +83,8 @@ def _follow(
 ) -> dict[str, Any]:
     """The `--follow` latency phase on the loaded master, or `{"failed": reason}`."""
     rate = plan.follow.rate
-    with _bar(console, f"--follow: appending {len(lines):,} lines at {rate:,}/s") as advance:
+    description = f"--follow: appending {len(lines):,} lines at {rate:,}/s"
+    with progress_bar(console, description) as advance:
         try:
             run = run_follow(plan.python, db, lines, rate, plan.follow, work_dir, advance)
         except MeasuredCommandError as err:
@@ -199,14 +198,3 @@ def _anchor_line(anchor: dict[str, Any], seconds_key: str) -> str:
 
 def _say(console: Console, step: str, text: str) -> None:
     console.print(f"  [green]✓[/green] {step}: {text}")
-
-
-@contextmanager
-def _bar(console: Console, description: str) -> Iterator[Callable[[int, int], None]]:
-    """Yields `advance(done, total)` driving a transient rich progress bar."""
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=console, transient=True,
-    ) as progress:
-        task = progress.add_task(description, total=None)
-        yield lambda done, total: progress.update(task, completed=done, total=total)

@@ -10,7 +10,6 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -88,7 +87,9 @@ def _generate(args: argparse.Namespace) -> int:
         config = GeneratorConfig.from_toml(args.config) if args.config else None
     except (OSError, ValueError) as err:
         raise UsageError(f"generator config {args.config}: {err}") from err
-    with _progress_bar(f"generating {args.children:,} children") as advance:
+    from engine.progress import progress_bar
+
+    with progress_bar(err_console, f"generating {args.children:,} children") as advance:
         summary = generate(args.children, args.seed, args.out, config=config, progress=advance)
     _print_result(summary.to_dict(), args.json, f"Synthetic feeds written to {args.out}")
     return 0
@@ -358,16 +359,3 @@ def _shown(value: object) -> str:
     if isinstance(value, list):
         return json.dumps(value, default=str)[:200]
     return str(value)
-
-
-@contextmanager
-def _progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """Yields `advance(done, total)`, which drives a rich progress bar on stderr."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=err_console, transient=True,
-    ) as progress:
-        task = progress.add_task(description, total=None)
-        yield lambda done, total: progress.update(task, completed=done, total=total)

@@ -4,9 +4,12 @@ is not a terminal, e.g. in CI or under a service manager)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.resolver import BatchOutcome
 
@@ -51,3 +54,14 @@ class RunProgress:
     def finish(self) -> None:
         if self.console.is_terminal:
             self.console.print(" " * 100, end="\r")
+
+
+@contextmanager
+def progress_bar(console: Console, description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yields `advance(done, total)`, which drives a transient rich progress bar."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=console, transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -97,20 +98,27 @@ class Resolver:
         dead = [i for i in items if isinstance(i, DeadLetter)]
         outcome = BatchOutcome()
         started_at = datetime.now(UTC)
-        self.con.begin()
-        try:
+        with self._transaction():
             self._batch_id = self._next_batch_id()
             outcome.dead_letters = self._write_dead_letters(dead)
             if updates:
                 self._resolve_updates(updates, outcome)
             self._record_batch(len(items), outcome, started_at)
+        return outcome
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One DuckDB transaction: committed, or rolled back and reported as MasterStoreError;
+        the batch's temporary tables are dropped either way."""
+        self.con.begin()
+        try:
+            yield
             self.con.commit()
         except duckdb.Error as err:
             self._rollback()
             raise MasterStoreError(f"writing the master failed: {_first_line(err)}") from err
         finally:
             self._drop_batch_tables()
-        return outcome
 
     def _resolve_updates(self, updates: list[Update], outcome: BatchOutcome) -> None:
         con = self.con
@@ -308,15 +316,8 @@ class Resolver:
         """Fold every waiting record into its child's golden record, in its own transaction."""
         if not scalar(self.con, "SELECT count(*) FROM golden_pending"):
             return
-        self.con.begin()
-        try:
+        with self._transaction():
             self._refresh_golden_in_transaction()
-            self.con.commit()
-        except duckdb.Error as err:
-            self._rollback()
-            raise MasterStoreError(f"writing the master failed: {_first_line(err)}") from err
-        finally:
-            self._drop_batch_tables()
 
     def _refresh_golden_in_transaction(self) -> None:
         self.con.execute(
