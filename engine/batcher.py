@@ -21,8 +21,6 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
 
     With `max_latency=None` batches close only when full or at the end of the input: a bulk load's
     batches are then a function of the input alone, so a replay after a crash rebuilds them exactly.
-    With `idle_tick`, an empty batch is emitted once that long after the last batch if nothing
-    else came: the writer's cue to finish deferred work (golden records) when the input goes quiet.
     State is the list of items waiting (snapshotted as a copy, so a resumed run loses none).
 
     >>> b = MicroBatcher(max_items=2, max_latency=timedelta(seconds=1))
@@ -37,14 +35,11 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
         max_items: int,
         max_latency: timedelta | None,
         resume_state: list[Item] | None = None,
-        idle_tick: timedelta | None = None,
     ) -> None:
         self.max_items = max_items
         self.max_latency = max_latency
-        self.idle_tick = idle_tick
         self.pending: list[Item] = list(resume_state or [])
         self.deadline = self._deadline()
-        self.tick: datetime | None = None
 
     def on_batch(self, chunks: list[list[Item]]) -> tuple[list[list[Item]], bool]:
         was_empty = not self.pending
@@ -56,39 +51,25 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
             del self.pending[: self.max_items]
         if full or was_empty:
             self.deadline = self._deadline()
-        if full:
-            self._schedule_tick()
         return full, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[list[Item]], bool]:
-        now = datetime.now(UTC)
-        if self.deadline is not None and now >= self.deadline:
+        if self.deadline is not None and datetime.now(UTC) >= self.deadline:
             return self._flush(), StatefulBatchLogic.RETAIN
-        if self.tick is not None and now >= self.tick and not self.pending:
-            self.tick = None
-            return [[]], StatefulBatchLogic.RETAIN
         return [], StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[list[Item]], bool]:
         return self._flush(), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        times = [t for t in (self.deadline, self.tick) if t is not None]
-        return min(times) if times else None
+        return self.deadline
 
     def snapshot(self) -> list[Item]:
         return list(self.pending)
 
     def _flush(self) -> list[list[Item]]:
         batch, self.pending, self.deadline = self.pending, [], None
-        if not batch:
-            return []
-        self._schedule_tick()
-        return [batch]
-
-    def _schedule_tick(self) -> None:
-        if self.idle_tick is not None:
-            self.tick = datetime.now(UTC) + self.idle_tick
+        return [batch] if batch else []
 
     def _deadline(self) -> datetime | None:
         """A deadline counted from now, for the batch now waiting (None if none waits)."""

@@ -1,29 +1,105 @@
 """SQL for the candidate and scoring stages of a micro-batch (built once per model, run per batch).
 
+Candidates come from the **blocking index** `blocking_keys(block_key, record_no)`: for every record
+in the record index and every blocking rule of the model whose key expressions are all non-null,
+`block_key = hash(rule number, the rule's key values)`. Two records share a key exactly when the
+rule would join them (bar a 64-bit hash collision, which only adds a pair for the model to score),
+so one equi-join of the batch's keys against the index finds every pair all the rules would, while
+reading two integer columns instead of the index's name, date and postcode columns once per rule.
+
 Tables the resolver provides per batch: `batch_new` (the batch's records not resolved by xref,
-canonical columns + `unique_id`) and the master's `records` (the record index, + `child_id`).
+canonical columns + `unique_id`) and the master's `records` (the record index, + `child_id`,
+`record_no`).
 """
 
 from __future__ import annotations
+
+import hashlib
+
+import duckdb
 
 from engine.config import ScoringConfig
 from linkage_models.scoring import CompiledModel
 
 
-def candidate_pairs_sql(model: CompiledModel) -> str:
-    """Pairs (unique_id_l new record, unique_id_r existing or other new record) found by any of
-    the model's prediction blocking rules; within the batch each pair appears once."""
-    against_index = [
-        f"SELECT l.unique_id AS unique_id_l, r.unique_id AS unique_id_r "
-        f"FROM batch_new l JOIN records r ON {rule}"
-        for rule in model.blocking_rules
+def candidate_sqls(model: CompiledModel) -> list[str]:
+    """Statements making `pairs(unique_id_l, unique_id_r)` — each new record of `batch_new` with
+    the indexed records and the other new records it shares a blocking key with (within the
+    batch each pair once) — and `right_records`, the records on the right of those pairs
+    (the model's columns, `child_id` NULL for a new record)."""
+    indexed = ", ".join(f"r.{name}" for name in model.record_columns)
+    new = ", ".join(f"b.{name}" for name in model.record_columns)
+    return [
+        "CREATE OR REPLACE TEMP TABLE batch_keys AS "
+        + blocking_keys_sql(model, "batch_new", "unique_id"),
+        """
+        CREATE OR REPLACE TEMP TABLE index_pairs AS
+        SELECT DISTINCT b.unique_id AS unique_id_l, k.record_no
+        FROM batch_keys b JOIN blocking_keys k USING (block_key)
+        """,
+        f"""
+        CREATE OR REPLACE TEMP TABLE right_records AS
+        SELECT r.record_no, r.child_id, {indexed} FROM records r
+        WHERE r.record_no IN (SELECT record_no FROM index_pairs)
+        UNION ALL
+        SELECT NULL::BIGINT, NULL::VARCHAR, {new} FROM batch_new b
+        """,
+        """
+        CREATE OR REPLACE TEMP TABLE pairs AS
+        SELECT p.unique_id_l, r.unique_id AS unique_id_r
+        FROM index_pairs p JOIN right_records r USING (record_no)
+        UNION
+        SELECT l.unique_id, r.unique_id
+        FROM batch_keys l JOIN batch_keys r USING (block_key)
+        WHERE l.unique_id < r.unique_id
+        """,
     ]
-    within_batch = [
-        f"SELECT l.unique_id AS unique_id_l, r.unique_id AS unique_id_r "
-        f"FROM batch_new l JOIN batch_new r ON ({rule}) AND l.unique_id < r.unique_id"
-        for rule in model.blocking_rules
+
+
+def index_records_sqls(model: CompiledModel, placed: str) -> list[str]:
+    """Statements adding the records of table `placed` (canonical columns, `unique_id`,
+    `child_id`) to the record index and their keys to the blocking index."""
+    return [
+        "CREATE OR REPLACE TEMP TABLE indexed AS "
+        f"SELECT nextval('record_no_seq') AS record_no, * FROM {placed}",
+        "INSERT INTO records BY NAME SELECT * FROM indexed",
+        "INSERT INTO blocking_keys " + blocking_keys_sql(model, "indexed", "record_no"),
     ]
-    return "\nUNION\n".join(against_index + within_batch)
+
+
+def ensure_blocking_index(con: duckdb.DuckDBPyConnection, model: CompiledModel) -> None:
+    """Rebuild the blocking index from the record index if it was built for other blocking rules
+    (another model) or another DuckDB (whose `hash` may differ); a no-op otherwise. Run in the
+    caller's transaction."""
+    signature = _index_signature(model)
+    current = con.execute(
+        "SELECT value FROM master_meta WHERE key = 'blocking_index'"
+    ).fetchall()
+    if current == [(signature,)]:
+        return
+    con.execute("DELETE FROM blocking_keys")
+    con.execute("INSERT INTO blocking_keys " + blocking_keys_sql(model, "records", "record_no"))
+    con.execute(
+        "INSERT OR REPLACE INTO master_meta VALUES ('blocking_index', ?)", [signature]
+    )
+
+
+def blocking_keys_sql(model: CompiledModel, table: str, id_column: str) -> str:
+    """`(block_key, <id_column>)` of every row of `table` for every blocking rule whose key
+    expressions are all non-null (SQL's `=` never joins on NULL)."""
+    selects = []
+    for number, expressions in enumerate(model.blocking_keys):
+        present = " AND ".join(f"({e}) IS NOT NULL" for e in expressions)
+        selects.append(
+            f"SELECT hash({number}, {', '.join(expressions)}) AS block_key, {id_column} "
+            f"FROM {table} WHERE {present}"
+        )
+    return "\nUNION ALL\n".join(selects)
+
+
+def _index_signature(model: CompiledModel) -> str:
+    text = repr((model.blocking_keys, duckdb.__version__))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def with_term_frequencies_sql(

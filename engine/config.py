@@ -8,7 +8,7 @@ Override any of them with a TOML file (`contactpoint run --config engine.toml`),
 
     [batch]
     max_records = 20000
-    max_latency_ms = 200
+    max_latency_ms = 50
 """
 
 from __future__ import annotations
@@ -45,14 +45,21 @@ class ScoringConfig:
 @dataclass(frozen=True)
 class BatchConfig:
     """A batch closes at `max_records` items or `max_latency_ms` after its first item (the
-    latency bound applies while following). A bulk load folds records into golden records every
-    `golden_refresh_batches` batches and at the end of the input; following, at most
-    `golden_refresh_ms_following` after a batch commits (and when the input goes quiet)."""
+    latency bound applies while following)."""
 
     max_records: int = 20000
-    max_latency_ms: int = 200
-    golden_refresh_batches: int = 20
-    golden_refresh_ms_following: int = 1000
+    max_latency_ms: int = 50
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """DuckDB checkpoints of the master: one after every `checkpoint_threshold_mb` of WAL (small,
+    so a batch never waits long for one). A checkpoint that also vacuums (reclaims the rows that
+    golden-record updates delete) rewrites whole row groups, hundreds of ms at 100,000 children:
+    while following it runs every `vacuum_interval_s` and at the end, not at every checkpoint."""
+
+    checkpoint_threshold_mb: int = 2
+    vacuum_interval_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class EngineConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     survivorship: SurvivorshipConfig = field(default_factory=SurvivorshipConfig)
@@ -125,3 +133,7 @@ class EngineConfig:
             raise ConfigError("thresholds must satisfy 0 < review_threshold <= link_threshold < 1")
         if self.batch.max_records < 1 or self.batch.max_latency_ms < 1:
             raise ConfigError("batch.max_records and batch.max_latency_ms must be positive")
+        if self.store.checkpoint_threshold_mb < 1 or self.store.vacuum_interval_s <= 0:
+            raise ConfigError(
+                "store.checkpoint_threshold_mb and store.vacuum_interval_s must be positive"
+            )

@@ -73,16 +73,12 @@ def build_flow(
     # A latency bound matters only while following; a bulk load batches by size alone.
     max_latency = timedelta(milliseconds=config.batch.max_latency_ms) if options.follow else None
     size = config.batch.max_records
-    # Following, golden records are folded at most this long after a batch (and when it goes quiet).
-    refresh = timedelta(milliseconds=config.batch.golden_refresh_ms_following)
-    idle_tick = refresh if options.follow else None
     batches = op.stateful_batch(
-        "micro_batch", keyed, lambda state: MicroBatcher(size, max_latency, state, idle_tick)
+        "micro_batch", keyed, lambda state: MicroBatcher(size, max_latency, state)
     )
     sink = MasterSink(
         options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master,
-        golden_refresh_batches=config.batch.golden_refresh_batches,
-        golden_refresh_seconds=refresh.total_seconds() if options.follow else None,
+        following=options.follow,
     )
     op.output("master", batches, sink)
     return flow

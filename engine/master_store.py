@@ -2,22 +2,23 @@
 
 Tables (DESIGN.md "Master store contract" plus our own):
 
-- `children`      one row per child: golden fields, `provenance` (per field the `feed:record_id`
-                  it came from), `survivorship_keys` (per field its order key, engine.survivorship),
-                  `status` (`active`, `deceased`, `merged`), `merged_into`, `shielded`, timestamps;
+- `children`      one row per child: golden fields, `provenance` (JSON: per field the
+                  `feed:record_id` it came from), `survivorship_keys` (JSON: per field its order
+                  key, engine.survivorship), `status` (`active`, `deceased`, `merged`),
+                  `merged_into`, `shielded`, timestamps;
 - `links`         the current decision for every processed good feed record;
 - `records`       the record index: every linked record in canonical form with its `child_id`
-                  (candidates are searched here, not only in golden records);
+                  and a `record_no` (candidates are searched here, not only in golden records);
+- `blocking_keys` `(block_key, record_no)`: the blocking index over `records` (engine.candidates);
 - `xref`          `(feed, source_key) -> child_id`, the fast path for known identifiers;
-- `golden_pending` records placed in children but not yet folded into their golden records
-                  (a bulk load folds every few batches; following, every batch);
 - `term_frequencies` `(column_name, value, n)`: counts behind the model's tf adjustments;
 - `dead_letters`  one row per bad line, with its reason;
 - `review_queue`  updates a person must look at (review band, unsupported bridges), with candidates;
 - `merges`        children merged into another by a supported bridge;
 - `batches`       one row per committed micro-batch: sizes, outcome counts, start and commit
                   time (`links.batch_id` says which batch decided a record: latency is measured
-                  from a line's append to its batch's `committed_at`).
+                  from a line's append to its batch's `committed_at`);
+- `master_meta`   `(key, value)`: the schema version, what the blocking index was built for.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import duckdb
 
+from engine.config import StoreConfig
 from engine.governance.schema import create_governance_tables
 from streams.canonical import UPDATE_COLUMNS
 
@@ -37,20 +39,24 @@ GOLDEN_FIELDS: tuple[str, ...] = (
 )
 
 
+# Bumped whenever a table changes shape; a master of another version is refused, not guessed at.
+SCHEMA_VERSION = "2"
+
+
 class MasterStoreError(RuntimeError):
-    """The master file cannot be opened or written (locked, unreadable, disk full)."""
+    """The master file cannot be opened or written (locked, unreadable, disk full, or written by
+    an engine with another schema version)."""
 
 
 def _schema_sql() -> str:
     record_columns = ",\n    ".join(f"{name} VARCHAR" for name in UPDATE_COLUMNS)
     golden_columns = ",\n    ".join(f"{name} VARCHAR" for name in GOLDEN_FIELDS)
-    golden_struct = "STRUCT(" + ", ".join(f"{name} VARCHAR" for name in GOLDEN_FIELDS) + ")"
     return f"""
 CREATE TABLE IF NOT EXISTS children (
     child_id VARCHAR PRIMARY KEY,
     {golden_columns},
-    provenance {golden_struct},
-    survivorship_keys {golden_struct},
+    provenance JSON,
+    survivorship_keys JSON,
     status VARCHAR NOT NULL DEFAULT 'active',
     merged_into VARCHAR,
     shielded BOOLEAN NOT NULL DEFAULT false,
@@ -69,12 +75,15 @@ CREATE TABLE IF NOT EXISTS links (
     PRIMARY KEY (feed, record_id)
 );
 CREATE TABLE IF NOT EXISTS records (
+    record_no BIGINT NOT NULL,
     unique_id VARCHAR NOT NULL,
     child_id VARCHAR NOT NULL,
     {record_columns}
 );
-CREATE TABLE IF NOT EXISTS golden_pending (
-    unique_id VARCHAR NOT NULL
+CREATE SEQUENCE IF NOT EXISTS record_no_seq;
+CREATE TABLE IF NOT EXISTS blocking_keys (
+    block_key UBIGINT NOT NULL,
+    record_no BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS xref (
     feed VARCHAR NOT NULL,
@@ -124,6 +133,10 @@ CREATE TABLE IF NOT EXISTS merges (
     record_id VARCHAR NOT NULL,
     merged_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS master_meta (
+    key VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
 """
 
 
@@ -147,9 +160,55 @@ def open_master(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
     except (duckdb.Error, OSError) as err:
         raise MasterStoreError(f"cannot open master database {path}: {err}") from err
     if not read_only:
-        con.execute(_schema_sql())
+        try:
+            _create_or_check_schema(con, path)
+        except MasterStoreError:
+            con.close()
+            raise
         create_governance_tables(con)
     return con
+
+
+def _create_or_check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Create the tables of a new master; refuse a master written with another schema."""
+    tables = {row[0] for row in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall()}
+    if "children" in tables:
+        version = "1"
+        if "master_meta" in tables:
+            rows = con.execute(
+                "SELECT value FROM master_meta WHERE key = 'schema_version'"
+            ).fetchall()
+            version = rows[0][0] if rows else "1"
+        if version != SCHEMA_VERSION:
+            raise MasterStoreError(
+                f"master database {path} has schema version {version}, this engine writes "
+                f"version {SCHEMA_VERSION}: load the feeds into a new master file"
+            )
+    con.execute(_schema_sql())
+    con.execute(
+        "INSERT OR IGNORE INTO master_meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
+    )
+
+
+def configure_checkpoints(
+    con: duckdb.DuckDBPyConnection, config: StoreConfig, *, vacuum: bool
+) -> None:
+    """Checkpoint after every `config.checkpoint_threshold_mb` of WAL; vacuum at each one only
+    if `vacuum` (see `StoreConfig`; otherwise call `checkpoint_and_vacuum`)."""
+    con.execute(f"SET checkpoint_threshold = '{config.checkpoint_threshold_mb}MB'")
+    con.execute("RESET max_vacuum_tasks" if vacuum else "SET max_vacuum_tasks = 0")
+
+
+def checkpoint_and_vacuum(con: duckdb.DuckDBPyConnection) -> None:
+    """A checkpoint that reclaims deleted rows, whatever `configure_checkpoints` said."""
+    vacuum_tasks = scalar(con, "SELECT current_setting('max_vacuum_tasks')")
+    con.execute("RESET max_vacuum_tasks")
+    try:
+        con.execute("FORCE CHECKPOINT")
+    finally:
+        con.execute(f"SET max_vacuum_tasks = {vacuum_tasks}")
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> object:

@@ -1,8 +1,9 @@
 """Resolve one micro-batch against the master in one DuckDB transaction.
 
     xref fast path -> candidates (blocking vs the record index and within the batch) -> scores
-    (the compiled Splink model) -> decisions (engine.decisions) -> writes: records, links, xref,
-    term frequencies, merges, review queue, golden records (engine.survivorship), dead letters.
+    (the compiled Splink model) -> decisions (engine.decisions) -> writes: records and blocking
+    keys, links, xref, term frequencies, merges, review queue, golden records
+    (engine.survivorship), dead letters.
 
 A record already in `links` is skipped, so replaying a batch after a crash changes nothing.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +21,10 @@ import duckdb
 import pyarrow as pa
 
 from engine.candidates import (
-    candidate_pairs_sql,
+    candidate_sqls,
     count_term_frequencies_sql,
+    ensure_blocking_index,
+    index_records_sqls,
     with_term_frequencies_sql,
 )
 from engine.config import EngineConfig
@@ -30,9 +32,9 @@ from engine.decisions import CHILD_NODE, BatchDecisions, Edge, decide
 from engine.governance.shielding import shield_by_safety_rule
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
-from engine.survivorship import golden_refresh_sqls
+from engine.survivorship import golden_upsert_sqls
 from linkage_models.scoring import CompiledModel
-from streams.canonical import UPDATE_COLUMNS, Update, updates_to_arrow
+from streams.canonical import Update, updates_to_arrow
 
 _DEAD_LETTER_SCHEMA = pa.schema(
     [("feed", pa.string()), ("file", pa.string()), ("line", pa.int64()),
@@ -63,35 +65,26 @@ class Resolver:
     """Owns the master connection; `resolve(items)` applies one micro-batch atomically."""
 
     def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        model: CompiledModel,
-        config: EngineConfig,
-        golden_refresh_batches: int = 1,
-        golden_refresh_seconds: float | None = None,
+        self, con: duckdb.DuckDBPyConnection, model: CompiledModel, config: EngineConfig
     ) -> None:
-        """Placed records are folded into golden records every `golden_refresh_batches` batches
-        (a bulk load: the fold is cheaper for many batches at once) or, with
-        `golden_refresh_seconds`, once that much time has passed since the last fold (following:
-        links commit without waiting for the fold). `refresh_golden()` folds whatever waits,
-        e.g. at the end of the input or when it goes quiet."""
+        """Rebuilds the master's blocking index first if it was built for another model."""
         self.con = con
         self.model = model
         self.config = config
-        self.golden_refresh_batches = golden_refresh_batches
-        self.golden_refresh_seconds = golden_refresh_seconds
-        self._batches_since_refresh = 0
-        self._last_refresh = time.monotonic()
         tf_min = config.scoring.tf_min_values
-        self._pairs_sql = candidate_pairs_sql(model)
+        self._candidate_sqls = candidate_sqls(model)
+        self._index_known_sqls = index_records_sqls(model, "known_records")
+        self._index_new_sqls = index_records_sqls(model, "new_records")
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
         self._left_tf_sql = with_term_frequencies_sql(model, "batch_new", tf_min)
         self._right_tf_sql = with_term_frequencies_sql(model, "right_records", tf_min)
-        self._golden_sqls = golden_refresh_sqls(config.survivorship, "merged_now")
+        self._golden_sqls = golden_upsert_sqls(config.survivorship, "placed", "merged_now")
         self._support_tf_sql = with_term_frequencies_sql(model, "support_records", tf_min)
         self._support_score_sql = model.score_sql("support_tf", "support_tf", "support_pairs")
         self._batch_id = 0
+        with self._transaction():
+            ensure_blocking_index(con, model)
 
     def resolve(self, items: list[Update | DeadLetter]) -> BatchOutcome:
         updates = [i for i in items if isinstance(i, Update)]
@@ -108,8 +101,8 @@ class Resolver:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        """One DuckDB transaction: committed, or rolled back and reported as MasterStoreError;
-        the batch's temporary tables are dropped either way."""
+        """One DuckDB transaction: committed (then the batch's temporary tables are dropped), or
+        rolled back (which drops them) and reported as MasterStoreError."""
         self.con.begin()
         try:
             yield
@@ -117,8 +110,7 @@ class Resolver:
         except duckdb.Error as err:
             self._rollback()
             raise MasterStoreError(f"writing the master failed: {_first_line(err)}") from err
-        finally:
-            self._drop_batch_tables()
+        self._drop_batch_tables()
 
     def _resolve_updates(self, updates: list[Update], outcome: BatchOutcome) -> None:
         con = self.con
@@ -142,32 +134,24 @@ class Resolver:
         self._apply(decisions, outcome)
 
     def _resolve_known_identifiers(self) -> int:
-        """Records whose (feed, source_key) is already linked go to that child: no scoring."""
+        """Records whose (feed, source_key) is already linked go to that child: no scoring.
+        They join the record index at once, so the batch's new records can match them."""
         con = self.con
         con.execute("""
-            CREATE OR REPLACE TEMP TABLE known AS
-            SELECT b.unique_id, x.child_id FROM batch b
+            CREATE OR REPLACE TEMP TABLE known_records AS
+            SELECT x.child_id, b.* FROM batch b
             JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
         """)
-        con.execute(f"""
-            INSERT INTO records BY NAME SELECT k.child_id, {_columns("b")}
-            FROM batch b JOIN known k USING (unique_id)
-        """)
+        self._run(self._index_known_sqls)
         con.execute("""
             CREATE OR REPLACE TEMP TABLE batch_new AS
-            SELECT * FROM batch WHERE unique_id NOT IN (SELECT unique_id FROM known)
+            SELECT * FROM batch WHERE unique_id NOT IN (SELECT unique_id FROM known_records)
         """)
-        return self._count("known")
+        return self._count("known_records")
 
     def _decide_new_records(self) -> BatchDecisions:
         con = self.con
-        con.execute(f"CREATE OR REPLACE TEMP TABLE pairs AS {self._pairs_sql}")
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE right_records AS
-            SELECT r.* FROM records r WHERE r.unique_id IN (SELECT unique_id_r FROM pairs)
-            UNION ALL BY NAME
-            SELECT NULL::VARCHAR AS child_id, {_columns("b")} FROM batch_new b
-        """)
+        self._run(self._candidate_sqls)
         con.execute(f"CREATE OR REPLACE TEMP TABLE left_tf AS {self._left_tf_sql}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
         review = self.config.decision.review_threshold
@@ -224,9 +208,10 @@ class Resolver:
             "child_id": [child for group in groups for child in group],
             "bridge": [i for i, group in enumerate(groups) for _ in group],
         }))
-        con.execute("""
+        columns = ", ".join(f"r.{name}" for name in self.model.record_columns)
+        con.execute(f"""
             CREATE OR REPLACE TEMP TABLE support_records AS
-            SELECT r.*, b.bridge FROM records r JOIN bridged b USING (child_id)
+            SELECT r.child_id, {columns}, b.bridge FROM records r JOIN bridged b USING (child_id)
         """)
         con.unregister("bridged")
         con.execute("""
@@ -248,15 +233,12 @@ class Resolver:
     def _apply(self, decisions: BatchDecisions, outcome: BatchOutcome) -> None:
         con = self.con
         con.register("decided", _decisions_to_arrow(decisions))
-        if decisions.merges:
-            # The merged children's rows are final once merged: bring them up to date first,
-            # so they do not depend on when the last refresh happened to run.
-            self._refresh_golden_in_transaction()
         self._apply_merges(decisions.merges)
-        con.execute(f"""
-            INSERT INTO records BY NAME SELECT d.child_id, {_columns("b")}
-            FROM batch_new b JOIN decided d USING (unique_id)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE new_records AS
+            SELECT d.child_id, b.* FROM batch_new b JOIN decided d USING (unique_id)
         """)
+        self._run(self._index_new_sqls)
         con.execute(f"""
             INSERT INTO links
             SELECT b.feed, b.record_id, d.child_id, d.decision, d.match_probability,
@@ -264,15 +246,15 @@ class Resolver:
             FROM batch b JOIN (
                 SELECT unique_id, child_id, decision, match_probability FROM decided
                 UNION ALL
-                SELECT unique_id, child_id, 'link', NULL FROM known
+                SELECT unique_id, child_id, 'link', NULL FROM known_records
             ) d USING (unique_id)
         """)
         con.execute("""
             INSERT INTO xref
-            SELECT DISTINCT ON (b.feed, b.source_key) b.feed, b.source_key, d.child_id
-            FROM batch_new b JOIN decided d USING (unique_id)
-            WHERE b.source_key IS NOT NULL
-            ORDER BY b.feed, b.source_key, b.event_time, b.unique_id
+            SELECT DISTINCT ON (feed, source_key) feed, source_key, child_id
+            FROM new_records
+            WHERE source_key IS NOT NULL
+            ORDER BY feed, source_key, event_time, unique_id
             ON CONFLICT DO NOTHING
         """)
         con.execute("""
@@ -283,17 +265,10 @@ class Resolver:
             ON CONFLICT DO NOTHING
         """)
         con.execute("""
-            INSERT INTO children (child_id, created_at, updated_at)
-            SELECT DISTINCT child_id, now(), now() FROM decided
-            WHERE child_id NOT IN (SELECT child_id FROM children)
+            CREATE OR REPLACE TEMP TABLE placed AS
+            SELECT * FROM known_records UNION ALL BY NAME SELECT * FROM new_records
         """)
-        con.execute("""
-            INSERT INTO golden_pending
-            SELECT unique_id FROM decided UNION ALL SELECT unique_id FROM known
-        """)
-        self._batches_since_refresh += 1
-        if decisions.merges or self._golden_refresh_due():
-            self._refresh_golden_in_transaction()
+        self._run(self._golden_sqls)
         if decisions.merges:
             self._mark_merged_children()
         shield_by_safety_rule(con, "scored_edges", "decided", self.config.decision.review_threshold)
@@ -307,26 +282,9 @@ class Resolver:
         outcome.bridge = counts["bridge"]
         outcome.merged_children = len(decisions.merges)
 
-    def _golden_refresh_due(self) -> bool:
-        if self.golden_refresh_seconds is not None:
-            return time.monotonic() - self._last_refresh >= self.golden_refresh_seconds
-        return self._batches_since_refresh >= self.golden_refresh_batches
-
-    def refresh_golden(self) -> None:
-        """Fold every waiting record into its child's golden record, in its own transaction."""
-        if not scalar(self.con, "SELECT count(*) FROM golden_pending"):
-            return
-        with self._transaction():
-            self._refresh_golden_in_transaction()
-
-    def _refresh_golden_in_transaction(self) -> None:
-        self.con.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS merged_now (merged VARCHAR, survivor VARCHAR)"
-        )
-        for statement in self._golden_sqls:
+    def _run(self, statements: list[str]) -> None:
+        for statement in statements:
             self.con.execute(statement)
-        self._batches_since_refresh = 0
-        self._last_refresh = time.monotonic()
 
     def _apply_merges(self, merges: dict[str, str]) -> None:
         """Move every record, link, identifier and queue entry of a merged child to its survivor
@@ -340,7 +298,7 @@ class Resolver:
         con.unregister("merge_map")
         if not merges:
             return
-        for table in ("records", "links", "xref", "review_queue", "known"):
+        for table in ("records", "links", "xref", "review_queue", "known_records"):
             con.execute(f"""
                 UPDATE {table} SET child_id = m.survivor FROM merged_now m
                 WHERE {table}.child_id = m.merged
@@ -391,8 +349,9 @@ class Resolver:
         return self._count("dead_letters") - before
 
     def _rollback(self) -> None:
-        """Undo the batch; a failed commit has already ended the transaction."""
-        with contextlib.suppress(duckdb.TransactionException):
+        """Undo the batch; a failed commit has already ended the transaction, and a fatal error
+        (disk full during a checkpoint) has closed the database: nothing is left to undo."""
+        with contextlib.suppress(duckdb.TransactionException, duckdb.FatalException):
             self.con.rollback()
 
     def _count(self, table: str) -> int:
@@ -404,19 +363,15 @@ class Resolver:
 
 
 _BATCH_TABLES = (
-    "batch", "known", "batch_new", "pairs", "right_records", "left_tf", "right_tf",
-    "merged_now", "golden_records", "golden_candidates", "golden", "previous_children",
-    "support_records",
-    "support_pairs", "support_tf", "scored_edges",
+    "batch", "known_records", "batch_new", "batch_keys", "index_pairs", "right_records",
+    "pairs", "left_tf", "right_tf", "scored_edges", "support_records", "support_pairs",
+    "support_tf", "merged_now", "new_records", "indexed", "placed", "previous_children",
+    "golden_candidates", "golden",
 )
 
 
 def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0]
-
-
-def _columns(alias: str) -> str:
-    return ", ".join(f"{alias}.{name}" for name in ("unique_id", *UPDATE_COLUMNS))
 
 
 def _same_key_groups(rows: dict[str, list]) -> list[list[str]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from splink import SettingsCreator
+from splink.internals.blocking import BlockingRule
 from splink.internals.comparison_vector_values import (
     compute_comparison_vector_values_from_id_pairs_sqls,
 )
@@ -47,10 +48,18 @@ class CompiledModel:
         self.tf_columns: list[str] = sorted(
             col.unquote().name for col in self._settings._term_frequency_columns
         )
-        self.blocking_rules: list[str] = [
-            rule.blocking_rule_sql
-            for rule in self._settings._blocking_rules_to_generate_predictions
-        ]
+        rules = self._settings._blocking_rules_to_generate_predictions
+        self.blocking_rules: list[str] = [rule.blocking_rule_sql for rule in rules]
+        # Per blocking rule, the expressions whose values two records must share.
+        self.blocking_keys: list[tuple[str, ...]] = [_equi_join_key(rule) for rule in rules]
+        # The columns a record needs for scoring (unique_id, compared and retained columns).
+        self.record_columns: list[str] = list(dict.fromkeys(
+            col.unquote().name
+            for col in (
+                *self._settings._columns_used_by_comparisons,
+                *self._settings._additional_columns_to_retain,
+            )
+        ))
         self.comparisons: list[str] = [
             cc.output_column_name for cc in self._settings.comparisons
         ]
@@ -116,6 +125,19 @@ class CompiledModel:
             link_type=settings._link_type,
             sql_dialect_str="duckdb",
         )
+
+
+def _equi_join_key(rule: BlockingRule) -> tuple[str, ...]:
+    """The expressions of a rule `l.a = r.a AND f(l.b) = f(r.b) …` (ModelError for any other
+    shape: the engine finds candidates by these keys, not by joining on the rule)."""
+    conditions = rule._equi_join_conditions
+    symmetric = conditions and all(left == right for left, right in conditions)
+    if not symmetric or rule._filter_conditions not in ("", "TRUE"):
+        raise ModelError(
+            f"blocking rule {rule.blocking_rule_sql!r} is not an equi-join of the same "
+            "expression on both sides (l.x = r.x AND …), which the engine's candidate index needs"
+        )
+    return tuple(left for left, _ in conditions)
 
 
 def _first_line(error: Exception) -> str:

@@ -47,12 +47,12 @@ def test_without_a_latency_bound_batches_close_only_when_full_or_at_the_end():
     assert batcher.on_eof()[0] == [[3]]
 
 
-def test_following_an_empty_batch_is_emitted_once_when_the_input_goes_quiet():
-    batcher = MicroBatcher(10, timedelta(milliseconds=1), idle_tick=timedelta(milliseconds=20))
+def test_a_quiet_input_emits_no_empty_batches_and_asks_for_no_wake_up():
+    batcher = MicroBatcher(10, timedelta(milliseconds=1))
     batcher.on_batch([["a"]])
     time.sleep(0.005)
     assert batcher.on_notify()[0] == [["a"]]
-    assert batcher.on_notify()[0] == []
-    time.sleep(0.03)
-    assert batcher.on_notify()[0] == [[]]
     assert batcher.notify_at() is None
+    time.sleep(0.005)
+    assert batcher.on_notify()[0] == []
+    assert batcher.on_eof()[0] == []

@@ -103,7 +103,7 @@ def test_an_older_update_arriving_late_never_overwrites_newer_values(tmp_path: P
                                         event_time="2009-03-01T10:00:00Z")], "2009-03.jsonl")
     run(feeds, db)
     assert query(db, "SELECT count(*), any_value(postcode) FROM children") == [(1, "M1 4BT")]
-    provenance = query(db, "SELECT provenance['postcode'] FROM children")[0][0]
+    provenance = query(db, "SELECT provenance->>'postcode' FROM children")[0][0]
     assert provenance == "dwp:d2"
 
 
@@ -114,7 +114,8 @@ def test_each_golden_field_records_where_it_came_from(tmp_path: Path):
                                          "LS6 2AB", event_time="2009-02-01T00:00:00Z")])
     run(feeds, db)
     row = query(db, "SELECT first_name, nhs_number, gp_practice_code, provenance FROM children")
-    first_name, nhs_number, gp, provenance = row[0]
+    first_name, nhs_number, gp, provenance_json = row[0]
+    provenance = json.loads(provenance_json)
     assert (first_name, nhs_number, gp) == ("OLIVER", "9434765919", "B86001")
     assert provenance["first_name"] == "gro:1"
     assert provenance["gp_practice_code"] == "nhs:n1"

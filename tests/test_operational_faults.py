@@ -43,6 +43,19 @@ def test_master_locked_by_another_process(feeds: Path, tmp_path: Path, capsys):
         f"contactpoint run: master database {db} is in use by another process (only one writer)")
 
 
+def test_master_of_an_earlier_schema_is_refused_untouched(feeds: Path, tmp_path: Path, capsys):
+    db = tmp_path / "master.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE children (child_id VARCHAR PRIMARY KEY, provenance STRUCT(a INT))")
+    con.close()
+    code, err = run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        f"contactpoint run: master database {db} has schema version 1, this engine writes "
+        "version 2: load the feeds into a new master file")
+    assert _query(db, "SELECT table_name FROM duckdb_tables()") == [("children",)]
+
+
 @pytest.mark.parametrize("make_feeds", ["missing", "a file"])
 def test_unusable_feeds_folder(make_feeds: str, tmp_path: Path, capsys):
     feeds = tmp_path / "feeds"

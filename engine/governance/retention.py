@@ -2,9 +2,10 @@
 year after death, and purge them six years after archiving. A dry run reports what would happen.
 
 Archiving sets `children.archived_on` (practitioners no longer see the child). Purging deletes the
-child, the children merged into it, and their records, links, xref, review-queue and merge rows,
-and takes their values out of the term-frequency counts: the one exception to "one links row per
-processed record". The audit log keeps the purged child IDs (no personal details).
+child, the children merged into it, and their records (with their blocking keys), links, xref,
+review-queue and merge rows, and takes their values out of the term-frequency counts: the one
+exception to "one links row per processed record". The audit log keeps the purged child IDs (no
+personal details).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def _purge(con: duckdb.DuckDBPyConnection, child_ids: list[str]) -> dict[str, in
     )
     try:
         _forget_term_frequencies(con)
-        deleted: dict[str, int] = {}
+        deleted: dict[str, int] = {"blocking_keys": _forget_blocking_keys(con)}
         for table, column in PURGED_TABLES:
             rows = con.execute(
                 f"DELETE FROM {table} WHERE {column} IN (SELECT child_id FROM purged_children)"
@@ -156,6 +157,15 @@ def _purge(con: duckdb.DuckDBPyConnection, child_ids: list[str]) -> dict[str, in
         return deleted
     finally:
         con.execute("DROP TABLE IF EXISTS purged_children")
+
+
+def _forget_blocking_keys(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete the purged records' blocking keys (hashes of their names and dates); rows deleted."""
+    return con.execute("""
+        DELETE FROM blocking_keys WHERE record_no IN (
+            SELECT record_no FROM records
+            WHERE child_id IN (SELECT child_id FROM purged_children))
+    """).fetchall()[0][0]
 
 
 def _forget_term_frequencies(con: duckdb.DuckDBPyConnection) -> None:
