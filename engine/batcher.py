@@ -17,7 +17,9 @@ Item = TypeVar("Item")
 
 class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Generic[Item]):
     """Takes chunks (lists) of items and emits lists of at most `max_items` items, each no later
-    than `max_latency` after its first item.
+    than `max_latency` after its first item, and no sooner than `max_latency` after the previous
+    batch: an item after a quiet spell goes at once, and what arrived while the writer was busy
+    with the last batch (longer than `max_latency`) forms the next one without waiting.
 
     With `max_latency=None` batches close only when full or at the end of the input: a bulk load's
     batches are then a function of the input alone, so a replay after a crash rebuilds them exactly.
@@ -39,6 +41,7 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
         self.max_items = max_items
         self.max_latency = max_latency
         self.pending: list[Item] = list(resume_state or [])
+        self.last_emitted: datetime | None = None
         self.deadline = self._deadline()
 
     def on_batch(self, chunks: list[list[Item]]) -> tuple[list[list[Item]], bool]:
@@ -49,6 +52,8 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
         while len(self.pending) >= self.max_items:
             full.append(self.pending[: self.max_items])
             del self.pending[: self.max_items]
+        if full:
+            self.last_emitted = datetime.now(UTC)
         if full or was_empty:
             self.deadline = self._deadline()
         return full, StatefulBatchLogic.RETAIN
@@ -69,10 +74,17 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
 
     def _flush(self) -> list[list[Item]]:
         batch, self.pending, self.deadline = self.pending, [], None
-        return [batch] if batch else []
+        if not batch:
+            return []
+        self.last_emitted = datetime.now(UTC)
+        return [batch]
 
     def _deadline(self) -> datetime | None:
-        """A deadline counted from now, for the batch now waiting (None if none waits)."""
+        """For the batch now waiting (None if none waits): `max_latency` after the previous
+        batch, or now if that has passed (the first item has waited at most `max_latency`)."""
         if not self.pending or self.max_latency is None:
             return None
-        return datetime.now(UTC) + self.max_latency
+        now = datetime.now(UTC)
+        if self.last_emitted is None:
+            return now
+        return max(now, self.last_emitted + self.max_latency)

@@ -77,8 +77,7 @@ def build_flow(
         "micro_batch", keyed, lambda state: MicroBatcher(size, max_latency, state)
     )
     sink = MasterSink(
-        options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master,
-        following=options.follow,
+        options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master
     )
     op.output("master", batches, sink)
     return flow

@@ -1,8 +1,9 @@
 """Bytewax input: every feed folder's `*.jsonl` files as one deterministic stream of lines.
 
 Feed files are rotated per period (`gro/2009-01.jsonl`, `nhs/2009-01.jsonl`, …), so the source
-reads period by period across the feeds — all of `2009-01` (gro, dwp, nhs, census, then any other
-folder), then `2009-02` — which keeps the stream close to event-time order across feeds. It is one
+reads period by period across the feeds — all of `2009-01` (each read takes the next lines of every
+`2009-01` file: gro, dwp, nhs, census, then any other folder), then `2009-02` — which keeps the
+stream close to event-time order across feeds. It is one
 partition with state `{file: (byte offset, lines read)}`: the same files always give the same
 sequence of lines, and a resumed run continues after the last line it had read, so a replay after a
 crash rebuilds the very same micro-batches.
@@ -109,10 +110,10 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
     def next_batch(self) -> list[FeedChunk]:
         if self._source.stop.is_set():
             raise StopIteration
-        lines = self._read_some()
-        if lines:
+        chunks = self._read_some()
+        if chunks:
             self._idle_until = None
-            return [lines]
+            return chunks
         if not self._source.follow:
             raise StopIteration
         self._idle_until = datetime.now(UTC) + self._source.poll_interval
@@ -124,12 +125,19 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
     def snapshot(self) -> FileOffsets:
         return dict(self._offsets)
 
-    def _read_some(self) -> FeedChunk:
+    def _read_some(self) -> list[FeedChunk]:
+        """A chunk from each file of the earliest period with unread lines (so what the feeds
+        appended meanwhile reaches the batcher together)."""
+        chunks: list[FeedChunk] = []
+        period = None
         for feed, path in self._source.files_in_order():
+            if period is not None and path.name != period:
+                break
             lines = self._read_file(feed, path)
             if lines:
-                return lines
-        return []
+                chunks.append(lines)
+                period = path.name
+        return chunks
 
     def _read_file(self, feed: str, path: Path) -> FeedChunk:
         name = f"{feed}/{path.name}"

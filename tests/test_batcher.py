@@ -1,4 +1,5 @@
-"""The micro-batcher closes batches by size and by a deadline counted from the first item."""
+"""The micro-batcher closes batches by size and by a deadline: at most `max_latency` after the
+first item, at least `max_latency` after the previous batch."""
 
 import time
 from datetime import timedelta
@@ -56,3 +57,25 @@ def test_a_quiet_input_emits_no_empty_batches_and_asks_for_no_wake_up():
     time.sleep(0.005)
     assert batcher.on_notify()[0] == []
     assert batcher.on_eof()[0] == []
+
+
+def test_an_item_after_a_quiet_spell_goes_at_once_and_batches_are_max_latency_apart():
+    latency = timedelta(milliseconds=40)
+    batcher = MicroBatcher(max_items=100, max_latency=latency)
+    batcher.on_batch([["first"]])
+    assert batcher.on_notify()[0] == [["first"]]
+    emitted_at = batcher.last_emitted
+    batcher.on_batch([["second"]])
+    assert batcher.notify_at() == emitted_at + latency
+    assert batcher.on_notify()[0] == []
+    time.sleep(0.05)
+    assert batcher.on_notify()[0] == [["second"]]
+
+
+def test_what_arrived_while_the_writer_was_busy_goes_without_waiting():
+    batcher = MicroBatcher(max_items=100, max_latency=timedelta(milliseconds=20))
+    batcher.on_batch([["a"]])
+    assert batcher.on_notify()[0] == [["a"]]
+    time.sleep(0.03)  # the writer resolves the batch for longer than max_latency
+    batcher.on_batch([["b", "c"]])
+    assert batcher.on_notify()[0] == [["b", "c"]]

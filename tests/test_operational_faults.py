@@ -67,6 +67,23 @@ def test_unusable_feeds_folder(make_feeds: str, tmp_path: Path, capsys):
     assert not (tmp_path / "m.duckdb").exists()
 
 
+def test_feeds_folder_without_read_permission(feeds: Path, tmp_path: Path, capsys, monkeypatch):
+    """Permissions do not bind root (these tests' user), so the kernel's refusal is injected
+    where the engine lists the folder."""
+    listing = Path.iterdir
+
+    def refuse(path: Path):
+        if path == feeds:
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    code, err = run_cli(["run", "--feeds", str(feeds), "--db", str(tmp_path / "m.duckdb")], capsys)
+    assert code == 2
+    assert err == f"contactpoint run: feeds folder {feeds} cannot be read: Permission denied"
+    assert not (tmp_path / "m.duckdb").exists()
+
+
 @pytest.mark.parametrize("content, reason", [
     (None, "model file not found"),
     ("{not json", "is not readable JSON"),
