@@ -1,9 +1,8 @@
 """Bytewax input: every feed folder's `*.jsonl` files as one deterministic stream of lines.
 
 Feed files are rotated per period (`gro/2009-01.jsonl`, `nhs/2009-01.jsonl`, …), so the source
-reads period by period across the feeds — all of `2009-01` (each read takes the next lines of every
-`2009-01` file: gro, dwp, nhs, census, then any other folder), then `2009-02` — which keeps the
-stream close to event-time order across feeds. It is one
+reads period by period across the feeds — all of `2009-01` (gro, dwp, nhs, census, then any other
+folder), then `2009-02` — which keeps the stream close to event-time order across feeds. It is one
 partition with state `{file: (byte offset, lines read)}`: the same files always give the same
 sequence of lines, and a resumed run continues after the last line it had read, so a replay after a
 crash rebuilds the very same micro-batches.
@@ -126,20 +125,20 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
         return dict(self._offsets)
 
     def _read_some(self) -> list[FeedChunk]:
-        """A chunk from each file of the earliest period with unread lines (so what the feeds
-        appended meanwhile reaches the batcher together)."""
+        """Up to `lines_per_read` unread lines, file after file in reading order (one chunk per
+        file): what all the feeds appended meanwhile reaches the batcher together."""
         chunks: list[FeedChunk] = []
-        period = None
+        room = self._source.lines_per_read
         for feed, path in self._source.files_in_order():
-            if period is not None and path.name != period:
-                break
-            lines = self._read_file(feed, path)
+            lines = self._read_file(feed, path, room)
             if lines:
                 chunks.append(lines)
-                period = path.name
+                room -= len(lines)
+                if not room:
+                    break
         return chunks
 
-    def _read_file(self, feed: str, path: Path) -> FeedChunk:
+    def _read_file(self, feed: str, path: Path, max_lines: int) -> FeedChunk:
         name = f"{feed}/{path.name}"
         offset, line_no = self._offsets.get(name, (0, 0))
         if path.stat().st_size <= offset:
@@ -153,7 +152,7 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
                 offset += len(raw)
                 line_no += 1
                 lines.append(_feed_line(feed, name, line_no, raw))
-                if len(lines) >= self._source.lines_per_read:
+                if len(lines) >= max_lines:
                     break
         self._offsets[name] = (offset, line_no)
         return lines

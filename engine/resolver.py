@@ -110,6 +110,9 @@ class Resolver:
         except duckdb.Error as err:
             self._rollback()
             raise MasterStoreError(f"writing the master failed: {_first_line(err)}") from err
+        except BaseException:  # e.g. KeyboardInterrupt mid-batch: leave no transaction open
+            self._rollback()
+            raise
         self._drop_batch_tables()
 
     def _resolve_updates(self, updates: list[Update], outcome: BatchOutcome) -> None:
