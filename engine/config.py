@@ -44,8 +44,8 @@ class ScoringConfig:
 
 @dataclass(frozen=True)
 class BatchConfig:
-    """A batch closes at `max_records` items or `max_latency_ms` after its first item (the
-    latency bound applies while following)."""
+    """A batch closes at `max_records` items or, while following, at most `max_latency_ms` after
+    its first item and at least that long after the previous batch (engine.batcher)."""
 
     max_records: int = 20000
     max_latency_ms: int = 50

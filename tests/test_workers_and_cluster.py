@@ -82,6 +82,8 @@ def test_golden_records_are_the_same_whatever_the_batch_size(feeds: Path, tmp_pa
         run(feeds, db, config=config)
         con = duckdb.connect(str(db), read_only=True)
         try:
+            assert con.execute(
+                "SELECT count(*) = count(DISTINCT child_id) FROM children").fetchall() == [(True,)]
             rows = con.execute("""
                 SELECT r.records, c.* EXCLUDE (child_id, created_at, updated_at)
                 FROM children c JOIN (
