@@ -27,8 +27,7 @@ def candidate_sqls(model: CompiledModel) -> list[str]:
     the indexed records and the other new records it shares a blocking key with (within the
     batch each pair once) — and `right_records`, the records on the right of those pairs
     (the model's columns, `child_id` NULL for a new record)."""
-    indexed = ", ".join(f"r.{name}" for name in model.record_columns)
-    new = ", ".join(f"b.{name}" for name in model.record_columns)
+    indexed, new = record_columns_sql(model, "r"), record_columns_sql(model, "b")
     return [
         "CREATE OR REPLACE TEMP TABLE batch_keys AS "
         + blocking_keys_sql(model, "batch_new", "unique_id"),
@@ -54,6 +53,11 @@ def candidate_sqls(model: CompiledModel) -> list[str]:
         WHERE l.unique_id < r.unique_id
         """,
     ]
+
+
+def record_columns_sql(model: CompiledModel, alias: str) -> str:
+    """The columns a record needs for scoring, of table alias `alias`, comma separated."""
+    return ", ".join(f"{alias}.{name}" for name in model.record_columns)
 
 
 def index_records_sqls(model: CompiledModel, placed: str) -> list[str]:

@@ -25,6 +25,7 @@ from engine.candidates import (
     count_term_frequencies_sql,
     ensure_blocking_index,
     index_records_sqls,
+    record_columns_sql,
     with_term_frequencies_sql,
 )
 from engine.config import EngineConfig
@@ -211,10 +212,10 @@ class Resolver:
             "child_id": [child for group in groups for child in group],
             "bridge": [i for i, group in enumerate(groups) for _ in group],
         }))
-        columns = ", ".join(f"r.{name}" for name in self.model.record_columns)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE support_records AS
-            SELECT r.child_id, {columns}, b.bridge FROM records r JOIN bridged b USING (child_id)
+            SELECT r.child_id, {record_columns_sql(self.model, "r")}, b.bridge
+            FROM records r JOIN bridged b USING (child_id)
         """)
         con.unregister("bridged")
         con.execute("""
