@@ -13,18 +13,19 @@ from benchmarks.measure import run_measured
 
 _EVALUATION_KEYS = (
     "precision", "recall", "f1", "true_children", "found_children", "false_merges",
-    "missed_links", "records", "unlinked_records",
+    "missed_links", "records", "unlinked_records", "multiple_birth_merges",
 )
 
 
-def bulk_load(python: str, feeds: Path, db: Path, log: Path, timeout_s: float) -> dict[str, Any]:
-    """`contactpoint run --json --no-recovery` of `feeds` into a fresh master `db`: the engine's
-    own summary plus the process's wall seconds and peak RSS."""
+def bulk_load(python: str, feeds: Path, db: Path, log: Path, timeout_s: float,
+              extra: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """`contactpoint run --json --no-recovery [extra]` of `feeds` into a fresh master `db`: the
+    engine's own summary plus the process's wall seconds and peak RSS."""
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)
     run = run_measured(
         [python, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db), "--json",
-         "--no-recovery"],
+         "--no-recovery", *extra],
         log, timeout_s,
     )
     summary = json.loads(run.last_json_line())

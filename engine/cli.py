@@ -207,6 +207,7 @@ def _run(args: argparse.Namespace) -> int:
         feeds_dir=args.feeds, db_path=args.db, model_path=args.model or DEFAULT_MODEL_PATH,
         config=config, follow=args.follow, workers=args.workers, process_id=args.process_id,
         addresses=tuple(args.addresses.split(",")) if args.addresses else (),
+        service=_governance_service,
     )
     stop = StopSignal()
     _stop_cleanly_on_signals(stop, args)
@@ -223,6 +224,13 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     _print_result(summary.to_dict(), args.json, "Run summary")
     return 0
+
+
+def _governance_service(con, db_path: Path, model):
+    """People's searches and acts are served by the engine process while it holds the master."""
+    from engine.governance.service import start_service
+
+    return start_service(con, db_path, model)
 
 
 def _stop_cleanly_on_signals(stop, args: argparse.Namespace) -> None:

@@ -21,7 +21,7 @@ from engine.batcher import MicroBatcher
 from engine.config import EngineConfig
 from engine.feed_source import FeedFilesSource, StopSignal
 from engine.intake import FeedParser
-from engine.master_sink import MASTER_PARTITION, MasterSink
+from engine.master_sink import MASTER_PARTITION, MasterSink, ServiceFactory
 from engine.resolver import BatchOutcome
 from streams.canonical import FEEDS
 
@@ -39,6 +39,8 @@ class RunOptions:
     workers: int = 1
     process_id: int | None = None
     addresses: tuple[str, ...] = ()
+    # What the engine process also serves on the master (the CLI composes governance here).
+    service: ServiceFactory | None = None
 
     @property
     def owns_master(self) -> bool:
@@ -77,7 +79,8 @@ def build_flow(
         "micro_batch", keyed, lambda state: MicroBatcher(size, max_latency, state)
     )
     sink = MasterSink(
-        options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master
+        options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master,
+        service=options.service,
     )
     op.output("master", batches, sink)
     return flow

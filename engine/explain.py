@@ -1,8 +1,11 @@
-"""`contactpoint explain FEED:RECORD_ID`: the decision a record got, the children it could belong
-to (scored now, against the record index as it stands), and the waterfall against the best one."""
+"""`contactpoint explain FEED:RECORD_ID`: the decision a record has now and every decision it got
+before (`decision_history`: with the candidates and probabilities it was made on, the model, and
+who made it), the children it could belong to scored now against the record index as it stands,
+and the waterfall against the best one."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import duckdb
@@ -32,6 +35,7 @@ class Explanation:
     decision: dict
     candidates: list[Candidate]
     steps: list[WaterfallStep]
+    history: list[dict]
 
     def text(self) -> str:
         d = self.decision
@@ -42,6 +46,16 @@ class Explanation:
         ]
         if d.get("review_reason"):
             lines.append(f"queued for review: {d['review_reason']}")
+        lines += ["", "decisions as made (oldest first):"]
+        for h in self.history:
+            evidence = ", ".join(
+                f"{c['child_id']} {c['match_probability']:.6f}" for c in h["candidates"]
+            )
+            lines.append(
+                f"  {h['decided_at']}  {h['decision']:<7} -> {h['child_id']}  by {h['decided_by']}"
+                f"  (probability {_fmt(h['match_probability'])}, model {h['model_version']})"
+                + (f"  candidates: {evidence}" if evidence else "")
+            )
         lines.append("")
         lines.append("candidate children now (best record of each):")
         if not self.candidates:
@@ -77,7 +91,21 @@ def explain_record(
         for r in list(best_per_child.values())[:TOP_CANDIDATES]
     ]
     steps = waterfall(scores[0], model) if scores else []
-    return Explanation(uid, decision, candidates, steps)
+    return Explanation(uid, decision, candidates, steps, _history(con, feed, record_id))
+
+
+def _history(con: duckdb.DuckDBPyConnection, feed: str, record_id: str) -> list[dict]:
+    rows = con.execute("""
+        SELECT decided_at, decision, child_id, decided_by, match_probability, model_version,
+               candidates
+        FROM decision_history WHERE feed = ? AND record_id = ? ORDER BY seq
+    """, [feed, record_id]).fetchall()
+    names = ("decided_at", "decision", "child_id", "decided_by", "match_probability",
+             "model_version")
+    return [
+        dict(zip(names, row[:-1], strict=True)) | {"candidates": json.loads(row[-1] or "[]")}
+        for row in rows
+    ]
 
 
 def _decision(con: duckdb.DuckDBPyConnection, feed: str, record_id: str) -> dict:

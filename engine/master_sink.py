@@ -4,17 +4,24 @@ Every micro-batch goes to one partition (`master`), on whichever worker owns it;
 the DuckDB file and the model when the partition is built, so in a cluster only one process ever
 writes the master. Writes are idempotent per (feed, record_id), so a replay after a crash
 (Bytewax recovery is at-least-once) has exactly-once effect; the partition keeps no state.
+
+What else the process serves on the master while it holds it (people's searches and acts: DuckDB
+lets one process open the file) is composed by the caller as a `MasterService` factory: the
+engine core never imports governance or the web application.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+import duckdb
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from engine.config import EngineConfig
-from engine.governance.service import ServiceHandle, start_service
 from engine.intake import DeadLetter
 from engine.master_store import configure_checkpoints, open_master
 from engine.resolver import BatchOutcome, Resolver
@@ -23,6 +30,27 @@ from streams.canonical import Update
 
 MASTER_PARTITION = "master"
 Batch = list[Update | DeadLetter]
+
+
+class MasterService(Protocol):
+    """Something served on the engine's master connection: batches are written under its
+    `write_lock`, and `stop()` ends it when the partition closes."""
+
+    write_lock: contextlib.AbstractContextManager
+
+    def stop(self) -> None: ...
+
+
+# (the engine's connection, the master's path, the model) -> the running service
+ServiceFactory = Callable[[duckdb.DuckDBPyConnection, Path, CompiledModel], MasterService]
+
+
+class _NoService:
+    def __init__(self) -> None:
+        self.write_lock = threading.Lock()
+
+    def stop(self) -> None:
+        return None
 
 
 class MasterSink(FixedPartitionedSink[Batch, None]):
@@ -39,12 +67,14 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         config: EngineConfig,
         on_batch: Callable[[BatchOutcome], None] | None = None,
         owns_master: bool = True,
+        service: ServiceFactory | None = None,
     ) -> None:
         self.db_path = db_path
         self.model_path = model_path
         self.config = config
         self.on_batch = on_batch
         self.owns_master = owns_master
+        self.service = service
 
     def list_parts(self) -> list[str]:
         return [MASTER_PARTITION] if self.owns_master else []
@@ -58,8 +88,7 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         con = open_master(self.db_path)
         configure_checkpoints(con, self.config.store)
         model = CompiledModel.from_json(self.model_path)
-        # Search and administrative acts are served by this process while it holds the master.
-        service = start_service(con, self.db_path, model)
+        service = self.service(con, self.db_path, model) if self.service else _NoService()
         resolver = Resolver(con, model, self.config)
         return MasterWriterPartition(resolver, service, self.on_batch)
 
@@ -68,7 +97,7 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
     def __init__(
         self,
         resolver: Resolver,
-        service: ServiceHandle,
+        service: MasterService,
         on_batch: Callable[[BatchOutcome], None] | None,
     ) -> None:
         self.resolver = resolver
@@ -77,7 +106,7 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
 
     def write_batch(self, values: list[Batch]) -> None:
         for batch in values:
-            with self.service.write_lock:  # a shield or retention act never races a batch
+            with self.service.write_lock:  # a person's act never races a batch
                 outcome = self.resolver.resolve(batch)
             if self.on_batch is not None:
                 self.on_batch(outcome)

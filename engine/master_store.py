@@ -13,11 +13,19 @@ Tables (DESIGN.md "Master store contract" plus our own):
 - `xref`          `(feed, source_key) -> child_id`, the fast path for known identifiers;
 - `term_frequencies` `(column_name, value, n)`: counts behind the model's tf adjustments;
 - `dead_letters`  one row per bad line, with its reason;
-- `review_queue`  updates a person must look at (review band, unsupported bridges), with candidates;
-- `merges`        children merged into another by a supported bridge;
+- `scored_pairs`  `(uid_a, uid_b, probability)`: every scored pair of records at or above the review
+                  threshold (the graph the decision core re-resolves; kept because re-scoring a
+                  neighbourhood every batch would cost more than reading it);
+- `constraints`   people's decisions: `must`/`cannot` link between two records, by whom, why;
+- `decision_history` append-only: every decision a record got, with its evidence (probability,
+                  candidates, model version) and who made it (engine, redo, user:NAME);
+- `review_queue`  records a person must look at (ambiguous, review band), with candidates; an item
+                  stays (resolved_at, resolution, resolved_by) when settled;
+- `merges`        children merged into another (by a batch, a redo or a person);
 - `batches`       one row per committed micro-batch: sizes, outcome counts, start and commit
                   time (`links.batch_id` says which batch decided a record: latency is measured
                   from a line's append to its batch's `committed_at`);
+- `sources`       the accredited feeds (the engine reads only registered feeds' lines);
 - `master_meta`   `(key, value)`: the schema version, what the blocking index was built for.
 """
 
@@ -28,8 +36,7 @@ from pathlib import Path
 import duckdb
 
 from engine.config import StoreConfig
-from engine.governance.schema import create_governance_tables
-from streams.canonical import UPDATE_COLUMNS
+from streams.canonical import FEEDS, UPDATE_COLUMNS
 
 GOLDEN_FIELDS: tuple[str, ...] = (
     "first_name", "middle_names", "surname", "preferred_first_name", "preferred_surname",
@@ -39,8 +46,10 @@ GOLDEN_FIELDS: tuple[str, ...] = (
 )
 
 
+SOURCES_SEEDED_BY = "DfE (sources frozen June 2010)"
+
 # Bumped whenever a table changes shape; a master of another version is refused, not guessed at.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 
 class MasterStoreError(RuntimeError):
@@ -62,6 +71,8 @@ CREATE TABLE IF NOT EXISTS children (
     status VARCHAR NOT NULL DEFAULT 'active',
     merged_into VARCHAR,
     shielded BOOLEAN NOT NULL DEFAULT false,
+    shielded_by VARCHAR,
+    shielded_at TIMESTAMPTZ,
     created_at TIMESTAMPTZ NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL
 );
@@ -108,7 +119,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     received_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (file, line)
 );
+CREATE SEQUENCE IF NOT EXISTS review_item_seq;
 CREATE TABLE IF NOT EXISTS review_queue (
+    item_id BIGINT NOT NULL DEFAULT nextval('review_item_seq'),
     feed VARCHAR NOT NULL,
     record_id VARCHAR NOT NULL,
     reason VARCHAR NOT NULL,
@@ -116,7 +129,37 @@ CREATE TABLE IF NOT EXISTS review_queue (
     candidates JSON,
     queued_at TIMESTAMPTZ NOT NULL,
     resolved_at TIMESTAMPTZ,
+    resolution VARCHAR,
+    resolved_by VARCHAR,
     PRIMARY KEY (feed, record_id)
+);
+CREATE TABLE IF NOT EXISTS scored_pairs (
+    uid_a VARCHAR NOT NULL,
+    uid_b VARCHAR NOT NULL,
+    probability DOUBLE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS constraints (
+    kind VARCHAR NOT NULL CHECK (kind IN ('must', 'cannot')),
+    uid_a VARCHAR NOT NULL,
+    uid_b VARCHAR NOT NULL,
+    decided_by VARCHAR NOT NULL,
+    reason VARCHAR,
+    decided_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (uid_a, uid_b)
+);
+CREATE SEQUENCE IF NOT EXISTS decision_seq;
+CREATE TABLE IF NOT EXISTS decision_history (
+    seq BIGINT NOT NULL DEFAULT nextval('decision_seq'),
+    feed VARCHAR NOT NULL,
+    record_id VARCHAR NOT NULL,
+    child_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,
+    match_probability DOUBLE,
+    candidates JSON,
+    model_version VARCHAR,
+    decided_by VARCHAR NOT NULL,
+    batch_id BIGINT,
+    decided_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batches (
     batch_id BIGINT PRIMARY KEY,
@@ -131,9 +174,14 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS merges (
     merged_child_id VARCHAR PRIMARY KEY,
     into_child_id VARCHAR NOT NULL,
-    feed VARCHAR NOT NULL,
-    record_id VARCHAR NOT NULL,
+    decided_by VARCHAR NOT NULL,
+    batch_id BIGINT,
     merged_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sources (
+    feed VARCHAR PRIMARY KEY,
+    registered_by VARCHAR NOT NULL,
+    registered_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS master_meta (
     key VARCHAR PRIMARY KEY,
@@ -167,7 +215,6 @@ def open_master(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
         except MasterStoreError:
             con.close()
             raise
-        create_governance_tables(con)
     return con
 
 
@@ -192,11 +239,20 @@ def _create_or_check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     con.execute(
         "INSERT OR IGNORE INTO master_meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
     )
+    con.executemany(
+        "INSERT INTO sources VALUES (?, ?, now()) ON CONFLICT DO NOTHING",
+        [[feed, SOURCES_SEEDED_BY] for feed in FEEDS],
+    )
 
 
 def configure_checkpoints(con: duckdb.DuckDBPyConnection, config: StoreConfig) -> None:
     """Checkpoint after every `config.checkpoint_threshold_mb` of write-ahead log."""
     con.execute(f"SET checkpoint_threshold = '{config.checkpoint_threshold_mb}MB'")
+
+
+def registered_feeds(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
+    """The registered feed names, sorted (the feed reader dead-letters every other folder)."""
+    return tuple(row[0] for row in con.execute("SELECT feed FROM sources ORDER BY feed").fetchall())
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> object:

@@ -1,18 +1,19 @@
 """Resolve one micro-batch against the master in one DuckDB transaction.
 
-    xref fast path -> candidates (blocking vs the record index and within the batch) -> scores
-    (the compiled Splink model) -> decisions (engine.decisions) -> writes: records and blocking
-    keys, links, xref, term frequencies, merges, review queue, golden records
-    (engine.survivorship), dead letters.
+    dedupe -> xref fast path -> candidates (blocking index and within the batch) -> scores (the
+    compiled Splink model) -> stored scored pairs -> neighbourhood (engine.resolution.neighbourhood)
+    -> decide (engine.resolution.graph, pure) -> change set applied (engine.resolution.changes)
 
-A record already in `links` is skipped, so replaying a batch after a crash changes nothing.
+A record already in `links` is skipped, so replaying a batch after a crash changes nothing. The
+xref fast path sends a record whose `(feed, source_key)` is known to that key's child without
+scoring, unless the child is provisional (an open review item): then the record is resolved with
+its neighbourhood, so that later evidence can settle the item.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,15 +26,14 @@ from engine.candidates import (
     count_term_frequencies_sql,
     ensure_blocking_index,
     index_records_sqls,
-    record_columns_sql,
     with_term_frequencies_sql,
 )
 from engine.config import EngineConfig
-from engine.decisions import CHILD_NODE, BatchDecisions, Edge, decide
-from engine.governance.shielding import shield_by_safety_rule
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
-from engine.survivorship import golden_upsert_sqls
+from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
+from engine.resolution.graph import ChangeSet, Neighbourhood, decide
+from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update, updates_to_arrow
 
@@ -41,15 +41,12 @@ _DEAD_LETTER_SCHEMA = pa.schema(
     [("feed", pa.string()), ("file", pa.string()), ("line", pa.int64()),
      ("raw", pa.string()), ("error", pa.string())]
 )
-_DECISION_SCHEMA = pa.schema(
-    [("unique_id", pa.string()), ("child_id", pa.string()), ("decision", pa.string()),
-     ("match_probability", pa.float64()), ("candidates", pa.string())]
-)
 
 
 @dataclass
 class BatchOutcome:
-    """What one batch did (counts of this batch only)."""
+    """What one batch did (counts of this batch only; `review` counts the batch's records that
+    went to review, `merged_children` the children it merged away)."""
 
     updates: int = 0
     duplicates: int = 0
@@ -59,6 +56,7 @@ class BatchOutcome:
     review: int = 0
     bridge: int = 0
     merged_children: int = 0
+    redone: int = 0
     dead_letters: int = 0
 
 
@@ -75,14 +73,14 @@ class Resolver:
         tf_min = config.scoring.tf_min_values
         self._candidate_sqls = candidate_sqls(model)
         self._index_known_sqls = index_records_sqls(model, "known_records")
-        self._index_new_sqls = index_records_sqls(model, "new_records")
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
         self._left_tf_sql = with_term_frequencies_sql(model, "batch_new", tf_min)
         self._right_tf_sql = with_term_frequencies_sql(model, "right_records", tf_min)
-        self._golden_sqls = golden_upsert_sqls(config.survivorship, "placed", "merged_now")
-        self._support_tf_sql = with_term_frequencies_sql(model, "support_records", tf_min)
-        self._support_score_sql = model.score_sql("support_tf", "support_tf", "support_pairs")
+        self._support = SupportLookup(
+            con, model, config.decision.merge_support_threshold, tf_min, with_new=True
+        )
+        self._writer = ChangeWriter(model, config)
         self._batch_id = 0
         with self._transaction():
             ensure_blocking_index(con, model)
@@ -134,8 +132,14 @@ class Resolver:
             return
         con.execute(self._tf_count_sql)
         outcome.xref = self._resolve_known_identifiers()
-        decisions = self._decide_new_records()
-        self._apply(decisions, outcome)
+        self._score_new_records()
+        hood = read_neighbourhood(con, with_new=True)
+        changes = decide(hood, self.config.decision, self._support)
+        self._writer.apply(
+            con, changes, hood, Provenance("engine", self.model.version, self._batch_id),
+            known="known_records",
+        )
+        _count_outcome(changes, hood, outcome)
 
     def _resolve_known_identifiers(self) -> int:
         """Records whose (feed, source_key) is already linked go to that child: no scoring.
@@ -145,6 +149,8 @@ class Resolver:
             CREATE OR REPLACE TEMP TABLE known_records AS
             SELECT x.child_id, b.* FROM batch b
             JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
+            WHERE x.child_id NOT IN (
+                SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
         """)
         self._run(self._index_known_sqls)
         con.execute("""
@@ -153,176 +159,40 @@ class Resolver:
         """)
         return self._count("known_records")
 
-    def _decide_new_records(self) -> BatchDecisions:
+    def _score_new_records(self) -> None:
+        """`scored_edges`: each new record's pairs at or above the review threshold, with the
+        indexed records (`child_id` their child) and the batch's other new records (NULL);
+        stored in `scored_pairs`. `hood_seeds`: the children they touch."""
         con = self.con
         self._run(self._candidate_sqls)
         con.execute(f"CREATE OR REPLACE TEMP TABLE left_tf AS {self._left_tf_sql}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
-        review = self.config.decision.review_threshold
+        kept = min(self.config.decision.review_threshold,
+                   self.config.decision.merge_support_threshold)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE scored_edges AS
             SELECT s.unique_id_l, s.unique_id_r, r.child_id, s.match_probability
             FROM ({self._score_sql}) s
             JOIN right_records r ON r.unique_id = s.unique_id_r
-            WHERE s.match_probability >= {review}
-        """)
-        scored = con.sql("SELECT * FROM scored_edges").to_arrow_table().to_pydict()
-        edges = [
-            Edge(uid, other, child, probability)
-            for uid, other, child, probability in zip(
-                scored["unique_id_l"], scored["unique_id_r"], scored["child_id"],
-                scored["match_probability"], strict=True,
-            )
-        ]
-        new_rows = con.sql(
-            "SELECT unique_id, feed, source_key FROM batch_new ORDER BY unique_id"
-        ).to_arrow_table().to_pydict()
-        return decide(
-            new_rows["unique_id"], _same_key_groups(new_rows), edges,
-            self.config.decision, self._supported_pairs, self._identifiers(new_rows),
-        )
-
-    def _identifiers(self, new_rows: dict[str, list]) -> dict[str, list[tuple[str, str]]]:
-        """The source keys of the batch's new records and of the children they scored against
-        (a feed's own key is exclusive: engine.decisions)."""
-        exclusive = self.config.decision.exclusive_key_feeds
-        identifiers: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for uid, feed, key in zip(
-            new_rows["unique_id"], new_rows["feed"], new_rows["source_key"], strict=True
-        ):
-            if key is not None and feed in exclusive:
-                identifiers[uid].append((feed, key))
-        rows = self.con.execute(
-            """
-            SELECT x.child_id, x.feed, x.source_key FROM xref x
-            WHERE x.child_id IN (SELECT child_id FROM scored_edges WHERE child_id IS NOT NULL)
-              AND list_contains(?, x.feed)
-            """,
-            [list(exclusive)],
-        ).fetchall()
-        for child_id, feed, key in rows:
-            identifiers[CHILD_NODE + child_id].append((feed, key))
-        return identifiers
-
-    def _supported_pairs(self, groups: list[list[str]]) -> set[frozenset[str]]:
-        """Pairs of children within each group with some pair of their own records scoring at
-        least the merge-support threshold (all their records compared), for all groups at once."""
-        con = self.con
-        con.register("bridged", pa.table({
-            "child_id": [child for group in groups for child in group],
-            "bridge": [i for i, group in enumerate(groups) for _ in group],
-        }))
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE support_records AS
-            SELECT r.child_id, {record_columns_sql(self.model, "r")}, b.bridge
-            FROM records r JOIN bridged b USING (child_id)
-        """)
-        con.unregister("bridged")
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE support_pairs AS
-            SELECT l.unique_id AS unique_id_l, r.unique_id AS unique_id_r
-            FROM support_records l JOIN support_records r
-              ON l.bridge = r.bridge AND l.child_id < r.child_id
-        """)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE support_tf AS {self._support_tf_sql}")
-        rows = con.sql(f"""
-            SELECT DISTINCT l.child_id AS child_l, r.child_id AS child_r
-            FROM ({self._support_score_sql}) s
-            JOIN support_records l ON l.unique_id = s.unique_id_l
-            JOIN support_records r ON r.unique_id = s.unique_id_r
-            WHERE s.match_probability >= {self.config.decision.merge_support_threshold}
-        """).fetchall()
-        return {frozenset(row) for row in rows}
-
-    def _apply(self, decisions: BatchDecisions, outcome: BatchOutcome) -> None:
-        con = self.con
-        con.register("decided", _decisions_to_arrow(decisions))
-        self._apply_merges(decisions.merges)
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE new_records AS
-            SELECT d.child_id, b.* FROM batch_new b JOIN decided d USING (unique_id)
-        """)
-        self._run(self._index_new_sqls)
-        con.execute(f"""
-            INSERT INTO links
-            SELECT b.feed, b.record_id, d.child_id, d.decision, d.match_probability,
-                   '{self.model.version}', now(), {self._batch_id}
-            FROM batch b JOIN (
-                SELECT unique_id, child_id, decision, match_probability FROM decided
-                UNION ALL
-                SELECT unique_id, child_id, 'link', NULL FROM known_records
-            ) d USING (unique_id)
+            WHERE s.match_probability >= {kept}
         """)
         con.execute("""
-            INSERT INTO xref
-            SELECT DISTINCT ON (feed, source_key) feed, source_key, child_id
-            FROM new_records
-            WHERE source_key IS NOT NULL
-            ORDER BY feed, source_key, event_time, unique_id
-            ON CONFLICT DO NOTHING
+            INSERT INTO scored_pairs
+            SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r),
+                   match_probability
+            FROM scored_edges
         """)
         con.execute("""
-            INSERT INTO review_queue
-            SELECT b.feed, b.record_id, d.decision, d.child_id, d.candidates::JSON, now(), NULL
-            FROM batch_new b JOIN decided d USING (unique_id)
-            WHERE d.candidates IS NOT NULL
-            ON CONFLICT DO NOTHING
+            CREATE OR REPLACE TEMP TABLE hood_seeds AS
+            SELECT DISTINCT child_id FROM scored_edges WHERE child_id IS NOT NULL
+            UNION
+            SELECT x.child_id FROM batch_new b
+            JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
         """)
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE placed AS
-            SELECT * FROM known_records UNION ALL BY NAME SELECT * FROM new_records
-        """)
-        self._run(self._golden_sqls)
-        if decisions.merges:
-            self._mark_merged_children()
-        shield_by_safety_rule(con, "scored_edges", "decided", self.config.decision.review_threshold)
-        con.unregister("decided")
-        counts = defaultdict(int)
-        for decision in decisions.decisions:
-            counts[decision.decision] += 1
-        outcome.linked = outcome.xref + counts["link"]
-        outcome.new_children = len(decisions.new_children)
-        outcome.review = counts["review"]
-        outcome.bridge = counts["bridge"]
-        outcome.merged_children = len(decisions.merges)
 
     def _run(self, statements: list[str]) -> None:
         for statement in statements:
             self.con.execute(statement)
-
-    def _apply_merges(self, merges: dict[str, str]) -> None:
-        """Move every record, link, identifier and queue entry of a merged child to its survivor
-        (table `merged_now` lists this batch's merges, empty if none)."""
-        con = self.con
-        con.register("merge_map", pa.table(
-            {"merged": list(merges), "survivor": list(merges.values())},
-            schema=pa.schema([("merged", pa.string()), ("survivor", pa.string())]),
-        ))
-        con.execute("CREATE OR REPLACE TEMP TABLE merged_now AS SELECT * FROM merge_map")
-        con.unregister("merge_map")
-        if not merges:
-            return
-        for table in ("records", "links", "xref", "review_queue", "known_records"):
-            con.execute(f"""
-                UPDATE {table} SET child_id = m.survivor FROM merged_now m
-                WHERE {table}.child_id = m.merged
-            """)
-        con.execute("""
-            INSERT INTO merges
-            SELECT m.merged, m.survivor, split_part(d.unique_id, ':', 1),
-                   substr(d.unique_id, strpos(d.unique_id, ':') + 1), now()
-            FROM merged_now m
-            JOIN (SELECT min(unique_id) AS unique_id, child_id FROM decided
-                  WHERE decision = 'bridge' GROUP BY child_id) d ON d.child_id = m.survivor
-            ON CONFLICT DO NOTHING
-        """)
-
-    def _mark_merged_children(self) -> None:
-        """After their rows were folded into the survivors' golden records."""
-        self.con.execute("""
-            UPDATE children SET status = 'merged', merged_into = m.survivor, updated_at = now()
-            FROM merged_now m WHERE children.child_id = m.merged
-        """)
 
     def _next_batch_id(self) -> int:
         return scalar(self.con, "SELECT coalesce(max(batch_id), 0) + 1 FROM batches")
@@ -368,9 +238,7 @@ class Resolver:
 
 _BATCH_TABLES = (
     "batch", "known_records", "batch_new", "batch_keys", "index_pairs", "right_records",
-    "pairs", "left_tf", "right_tf", "scored_edges", "support_records", "support_pairs",
-    "support_tf", "merged_now", "new_records", "indexed", "placed", "previous_children",
-    "golden_candidates", "golden",
+    "pairs", "left_tf", "right_tf", "scored_edges", *HOOD_TABLES, *CHANGE_TABLES,
 )
 
 
@@ -378,24 +246,12 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0]
 
 
-def _same_key_groups(rows: dict[str, list]) -> list[list[str]]:
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for uid, feed, key in zip(rows["unique_id"], rows["feed"], rows["source_key"], strict=True):
-        if key is not None:
-            groups[(feed, key)].append(uid)
-    return [members for members in groups.values() if len(members) > 1]
-
-
-def _decisions_to_arrow(decisions: BatchDecisions) -> pa.Table:
-    rows = decisions.decisions
-    return pa.table({
-        "unique_id": [d.unique_id for d in rows],
-        "child_id": [d.child_id for d in rows],
-        "decision": [d.decision for d in rows],
-        "match_probability": [d.match_probability for d in rows],
-        "candidates": [
-            json.dumps([{"id": c, "match_probability": p} for c, p in d.candidates])
-            if d.candidates else None
-            for d in rows
-        ],
-    }, schema=_DECISION_SCHEMA)
+def _count_outcome(changes: ChangeSet, hood: Neighbourhood, outcome: BatchOutcome) -> None:
+    new = [p for p in changes.placements if hood.records[p.unique_id].child_id is None]
+    decisions = Counter(p.decision for p in new)
+    outcome.redone = len(changes.placements) - len(new)
+    outcome.linked = outcome.xref + decisions["link"] + decisions["bridge"]
+    outcome.new_children = len(changes.new_children)
+    outcome.review = decisions["review"]
+    outcome.bridge = decisions["bridge"]
+    outcome.merged_children = len(changes.merged)

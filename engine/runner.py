@@ -11,8 +11,7 @@ import duckdb
 from engine.config import ConfigError
 from engine.dataflow import RunOptions, build_flow, run_flow
 from engine.feed_source import StopSignal
-from engine.governance.sources import registered_feeds
-from engine.master_store import open_master, scalar
+from engine.master_store import open_master, registered_feeds, scalar
 from engine.resolver import BatchOutcome
 from linkage_models.scoring import CompiledModel
 from streams.canonical import FEEDS

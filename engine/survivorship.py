@@ -12,8 +12,10 @@ unique_id`); a child's golden value is its records' value with the greatest key.
 greatest key of all records is the greatest of (the child's current winner, the records placed
 now), a fold reads only the batch's placed records and those children's current rows, never a
 child's whole history, and an update older than what a child holds can never overwrite newer
-values, whatever order the feeds deliver in. A merge folds the merged child's row into the
-survivor the same way.
+values, whatever order the feeds deliver in. Records moved into a child (a merge, a redo, a
+person's link) fold in the same way; a child that lost records (a split, an unlink, a record found
+ambiguous) is rebuilt from all the records it still holds, so an unlinked death no longer makes it
+deceased.
 
 Each field's provenance (the `feed:record_id` it came from) is kept in `children.provenance`, its
 order key in `children.survivorship_keys`: JSON objects with one member per golden field (one text
@@ -33,10 +35,11 @@ DERIVED_STATUSES = ("active", "deceased")
 _FIELDS_SHAPE = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in GOLDEN_FIELDS) + "}"
 
 
-def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, merged: str) -> list[str]:
+def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str) -> list[str]:
     """Statements folding every record of table `placed` (canonical columns, `unique_id`,
     `child_id`) into its child's golden row, creating the rows of new children.
-    `merged(merged, survivor)`: this batch's merges, whose rows fold into the survivors'.
+    `rebuilt(child_id)`: children whose golden values come from `placed` alone (it holds all
+    their records), not from their current row.
 
     Delete-and-insert rather than `ON CONFLICT DO UPDATE`: DuckDB's upsert of a few thousand
     wide rows costs seconds, the delete and insert milliseconds. What records do not decide
@@ -47,14 +50,13 @@ def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, merged: str) -> 
     return [
         f"""
         CREATE OR REPLACE TEMP TABLE previous_children AS
-        SELECT * FROM children
-        WHERE child_id IN (SELECT child_id FROM {placed} UNION ALL SELECT merged FROM {merged})
+        SELECT * FROM children WHERE child_id IN (SELECT child_id FROM {placed})
         """,
         f"""
         CREATE OR REPLACE TEMP TABLE golden_candidates AS
         {_placed_candidates_sql(placed, keys)}
         UNION ALL BY NAME
-        {_current_candidates_sql(merged)}
+        {_current_candidates_sql(rebuilt)}
         """,
         f"CREATE OR REPLACE TEMP TABLE golden AS {_fold_sql()}",
         "DELETE FROM children WHERE child_id IN (SELECT child_id FROM golden)",
@@ -101,20 +103,19 @@ def _placed_candidates_sql(placed: str, keys: dict[str, str]) -> str:
     """
 
 
-def _current_candidates_sql(merged: str) -> str:
-    """The current rows of those children (`previous_children`), a merged child's under its
-    survivor's id."""
+def _current_candidates_sql(rebuilt: str) -> str:
+    """The current rows of those children (`previous_children`) not being rebuilt."""
     columns = ", ".join(
         f"c.{name}, c.p.{name} AS s_{name}, c.k.{name} AS k_{name}" for name in GOLDEN_FIELDS
     )
     return f"""
-        SELECT coalesce(m.survivor, c.child_id) AS child_id, {columns},
-               c.status = 'deceased' AS died
+        SELECT c.child_id, {columns}, c.status = 'deceased' AS died
         FROM (
             SELECT *, from_json(provenance, '{_FIELDS_SHAPE}') AS p,
                    from_json(survivorship_keys, '{_FIELDS_SHAPE}') AS k
             FROM previous_children
-        ) c LEFT JOIN {merged} m ON m.merged = c.child_id
+            WHERE child_id NOT IN (SELECT child_id FROM {rebuilt})
+        ) c
     """
 
 

@@ -66,3 +66,15 @@ def run(feeds: Path, db: Path, *, config: EngineConfig | None = None, recovery: 
     options = RunOptions(feeds_dir=feeds, db_path=db, model_path=DEFAULT_MODEL_PATH,
                          config=config, workers=workers)
     return run_engine(options, StopSignal())
+
+
+def census_record(record_id: str, upn: str, forename: str, surname: str, sex: str, dob: str,
+                  postcode: str, term: str = "2013-autumn", **extra: str) -> dict:
+    year, season = term.split("-")
+    month = {"spring": "01", "summer": "05", "autumn": "10"}[season]
+    return {
+        "record_id": record_id, "event": "census", "event_time": f"{year}-{month}-03T08:00:00Z",
+        "upn": upn, "census_term": term, "school_urn": "107001", "legal_forename": forename,
+        "legal_surname": surname, "dob": dob, "sex": sex, "postcode": postcode,
+        "nc_year_group": "R", **extra,
+    }

@@ -9,10 +9,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import engine.resolver
 from engine.governance.errors import AccessRefused, GovernanceError
 from engine.governance.search import CONTACT_DATA_MANAGER
-from engine.governance.shielding import SAFETY_RULE, shield_by_safety_rule
+from engine.resolution.changes import SAFETY_RULE
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     AMELIA,
@@ -30,10 +29,6 @@ from tests.test_governance_helpers import (
 # Oliver at a new address with his birthday a day out: scores in the review band against him
 OLIVER_DOUBTFUL = OLIVER | {"date_of_birth": "2009-03-02", "postcode": "M1 1AE"}
 
-safety_rule_wired = pytest.mark.skipif(
-    not hasattr(engine.resolver, "shield_by_safety_rule"),
-    reason="the resolver does not apply the shielding safety rule yet",
-)
 
 
 
@@ -119,45 +114,14 @@ def test_cli_shield_and_unshield(tmp_path: Path, model: CompiledModel,
                                 "needs the data_manager role\n")
 
 
-# ---------------------------------------------------------------- the safety rule (SQL)
-
-
-def test_the_safety_rule_shields_a_child_given_a_record_that_scored_against_a_shielded_one(
-    con: duckdb.DuckDBPyConnection
-):
-    amelia = child_of(con, "gro", "amelia")
-    con.execute("""CREATE TEMP TABLE decided AS SELECT * FROM (VALUES
-        ('dwp:1', 'CNEW'), ('dwp:2', ?), ('dwp:3', 'CLOW')) t(unique_id, child_id)""", [amelia])
-    con.execute("""CREATE TEMP TABLE scored_edges AS SELECT * FROM (VALUES
-        ('dwp:1', ?, 0.6), ('dwp:2', ?, 0.31), ('dwp:3', ?, 0.2))
-        t(unique_id_l, child_id, match_probability)""", [oliver(con)] * 3)
-    con.execute("""INSERT INTO children (child_id, created_at, updated_at)
-                   VALUES ('CNEW', now(), now()), ('CLOW', now(), now())""")
-    assert shield_by_safety_rule(con, "scored_edges", "decided", 0.3) == sorted(["CNEW", amelia])
-    assert shielding(con, "CNEW") == (True, SAFETY_RULE)
-    assert shielding(con, "CLOW") == (False, None)
-
-
-def test_the_safety_rule_shields_the_survivor_of_a_merged_shielded_child(
-    con: duckdb.DuckDBPyConnection
-):
-    amelia = child_of(con, "gro", "amelia")
-    con.execute("UPDATE children SET status = 'merged', merged_into = ? WHERE child_id = ?",
-                [amelia, oliver(con)])
-    con.execute("CREATE TEMP TABLE decided (unique_id VARCHAR, child_id VARCHAR)")
-    con.execute("CREATE TEMP TABLE scored_edges (unique_id_l VARCHAR, child_id VARCHAR, "
-                "match_probability DOUBLE)")
-    assert shield_by_safety_rule(con, "scored_edges", "decided", 0.3) == [amelia]
-
-
 # ---------------------------------------------------------------- the safety rule (engine)
 
 
-@safety_rule_wired
 def test_a_feed_update_scoring_in_review_band_against_a_shielded_child_makes_a_shielded_child(
     con: duckdb.DuckDBPyConnection, model: CompiledModel
 ):
-    ingest(con, model, [update("dwp", "claim", source_key="D1", **OLIVER_DOUBTFUL)])
+    ingest(con, model, [update("dwp", "claim", source_key="D1", **OLIVER_DOUBTFUL,
+                               event_time="2010-06-01T09:00:00Z")])
     decision, child = con.execute(
         "SELECT decision, child_id FROM links WHERE feed = 'dwp'").fetchall()[0]
     assert decision == "review"
@@ -167,7 +131,6 @@ def test_a_feed_update_scoring_in_review_band_against_a_shielded_child_makes_a_s
     assert hits and all(hit["contact"] == CONTACT_DATA_MANAGER for hit in hits)
 
 
-@safety_rule_wired
 def test_an_unrelated_new_child_is_not_shielded(
     con: duckdb.DuckDBPyConnection, model: CompiledModel
 ):

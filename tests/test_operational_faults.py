@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from engine.cli import main
+from engine.master_store import SCHEMA_VERSION
 from streams.generator import generate
 
 
@@ -52,7 +53,7 @@ def test_master_of_an_earlier_schema_is_refused_untouched(feeds: Path, tmp_path:
     assert code == 2
     assert err.splitlines()[-1] == (
         f"contactpoint run: master database {db} has schema version 1, this engine writes "
-        "version 2: load the feeds into a new master file")
+        f"version {SCHEMA_VERSION}: load the feeds into a new master file")
     assert _query(db, "SELECT table_name FROM duckdb_tables()") == [("children",)]
 
 

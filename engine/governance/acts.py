@@ -304,3 +304,9 @@ ACTS: dict[str, Act] = {act.name: act for act in (
     Act("sources.list", None, {}, _sources_list),
     Act("sources.register", _ADMIN, {"feed": _REQUIRED_TEXT}, _sources_register),
 )}
+
+# The data managers' stewardship acts live beside the engine's stewardship code; imported last
+# because they are built from the classes above.
+from engine.governance.stewardship_acts import STEWARDSHIP_ACTS  # noqa: E402
+
+ACTS |= {act.name: act for act in STEWARDSHIP_ACTS}

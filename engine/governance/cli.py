@@ -27,10 +27,13 @@ Handler = Callable[[argparse.Namespace], int]
 
 def register_governance_verbs(verbs: argparse._SubParsersAction) -> None:
     """Adds: users add|list|revoke, search, audit verify, shield, retention,
-    sources list|register."""
+    sources list|register, and the stewardship verbs (review list|resolve, link, unlink, merge,
+    split)."""
     from engine.cli import DEFAULT_DB  # engine.cli imports this module: look it up when called
+    from engine.governance.stewardship_cli import register_stewardship_verbs
 
-    for add in (_add_users, _add_search, _add_audit, _add_shield, _add_retention, _add_sources):
+    for add in (_add_users, _add_search, _add_audit, _add_shield, _add_retention, _add_sources,
+                register_stewardship_verbs):
         add(verbs, DEFAULT_DB)
 
 

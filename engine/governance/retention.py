@@ -2,9 +2,10 @@
 year after death, and purge them six years after archiving. A dry run reports what would happen.
 
 Archiving sets `children.archived_on` (practitioners no longer see the child). Purging deletes the
-child, the children merged into it, and their records (with their blocking keys), links, xref,
-review-queue and merge rows, and takes their values out of the term-frequency counts: the one
-exception to "one links row per processed record". The audit log keeps the purged child IDs (no
+child, the children merged into it, and their records (with their blocking keys, scored pairs,
+constraints and decision history), links, xref, review-queue and merge rows, and takes their
+values out of the term-frequency counts: the one exception to "one links row per processed
+record". The audit log keeps the purged child IDs (no
 personal details).
 """
 
@@ -149,6 +150,7 @@ def _purge(con: duckdb.DuckDBPyConnection, child_ids: list[str]) -> dict[str, in
     try:
         _forget_term_frequencies(con)
         deleted: dict[str, int] = {"blocking_keys": _forget_blocking_keys(con)}
+        deleted |= _forget_record_graph(con)
         for table, column in PURGED_TABLES:
             rows = con.execute(
                 f"DELETE FROM {table} WHERE {column} IN (SELECT child_id FROM purged_children)"
@@ -166,6 +168,27 @@ def _forget_blocking_keys(con: duckdb.DuckDBPyConnection) -> int:
             SELECT record_no FROM records
             WHERE child_id IN (SELECT child_id FROM purged_children))
     """).fetchall()[0][0]
+
+
+def _forget_record_graph(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Delete the purged records' scored pairs, people's constraints and decision history."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE purged_records AS
+        SELECT unique_id, feed, record_id FROM records
+        WHERE child_id IN (SELECT child_id FROM purged_children)
+    """)
+    deleted = {}
+    for table in ("scored_pairs", "constraints"):
+        deleted[table] = con.execute(f"""
+            DELETE FROM {table} WHERE uid_a IN (SELECT unique_id FROM purged_records)
+                                   OR uid_b IN (SELECT unique_id FROM purged_records)
+        """).fetchall()[0][0]
+    deleted["decision_history"] = con.execute("""
+        DELETE FROM decision_history h USING purged_records p
+        WHERE h.feed = p.feed AND h.record_id = p.record_id
+    """).fetchall()[0][0]
+    con.execute("DROP TABLE purged_records")
+    return deleted
 
 
 def _forget_term_frequencies(con: duckdb.DuckDBPyConnection) -> None:

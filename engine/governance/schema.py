@@ -2,18 +2,15 @@
 
 - `users`      accredited users: role, organisation, accreditation expiry, who added/revoked them;
 - `audit_log`  append-only, hash-chained record of every search and administrative act;
-- `sources`    the accredited feeds (seeded with the four national feeds, frozen in June 2010);
-- `children` gains `care_leaver_consent`, `archived_on` (retention) and `shielded_by`,
-  `shielded_at` (who or which rule shielded the child, and when).
+- `children` gains `care_leaver_consent` and `archived_on` (retention).
+
+The engine's own schema (engine.master_store) holds what policy the resolver reads as data:
+`sources` (the accredited feeds) and `children.shielded`, `shielded_by`, `shielded_at`.
 """
 
 from __future__ import annotations
 
 import duckdb
-
-from streams.canonical import FEEDS
-
-SEEDED_BY = "DfE (sources frozen June 2010)"
 
 _TABLES_SQL = """
 CREATE TABLE IF NOT EXISTS users (
@@ -38,23 +35,12 @@ CREATE TABLE IF NOT EXISTS audit_log (
     prev_hash VARCHAR NOT NULL,
     hash VARCHAR NOT NULL
 );
-CREATE TABLE IF NOT EXISTS sources (
-    feed VARCHAR PRIMARY KEY,
-    registered_by VARCHAR NOT NULL,
-    registered_at TIMESTAMPTZ NOT NULL
-);
 ALTER TABLE children ADD COLUMN IF NOT EXISTS care_leaver_consent BOOLEAN DEFAULT false;
 ALTER TABLE children ADD COLUMN IF NOT EXISTS archived_on DATE;
-ALTER TABLE children ADD COLUMN IF NOT EXISTS shielded_by VARCHAR;
-ALTER TABLE children ADD COLUMN IF NOT EXISTS shielded_at TIMESTAMPTZ;
 """
 
 
 def create_governance_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Idempotent: create `users`, `audit_log` and `sources` (seeded with the four feeds) and add
-    the retention and shielding columns to `children`. Run after the core master schema."""
+    """Idempotent: create `users` and `audit_log` and add the retention columns to `children`.
+    Run after the core master schema (engine.master_store.open_master)."""
     con.execute(_TABLES_SQL)
-    con.executemany(
-        "INSERT INTO sources VALUES (?, ?, now()) ON CONFLICT DO NOTHING",
-        [[feed, SEEDED_BY] for feed in FEEDS],
-    )

@@ -1,5 +1,6 @@
 """Accredited sources: the feeds the engine accepts. Lines from any other feed folder, or records
-claiming another source, go to `dead_letters`; registering a feed needs an admin."""
+claiming another source, go to `dead_letters`; registering a feed needs an admin. The `sources`
+table is the engine's (engine.master_store): policy reaches the engine as data."""
 
 from __future__ import annotations
 
@@ -8,13 +9,11 @@ import re
 import duckdb
 
 from engine.governance.errors import GovernanceError
+from engine.master_store import registered_feeds
+
+__all__ = ["list_sources", "register_source", "registered_feeds"]
 
 FEED_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
-
-def registered_feeds(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
-    """The registered feed names, sorted (the feed reader dead-letters every other folder)."""
-    return tuple(row[0] for row in con.execute("SELECT feed FROM sources ORDER BY feed").fetchall())
 
 
 def list_sources(con: duckdb.DuckDBPyConnection) -> list[dict]:

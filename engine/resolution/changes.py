@@ -1,0 +1,272 @@
+"""Applying a change set to the master, in the caller's transaction.
+
+Placements of new records add them to the record index, `links` and `xref`; placements of
+existing records move them (records, links, xref) or change their decision. Every placement is
+appended to `decision_history` with its evidence. Review items open for `review` placements and
+close (with the decision and who made it) for records that leave review. Children that lost all
+their records are `merged` into the child that took most of them (`merges` says by whom); children
+that lost some are rebuilt from the records they hold; every child that received records folds
+them in (engine.survivorship). Last, the safety rule shields what the change put next to a
+shielded child (see `shield_by_safety_rule`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from engine.candidates import index_records_sqls
+from engine.config import EngineConfig
+from engine.resolution.graph import ChangeSet, Neighbourhood
+from engine.survivorship import golden_upsert_sqls
+from linkage_models.scoring import CompiledModel
+
+SAFETY_RULE = "safety rule"
+
+_PLACEMENT_SCHEMA = pa.schema([
+    ("unique_id", pa.string()), ("feed", pa.string()), ("record_id", pa.string()),
+    ("child_id", pa.string()), ("previous_child_id", pa.string()), ("decision", pa.string()),
+    ("match_probability", pa.float64()), ("candidates", pa.string()), ("reason", pa.string()),
+    ("is_new", pa.bool_()),
+])
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who made a change set and with what: `decided_by` is engine, redo or user:NAME."""
+
+    decided_by: str
+    model_version: str
+    batch_id: int | None = None
+
+    @property
+    def redone_by(self) -> str:
+        """Who changed an existing record's decision: a batch's change is a redo."""
+        return "redo" if self.decided_by == "engine" else self.decided_by
+
+
+class ChangeWriter:
+    """Applies change sets with statements built once per configuration."""
+
+    def __init__(self, model: CompiledModel, config: EngineConfig) -> None:
+        self.config = config
+        self._index_sqls = index_records_sqls(model, "new_records")
+        self._golden_sqls = golden_upsert_sqls(config.survivorship, "placed", "rebuilt")
+
+    def apply(
+        self, con: duckdb.DuckDBPyConnection, changes: ChangeSet, hood: Neighbourhood,
+        by: Provenance, known: str | None = None,
+    ) -> None:
+        """Write `changes` (and the fast-path records of table `known`, already indexed)."""
+        con.register("placed_arrow", _placements_to_arrow(changes, hood))
+        con.execute("CREATE OR REPLACE TEMP TABLE placed_now AS SELECT * FROM placed_arrow")
+        con.unregister("placed_arrow")
+        moved = any(hood.records[p.unique_id].child_id is not None for p in changes.placements)
+        self._index_new_records(con)
+        self._write_links(con, by, known)
+        con.execute("CREATE OR REPLACE TEMP TABLE moved_now AS "
+                    "SELECT * FROM placed_now WHERE NOT is_new")
+        if moved:
+            self._move_existing_records(con, by)
+        self._write_review_items(con, by)
+        self._write_merges(con, changes, by)
+        self._fold_golden_records(con, changes, known, moved)
+        if changes.merged:
+            con.execute("""
+                UPDATE children SET status = 'merged', merged_into = m.into_child_id,
+                                    updated_at = now()
+                FROM merges_now m WHERE children.child_id = m.merged_child_id
+            """)
+        shield_by_safety_rule(con, self.config.decision.review_threshold)
+
+    def _index_new_records(self, con: duckdb.DuckDBPyConnection) -> None:
+        if not _exists(con, "batch_new"):  # a person's act: no new records
+            con.execute("CREATE OR REPLACE TEMP TABLE new_records AS "
+                        "SELECT * EXCLUDE (record_no) FROM records LIMIT 0")
+            return
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE new_records AS
+            SELECT p.child_id, b.* FROM batch_new b JOIN placed_now p USING (unique_id)
+            WHERE p.is_new
+        """)
+        for statement in self._index_sqls:
+            con.execute(statement)
+
+    def _write_links(self, con: duckdb.DuckDBPyConnection, by: Provenance,
+                     known: str | None) -> None:
+        fast_path = f"""
+            UNION ALL
+            SELECT feed, record_id, child_id, 'link', NULL::DOUBLE, NULL, true FROM {known}
+        """ if known else ""
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE decided_now AS
+            SELECT feed, record_id, child_id, decision, match_probability, candidates, is_new
+            FROM placed_now
+            {fast_path}
+        """)
+        con.execute("""
+            INSERT INTO links
+            SELECT p.feed, p.record_id, p.child_id, p.decision, p.match_probability, ?, now(), ?
+            FROM placed_now p WHERE p.is_new
+        """, [by.model_version, by.batch_id])
+        if known:
+            con.execute(f"""
+                INSERT INTO links
+                SELECT feed, record_id, child_id, 'link', NULL, ?, now(), ? FROM {known}
+            """, [by.model_version, by.batch_id])
+        con.execute("""
+            INSERT INTO decision_history (feed, record_id, child_id, decision, match_probability,
+                                          candidates, model_version, decided_by, batch_id,
+                                          decided_at)
+            SELECT feed, record_id, child_id, decision, match_probability, candidates::JSON,
+                   ?, CASE WHEN is_new THEN ? ELSE ? END, ?, now()
+            FROM decided_now
+        """, [by.model_version, by.decided_by, by.redone_by, by.batch_id])
+        con.execute("""
+            INSERT INTO xref
+            SELECT DISTINCT ON (feed, source_key) feed, source_key, child_id
+            FROM new_records WHERE source_key IS NOT NULL
+            ORDER BY feed, source_key, event_time, unique_id
+            ON CONFLICT DO NOTHING
+        """)
+
+    def _move_existing_records(self, con: duckdb.DuckDBPyConnection, by: Provenance) -> None:
+        con.execute("""
+            UPDATE records SET child_id = m.child_id FROM moved_now m
+            WHERE records.unique_id = m.unique_id AND records.child_id <> m.child_id
+        """)
+        con.execute("""
+            UPDATE links SET child_id = m.child_id, decision = m.decision,
+                             match_probability = m.match_probability, model_version = ?,
+                             decided_at = now(), batch_id = ?
+            FROM moved_now m WHERE links.feed = m.feed AND links.record_id = m.record_id
+        """, [by.model_version, by.batch_id])
+        con.execute("""
+            UPDATE xref SET child_id = r.child_id
+            FROM (SELECT DISTINCT ON (r.feed, r.source_key) r.feed, r.source_key, r.child_id
+                  FROM records r JOIN moved_now m USING (unique_id)
+                  WHERE r.source_key IS NOT NULL
+                  ORDER BY r.feed, r.source_key, r.event_time, r.unique_id) r
+            WHERE xref.feed = r.feed AND xref.source_key = r.source_key
+        """)
+
+    def _write_review_items(self, con: duckdb.DuckDBPyConnection, by: Provenance) -> None:
+        con.execute("""
+            INSERT INTO review_queue (feed, record_id, reason, child_id, candidates, queued_at)
+            SELECT feed, record_id, reason, child_id, candidates::JSON, now()
+            FROM placed_now WHERE decision = 'review'
+            ON CONFLICT (feed, record_id) DO UPDATE SET
+                reason = excluded.reason, child_id = excluded.child_id,
+                candidates = excluded.candidates, queued_at = excluded.queued_at,
+                resolved_at = NULL, resolution = NULL, resolved_by = NULL
+        """)
+        con.execute("""
+            UPDATE review_queue SET resolved_at = now(), resolution = p.decision,
+                                    child_id = p.child_id, resolved_by = ?
+            FROM placed_now p
+            WHERE review_queue.feed = p.feed AND review_queue.record_id = p.record_id
+              AND p.decision <> 'review' AND review_queue.resolved_at IS NULL
+        """, [by.redone_by])
+
+    def _write_merges(self, con: duckdb.DuckDBPyConnection, changes: ChangeSet,
+                      by: Provenance) -> None:
+        con.register("merges_arrow", pa.table(
+            {"merged_child_id": list(changes.merged),
+             "into_child_id": list(changes.merged.values())},
+            schema=pa.schema([("merged_child_id", pa.string()), ("into_child_id", pa.string())]),
+        ))
+        con.execute("CREATE OR REPLACE TEMP TABLE merges_now AS SELECT * FROM merges_arrow")
+        con.unregister("merges_arrow")
+        if changes.merged:
+            con.execute("""
+                INSERT INTO merges
+                SELECT merged_child_id, into_child_id, ?, ?, now() FROM merges_now
+                ON CONFLICT (merged_child_id) DO UPDATE SET into_child_id = excluded.into_child_id,
+                    decided_by = excluded.decided_by, batch_id = excluded.batch_id,
+                    merged_at = excluded.merged_at
+            """, [by.decided_by, by.batch_id])
+
+    def _fold_golden_records(self, con: duckdb.DuckDBPyConnection, changes: ChangeSet,
+                             known: str | None, moved: bool) -> None:
+        con.register("rebuilt_arrow", pa.table(
+            {"child_id": sorted(changes.shrunk)}, schema=pa.schema([("child_id", pa.string())])
+        ))
+        con.execute("CREATE OR REPLACE TEMP TABLE rebuilt AS SELECT * FROM rebuilt_arrow")
+        con.unregister("rebuilt_arrow")
+        fast_path = f"UNION ALL BY NAME SELECT * FROM {known}" if known else ""
+        moved_records = """
+            UNION ALL BY NAME
+            SELECT r.* EXCLUDE (record_no) FROM records r
+            WHERE r.unique_id IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
+                                  (SELECT child_id FROM rebuilt))
+               OR r.child_id IN (SELECT child_id FROM rebuilt)
+        """ if moved else ""
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE placed AS
+            SELECT * FROM new_records
+            {fast_path}
+            {moved_records}
+        """)
+        for statement in self._golden_sqls:
+            con.execute(statement)
+
+
+def shield_by_safety_rule(con: duckdb.DuckDBPyConnection, review_threshold: float) -> None:
+    """Shield every child that, in this change, received a record scoring at least the review
+    threshold against a record of a shielded child (table `scored_edges`, if a batch scored any),
+    or a record that belonged to a shielded child (a merge, a split, a move), so that the feeds
+    never make an unshielded duplicate of a shielded child. A data manager can lift it; it is not
+    applied again unless a later change does the same."""
+    scored = """
+        UNION
+        SELECT p.child_id FROM placed_now p
+        JOIN scored_edges e ON e.unique_id_l = p.unique_id
+        JOIN children s ON s.child_id = e.child_id
+        WHERE s.shielded AND e.match_probability >= ?
+    """ if _exists(con, "scored_edges") else ""
+    con.execute(f"""
+        UPDATE children SET shielded = true, shielded_by = '{SAFETY_RULE}', shielded_at = now()
+        WHERE NOT shielded AND child_id IN (
+            SELECT p.child_id FROM placed_now p
+            JOIN children s ON s.child_id = p.previous_child_id
+            WHERE s.shielded
+            {scored}
+        )
+    """, [review_threshold] if scored else [])
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary", [table]
+    ).fetchall()[0][0])
+
+
+def _placements_to_arrow(changes: ChangeSet, hood: Neighbourhood) -> pa.Table:
+    rows = changes.placements
+    previous = [hood.records[p.unique_id].child_id for p in rows]
+    parts = [p.unique_id.split(":", 1) for p in rows]
+    return pa.table({
+        "unique_id": [p.unique_id for p in rows],
+        "feed": [feed for feed, _ in parts],
+        "record_id": [record_id for _, record_id in parts],
+        "child_id": [p.child_id for p in rows],
+        "previous_child_id": previous,
+        "decision": [p.decision for p in rows],
+        "match_probability": [p.match_probability for p in rows],
+        "candidates": [
+            json.dumps([{"child_id": c, "match_probability": m} for c, m in p.candidates])
+            if p.candidates else None
+            for p in rows
+        ],
+        "reason": [p.reason for p in rows],
+        "is_new": [child is None for child in previous],
+    }, schema=_PLACEMENT_SCHEMA)
+
+
+CHANGE_TABLES = (
+    "placed_now", "new_records", "decided_now", "moved_now", "merges_now", "rebuilt", "placed",
+    "indexed", "previous_children", "golden_candidates", "golden",
+)

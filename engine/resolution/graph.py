@@ -1,0 +1,633 @@
+"""The decision core: one rule over a neighbourhood of records, whatever order they arrived in.
+
+Pure Python, no database. The input (`Neighbourhood`) is a set of records — a batch's new records
+and every record of the children they touched — with their scored pairs (at or above the review
+threshold), the current child of each existing record, and the people's constraints (must-link,
+cannot-link). The output (`ChangeSet`) is where every record now belongs: the placements of the
+new records and of every existing record whose child or decision changed, the children merged
+away, the children that lost records, the new children. A batch and a person's act both go
+through `decide`; the rule is the same whether the records arrived in one batch or many.
+
+The rule (README "Decisions", docs/stewardship.md):
+
+1. *Nodes.* Records sharing a source key (`feed:key`) are one node, and so are records a person
+   must-linked, unless a person said two of them are different (cannot-link).
+2. *Clusters.* Link-level pairs (>= `link_threshold`) join nodes, strongest first, unless the
+   join would put two keys of one exclusive feed, or two nodes a person cannot-linked, in one
+   cluster (the join is *refused*).
+3. *Ambiguity goes to a person.* A node is **ambiguous** — a provisional child of its own, queued
+   for review, whose key is no fast path — when it is a link-level match for two clusters that
+   cannot be one child: (a) its link-level pairs reach two clusters whose join was refused, or
+   (b) it is the only thing holding its cluster together (an articulation node of the cluster's
+   graph of pairs >= `merge_support_threshold`) and the parts it holds together are unsupported —
+   no pair of records across them scores at least `merge_support_threshold`, all pairs compared
+   (`SupportLookup`). Twins whose own records disagree on the first name are never supported, so a
+   claim without a first name that matches both is ambiguous. A node whose own records vote — one
+   of them reaches only one of the parts — is not ambiguous: it joins that part and the other parts
+   become children of their own. That is how later evidence (the claim's first name arriving in a
+   change of name) settles an earlier ambiguity without a person.
+4. *Review band.* A node alone in its cluster whose best pair with an earlier node (event-time
+   order) of another cluster is at or above `review_threshold` is queued for review, as a
+   provisional child of its own.
+5. *Stable ids.* A cluster keeps the id of the child holding most of its records (then the child
+   with the earliest record); the other children in it are merged into that one, and an id merged
+   away keeps resolving to its survivor (the store). A cluster holding no child's records is a new
+   child, named after its founding record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from engine.config import DecisionConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record of the neighbourhood. `child_id` is None for a record new in this batch;
+    `order` sorts records by event time (the founding record of a child sorts first)."""
+
+    unique_id: str
+    child_id: str | None
+    feed: str
+    source_key: str | None
+    order: str
+    decision: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """A scored pair of records (at or above the review threshold)."""
+
+    a: str
+    b: str
+    probability: float
+
+
+@dataclass
+class Neighbourhood:
+    records: dict[str, Record]
+    pairs: list[Pair] = field(default_factory=list)
+    must_link: list[tuple[str, str]] = field(default_factory=list)
+    cannot_link: list[tuple[str, str]] = field(default_factory=list)
+
+
+# support(queries) -> for each query (two groups of record ids), whether some pair of records
+# across the two groups scores at least the merge-support threshold (all pairs compared).
+SupportLookup = Callable[[list[tuple[list[str], list[str]]]], list[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a record goes: `decision` is new | link | bridge | review; `candidates` are the
+    children it scored against (best pair each), strongest first."""
+
+    unique_id: str
+    child_id: str
+    decision: str
+    match_probability: float | None
+    candidates: tuple[tuple[str, float], ...] = ()
+    reason: str | None = None  # why a person must look: AMBIGUOUS or REVIEW_BAND
+
+
+AMBIGUOUS = "ambiguous: a link-level match for children that cannot be one child"
+REVIEW_BAND = "review band: a middling match, never linked silently"
+
+
+@dataclass
+class ChangeSet:
+    placements: list[Placement] = field(default_factory=list)
+    merged: dict[str, str] = field(default_factory=dict)  # child id -> the child it went into
+    new_children: set[str] = field(default_factory=set)
+    shrunk: set[str] = field(default_factory=set)  # kept their id but lost records
+
+
+def new_child_id(founding_unique_id: str) -> str:
+    """A child's id, derived from its founding record so that replays and restarts agree."""
+    return "C" + hashlib.sha1(founding_unique_id.encode()).hexdigest()[:16].upper()
+
+
+# A cluster is split at most this many times per decision (each split costs a support lookup).
+MAX_SPLIT_ROUNDS = 4
+
+
+def decide(hood: Neighbourhood, config: DecisionConfig, support: SupportLookup) -> ChangeSet:
+    """Place every record of the neighbourhood (see the module docstring for the rule)."""
+    graph = _NodeGraph(hood, config)
+    clusters, refused = graph.cluster()
+    ambiguous: set[str] = set()
+    clusters = _split_ambiguous(graph, clusters, refused, ambiguous, support)
+    return _placements(graph, clusters, ambiguous)
+
+
+# ---------------------------------------------------------------- nodes and clusters
+
+
+class _NodeGraph:
+    """Records grouped into nodes, with node-level pairs and constraints."""
+
+    def __init__(self, hood: Neighbourhood, config: DecisionConfig) -> None:
+        self.hood = hood
+        self.config = config
+        self.exclusive = frozenset(config.exclusive_key_feeds)
+        cannot = {frozenset(p) for p in hood.cannot_link if p[0] != p[1]}
+        self.node_of = _group_nodes(hood, cannot)
+        self.members: dict[str, list[str]] = defaultdict(list)
+        for uid in sorted(hood.records, key=lambda u: hood.records[u].order):
+            self.members[self.node_of[uid]].append(uid)
+        self.order = {node: hood.records[uids[0]].order for node, uids in self.members.items()}
+        self.cannot = {
+            frozenset((self.node_of[a], self.node_of[b])) for a, b in map(tuple, cannot)
+            if a in self.node_of and b in self.node_of
+        }
+        self.best: dict[frozenset[str], float] = {}  # node pair -> best probability
+        self.record_pairs: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        for pair in hood.pairs:
+            if pair.a not in self.node_of or pair.b not in self.node_of:
+                continue
+            na, nb = self.node_of[pair.a], self.node_of[pair.b]
+            self.record_pairs[pair.a].append((pair.b, pair.probability))
+            self.record_pairs[pair.b].append((pair.a, pair.probability))
+            if na != nb:
+                key = frozenset((na, nb))
+                if pair.probability > self.best.get(key, -1.0):
+                    self.best[key] = pair.probability
+        self.neighbours: dict[str, dict[str, float]] = defaultdict(dict)
+        for key, probability in self.best.items():
+            na, nb = tuple(key)
+            self.neighbours[na][nb] = probability
+            self.neighbours[nb][na] = probability
+
+    def keys(self, node: str) -> dict[str, set[str]]:
+        keys: dict[str, set[str]] = defaultdict(set)
+        for uid in self.members[node]:
+            record = self.hood.records[uid]
+            if record.source_key is not None and record.feed in self.exclusive:
+                keys[record.feed].add(record.source_key)
+        return keys
+
+    def is_link(self, probability: float) -> bool:
+        return probability >= self.config.link_threshold
+
+    def cluster(self) -> tuple[list[set[str]], set[frozenset[str]]]:
+        """Clusters of nodes (rule 2) and the node pairs whose join an exclusive key refused
+        (a join a person refused is settled, not ambiguous)."""
+        clusters = _ConstrainedUnion(self)
+        strong = sorted(
+            (-p, *sorted(key)) for key, p in self.best.items() if self.is_link(p)
+        )
+        refused: set[frozenset[str]] = set()
+        for _, na, nb in strong:
+            if clusters.union(na, nb) == _KEY_CONFLICT:
+                refused.add(frozenset((na, nb)))
+        return clusters.components(), refused
+
+
+def _group_nodes(hood: Neighbourhood, cannot: set[frozenset[str]]) -> dict[str, str]:
+    """Record id -> node id: records sharing a source key, and must-linked records, are one
+    node, except where a person cannot-linked two of them."""
+    parent = {uid: uid for uid in hood.records}
+    members = {uid: {uid} for uid in hood.records}
+
+    def find(uid: str) -> str:
+        while parent[uid] != uid:
+            parent[uid] = parent[parent[uid]]
+            uid = parent[uid]
+        return uid
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra == rb or (cannot and any(
+            frozenset((x, y)) in cannot for x in members[ra] for y in members[rb]
+        )):
+            return
+        low, high = sorted((ra, rb))
+        parent[high] = low
+        members[low] |= members.pop(high)
+
+    by_key: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for uid in sorted(hood.records, key=lambda u: hood.records[u].order):
+        record = hood.records[uid]
+        if record.source_key is not None:
+            by_key[(record.feed, record.source_key)].append(uid)
+    for uids in by_key.values():
+        for uid in uids[1:]:
+            union(uids[0], uid)
+    for a, b in hood.must_link:
+        if a in parent and b in parent:
+            union(a, b)
+    return {uid: find(uid) for uid in hood.records}
+
+
+_JOINED, _KEY_CONFLICT, _CANNOT_LINK = "joined", "key conflict", "cannot-link"
+
+
+class _ConstrainedUnion:
+    """Union-find over nodes refusing joins that break an exclusive key or a cannot-link."""
+
+    def __init__(self, graph: _NodeGraph) -> None:
+        self.graph = graph
+        self.parent = {node: node for node in graph.members}
+        self.keys = {node: graph.keys(node) for node in graph.members}
+        self.members = {node: {node} for node in graph.members}
+
+    def find(self, node: str) -> str:
+        while self.parent[node] != node:
+            self.parent[node] = self.parent[self.parent[node]]
+            node = self.parent[node]
+        return node
+
+    def union(self, a: str, b: str) -> str:
+        """_JOINED, or why the join is refused."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return _JOINED
+        if self.graph.cannot and any(
+            frozenset((x, y)) in self.graph.cannot
+            for x in self.members[ra] for y in self.members[rb]
+        ):
+            return _CANNOT_LINK
+        ka, kb = self.keys[ra], self.keys[rb]
+        if any(feed in kb and kb[feed] != keys for feed, keys in ka.items()):
+            return _KEY_CONFLICT
+        low, high = sorted((ra, rb))
+        self.parent[high] = low
+        for feed, keys in self.keys.pop(high).items():
+            self.keys[low].setdefault(feed, set()).update(keys)
+        self.members[low] |= self.members.pop(high)
+        return _JOINED
+
+    def components(self) -> list[set[str]]:
+        return [set(members) for members in self.members.values()]
+
+
+# ---------------------------------------------------------------- ambiguity (rule 3)
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """A place where a cluster may fall apart: without `node` (kind "node": an articulation
+    node, or a torn one) or without one record of `node` (kind "record": the only record of a
+    multi-record node holding some parts to the rest), the cluster's records fall into
+    `record_parts`, i.e. the nodes `node_parts` (for kind "record", the node's other records
+    keep it in their part)."""
+
+    kind: str
+    node: str
+    record_parts: list[list[str]]
+    node_parts: list[set[str]]
+
+    def queries(self) -> list[tuple[list[str], list[str]]]:
+        parts = self.record_parts
+        return [(parts[i], parts[j]) for i in range(len(parts)) for j in range(i + 1, len(parts))]
+
+
+def _split_ambiguous(
+    graph: _NodeGraph, clusters: list[set[str]], refused: set[frozenset[str]],
+    ambiguous: set[str], support: SupportLookup,
+) -> list[set[str]]:
+    """Split clusters at ambiguous nodes until none is left (or the rounds run out)."""
+    settled = [c for c in clusters if len(c) == 1]
+    pending = [c for c in clusters if len(c) > 1]
+    cluster_of = {node: i for i, c in enumerate(clusters) for node in c}
+    torn = _torn_nodes(graph, refused, cluster_of)
+    for _ in range(MAX_SPLIT_ROUNDS):
+        if not pending:
+            break
+        checks = [(cluster, _cuts(graph, cluster, torn)) for cluster in pending]
+        queries = [query for _, cuts in checks for cut in cuts for query in cut.queries()]
+        answers = iter(support(queries)) if queries else iter(())
+        pending_next = []
+        for cluster, cuts in checks:
+            split = None
+            for cut in cuts:
+                supported = [next(answers) for _ in cut.queries()]
+                if split is None:
+                    split = _resolve_cut(graph, cut, supported, cut.node in torn, ambiguous)
+            if split is None:
+                settled.append(cluster)
+            else:
+                settled += [part for part in split if len(part) == 1]
+                pending_next += [part for part in split if len(part) > 1]
+        pending = pending_next
+    return settled + pending
+
+
+def _records_of(graph: _NodeGraph, nodes: Iterable[str]) -> list[str]:
+    """The records of `nodes`, founding record first (event-time order)."""
+    records = graph.hood.records
+    return sorted((uid for node in nodes for uid in graph.members[node]),
+                  key=lambda uid: records[uid].order)
+
+
+def _torn_nodes(
+    graph: _NodeGraph, refused: set[frozenset[str]], cluster_of: dict[str, int]
+) -> set[str]:
+    """Rule 3(a): endpoints of a refused join whose link-level pairs reach two or more clusters,
+    unless their own records vote for their cluster (one reaches it alone, none reaches another
+    cluster alone)."""
+    torn = set()
+    for key in refused:
+        for node in key:
+            reached = {
+                cluster_of[other] for other, p in graph.neighbours[node].items()
+                if graph.is_link(p)
+            }
+            if len(reached) < 2:
+                continue
+            votes = set()
+            for uid in graph.members[node]:
+                alone = {
+                    cluster_of[graph.node_of[other]] for other, p in graph.record_pairs[uid]
+                    if graph.is_link(p) and graph.node_of[other] != node
+                }
+                if len(alone) == 1:
+                    votes |= alone
+            if votes != {cluster_of[node]}:
+                torn.add(node)
+    return torn
+
+
+def _cuts(graph: _NodeGraph, cluster: set[str], torn: set[str]) -> list[_Cut]:
+    """Every torn node, articulation node and articulation record (of a multi-record node) of
+    the cluster, in a deterministic order."""
+    supporting = graph.config.merge_support_threshold
+    adjacency = {
+        node: [other for other, p in graph.neighbours[node].items()
+               if other in cluster and p >= supporting]
+        for node in cluster
+    }
+    cuts = []
+    for node in sorted(_articulation_nodes(adjacency) | (torn & cluster),
+                       key=lambda n: graph.order[n]):
+        parts = sorted(_components(adjacency, cluster - {node}),
+                       key=lambda p: min(graph.order[n] for n in p))
+        if len(parts) >= 2 or node in torn:
+            cuts.append(_Cut("node", node, [_records_of(graph, p) for p in parts], parts))
+    if any(len(graph.members[node]) > 1 for node in cluster):
+        cuts += _record_cuts(graph, cluster, supporting)
+    return cuts
+
+
+def _record_cuts(graph: _NodeGraph, cluster: set[str], supporting: float) -> list[_Cut]:
+    """Records of multi-record nodes that alone hold some parts of the cluster to the rest
+    (a node's records are all adjacent to one another)."""
+    records = set(_records_of(graph, cluster))
+    adjacency = {
+        uid: [other for other, p in graph.record_pairs[uid]
+              if other in records and p >= supporting]
+        + [mate for mate in graph.members[graph.node_of[uid]] if mate != uid]
+        for uid in records
+    }
+    order = graph.hood.records
+    cuts = []
+    for uid in sorted(_articulation_nodes(adjacency), key=lambda u: order[u].order):
+        node = graph.node_of[uid]
+        if len(graph.members[node]) == 1:
+            continue  # a node-level cut already
+        parts = sorted(_components(adjacency, records - {uid}),
+                       key=lambda p: min(order[u].order for u in p))
+        record_parts = [sorted(p, key=lambda u: order[u].order) for p in parts]
+        node_parts = [{graph.node_of[u] for u in p} for p in parts]
+        cuts.append(_Cut("record", node, record_parts, node_parts))
+    return cuts
+
+
+def _resolve_cut(
+    graph: _NodeGraph, cut: _Cut, supported: list[bool], torn: bool, ambiguous: set[str]
+) -> list[set[str]] | None:
+    """The cluster's new clusters if the cut splits it (rule 3), None if it holds."""
+    groups = _join_supported(cut.node_parts, supported)
+    if cut.kind == "record":
+        if len(groups) < 2:
+            return None
+        return groups  # the node stays with its other records; unsupported parts go
+    if torn:
+        ambiguous.add(cut.node)
+        return [{cut.node}, *groups]
+    if len(groups) < 2:
+        return None
+    votes = _votes(graph, cut.node, groups)
+    if len(votes) == 1:
+        (chosen,) = votes
+        return [groups[chosen] | {cut.node}] + [g for i, g in enumerate(groups) if i != chosen]
+    ambiguous.add(cut.node)
+    return [{cut.node}, *groups]
+
+
+def _join_supported(parts: list[set[str]], supported: list[bool]) -> list[set[str]]:
+    parent = list(range(len(parts)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    answers = iter(supported)
+    for i in range(len(parts)):
+        for j in range(i + 1, len(parts)):
+            if next(answers):
+                parent[find(j)] = find(i)
+    groups: dict[int, set[str]] = defaultdict(set)
+    for i, part in enumerate(parts):
+        groups[find(i)] |= part
+    return list(groups.values())
+
+
+def _votes(graph: _NodeGraph, node: str, groups: list[set[str]]) -> set[int]:
+    """The groups that some record of `node` reaches alone (all its pairs go to that group)."""
+    group_of = {n: i for i, group in enumerate(groups) for n in group}
+    votes = set()
+    for uid in graph.members[node]:
+        reached = {
+            group_of[graph.node_of[other]] for other, _ in graph.record_pairs[uid]
+            if graph.node_of[other] in group_of
+        }
+        if len(reached) == 1:
+            votes |= reached
+    return votes
+
+
+def _articulation_nodes(adjacency: dict[str, list[str]]) -> set[str]:
+    """Nodes whose removal disconnects their component (iterative Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    result: set[str] = set()
+    counter = 0
+    for root in sorted(adjacency):
+        if root in index:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        root_children = 0
+        stack = [(root, None, iter(sorted(adjacency[root])))]
+        while stack:
+            node, parent, neighbours = stack[-1]
+            advanced = False
+            for other in neighbours:
+                if other not in index:
+                    index[other] = low[other] = counter
+                    counter += 1
+                    if node == root:
+                        root_children += 1
+                    stack.append((other, node, iter(sorted(adjacency[other]))))
+                    advanced = True
+                    break
+                if other != parent:
+                    low[node] = min(low[node], index[other])
+            if advanced:
+                continue
+            stack.pop()
+            if parent is not None:
+                low[parent] = min(low[parent], low[node])
+                if parent != root and low[node] >= index[parent]:
+                    result.add(parent)
+        if root_children >= 2:
+            result.add(root)
+    return result
+
+
+def _components(adjacency: dict[str, list[str]], nodes: set[str]) -> list[set[str]]:
+    seen: set[str] = set()
+    parts = []
+    for start in sorted(nodes):
+        if start in seen:
+            continue
+        part, stack = {start}, [start]
+        seen.add(start)
+        while stack:
+            for other in adjacency[stack.pop()]:
+                if other in nodes and other not in seen:
+                    seen.add(other)
+                    part.add(other)
+                    stack.append(other)
+        parts.append(part)
+    return parts
+
+
+# ---------------------------------------------------------------- placements (rules 4, 5)
+
+
+def _placements(graph: _NodeGraph, clusters: list[set[str]], ambiguous: set[str]) -> ChangeSet:
+    hood = graph.hood
+    records_of = [_records_of(graph, cluster) for cluster in clusters]
+    ids, merged, shrunk, new_children = _assign_ids(hood, records_of)
+    child_of = {uid: ids[i] for i, uids in enumerate(records_of) for uid in uids}
+    cluster_of_node = {node: i for i, cluster in enumerate(clusters) for node in cluster}
+    changes = ChangeSet(merged=merged, new_children=new_children, shrunk=shrunk)
+    for i, cluster in enumerate(clusters):
+        reason = AMBIGUOUS if cluster & ambiguous else (
+            REVIEW_BAND if _in_review_band(graph, cluster, cluster_of_node, ambiguous) else None
+        )
+        review = reason is not None
+        bridging = sum(1 for c in merged.values() if c == ids[i]) > 0
+        for uid in records_of[i]:
+            decision = _decision(hood.records[uid], ids[i], review, bridging, ids[i] in
+                                 new_children, uid == records_of[i][0])
+            placement = Placement(
+                uid, ids[i], decision, _probability(graph, uid, child_of),
+                _candidates(graph, uid, child_of) if review else (), reason,
+            )
+            current = hood.records[uid]
+            if current.child_id is None or (current.child_id, current.decision) != (
+                placement.child_id, placement.decision
+            ):
+                changes.placements.append(placement)
+    return changes
+
+
+def _assign_ids(
+    hood: Neighbourhood, clusters: list[list[str]]
+) -> tuple[list[str], dict[str, str], set[str], set[str]]:
+    """Each cluster's child id (rule 5), the children merged away, those that shrank, the new."""
+    counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    first: dict[str, tuple[str, int]] = {}
+    for i, uids in enumerate(clusters):
+        for uid in uids:
+            record = hood.records[uid]
+            if record.child_id is None:
+                continue
+            counts[record.child_id][i] += 1
+            if record.child_id not in first or record.order < first[record.child_id][0]:
+                first[record.child_id] = (record.order, i)
+    home: dict[int, list[str]] = defaultdict(list)
+    for child, per_cluster in counts.items():
+        best = max(per_cluster.items(), key=lambda kv: (kv[1], kv[0] == first[child][1]))
+        home[best[0]].append(child)
+    ids, merged, new_children = [], {}, set()
+    for i, uids in enumerate(clusters):
+        claimants = sorted(home.get(i, []), key=lambda c: (-counts[c][i], first[c][0], c))
+        if claimants:
+            ids.append(claimants[0])
+            merged |= {other: claimants[0] for other in claimants[1:]}
+        else:
+            founder = hood.records[uids[0]]
+            child = new_child_id(founder.unique_id)
+            if founder.child_id is not None:  # a part split off an existing child
+                child = new_child_id(founder.unique_id + "/" + "|".join(uids))
+            ids.append(child)
+            new_children.add(child)
+    index_of = {child: i for i, child in enumerate(ids)}
+    shrunk = {
+        child for child, per_cluster in counts.items()
+        if child in index_of and any(i != index_of[child] for i in per_cluster)
+    }
+    return ids, merged, shrunk, new_children
+
+
+def _in_review_band(
+    graph: _NodeGraph, cluster: set[str], cluster_of: dict[str, int], ambiguous: set[str]
+) -> bool:
+    """Rule 4: a lone node scoring in the review band against an earlier node elsewhere (not an
+    ambiguous one: that one is queued already)."""
+    if len(cluster) != 1:
+        return False
+    (node,) = cluster
+    return any(
+        p >= graph.config.review_threshold and graph.order[other] < graph.order[node]
+        and frozenset((node, other)) not in graph.cannot and other not in ambiguous
+        for other, p in graph.neighbours[node].items()
+        if cluster_of[other] != cluster_of[node]
+    )
+
+
+def _decision(
+    record: Record, child_id: str, review: bool, bridging: bool, is_new_child: bool,
+    founder: bool,
+) -> str:
+    if review:
+        return "review"
+    if record.child_id is None:
+        if is_new_child:
+            return "new" if founder else "link"
+        return "bridge" if bridging else "link"
+    if record.child_id == child_id:
+        if record.decision not in (None, "review"):
+            return record.decision
+        return "new" if founder else "link"  # settled: by later evidence or a person
+    return "new" if is_new_child and founder else "link"
+
+
+def _probability(graph: _NodeGraph, uid: str, child_of: dict[str, str]) -> float | None:
+    """The record's best pair within its child (else its best pair at all)."""
+    pairs = graph.record_pairs.get(uid, [])
+    inside = [p for other, p in pairs if child_of[other] == child_of[uid]]
+    if inside:
+        return max(inside)
+    return max((p for _, p in pairs), default=None)
+
+
+def _candidates(
+    graph: _NodeGraph, uid: str, child_of: dict[str, str]
+) -> tuple[tuple[str, float], ...]:
+    """The children a queued record's node scored against (best pair each), strongest first."""
+    best: dict[str, float] = {}
+    for member in graph.members[graph.node_of[uid]]:
+        for other, p in graph.record_pairs.get(member, []):
+            child = child_of[other]
+            if child != child_of[uid] and p > best.get(child, -1.0):
+                best[child] = p
+    return tuple(sorted(best.items(), key=lambda kv: (-kv[1], kv[0])))

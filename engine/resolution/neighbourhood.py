@@ -1,0 +1,142 @@
+"""Reading what a decision must see from the master: a neighbourhood, and the support lookup.
+
+A neighbourhood is seeded by children (table `hood_seeds(child_id)`: those a batch's new records
+scored against or share a source key with, or those a person acts on) and grows by one step of
+redo: the open review items (provisional children) holding a record that scored against a record
+of a seed child, and the children of records a person must-linked to one of theirs. It holds every
+record of those children, the batch's new records (table `batch_new`, if any), the stored scored
+pairs among them, and the people's constraints among them (engine.resolution.graph).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from engine.candidates import record_columns_sql, with_term_frequencies_sql
+from engine.resolution.graph import Neighbourhood, Pair, Record
+from linkage_models.scoring import CompiledModel
+
+NEW_RECORDS = "batch_new"
+
+
+def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool) -> Neighbourhood:
+    """The neighbourhood of the seed children in `hood_seeds` (and of `batch_new`'s records)."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE seed_records AS
+        SELECT unique_id FROM records WHERE child_id IN (SELECT child_id FROM hood_seeds)
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE hood_children AS
+        SELECT child_id FROM hood_seeds
+        UNION
+        SELECT r.child_id FROM (
+            SELECT uid_b AS other FROM scored_pairs
+            WHERE uid_a IN (SELECT unique_id FROM seed_records)
+            UNION ALL
+            SELECT uid_a FROM scored_pairs
+            WHERE uid_b IN (SELECT unique_id FROM seed_records)
+        ) p JOIN records r ON r.unique_id = p.other
+        WHERE r.child_id IN (SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
+        UNION
+        SELECT r.child_id FROM (
+            SELECT uid_b AS other FROM constraints
+            WHERE kind = 'must' AND uid_a IN (SELECT unique_id FROM seed_records)
+            UNION ALL
+            SELECT uid_a FROM constraints
+            WHERE kind = 'must' AND uid_b IN (SELECT unique_id FROM seed_records)
+        ) m JOIN records r ON r.unique_id = m.other
+    """)
+    new_part = f"""
+        UNION ALL
+        SELECT unique_id, NULL, feed, source_key, event_time || unique_id, NULL
+        FROM {NEW_RECORDS}
+    """ if with_new else ""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE hood_records AS
+        SELECT r.unique_id, r.child_id, r.feed, r.source_key,
+               r.event_time || r.unique_id AS ord, l.decision
+        FROM records r LEFT JOIN links l USING (feed, record_id)
+        WHERE r.child_id IN (SELECT child_id FROM hood_children)
+        {new_part}
+    """)
+    rows = con.sql("SELECT * FROM hood_records").fetchall()
+    records = {
+        uid: Record(uid, child, feed, key, order, decision)
+        for uid, child, feed, key, order, decision in rows
+    }
+    pairs = con.sql("""
+        SELECT uid_a, uid_b, probability FROM scored_pairs
+        WHERE uid_a IN (SELECT unique_id FROM hood_records)
+          AND uid_b IN (SELECT unique_id FROM hood_records)
+    """).fetchall()
+    constraints = con.sql("""
+        SELECT kind, uid_a, uid_b FROM constraints
+        WHERE uid_a IN (SELECT unique_id FROM hood_records)
+          AND uid_b IN (SELECT unique_id FROM hood_records)
+    """).fetchall()
+    return Neighbourhood(
+        records,
+        [Pair(a, b, p) for a, b, p in pairs],
+        [(a, b) for kind, a, b in constraints if kind == "must"],
+        [(a, b) for kind, a, b in constraints if kind == "cannot"],
+    )
+
+
+class SupportLookup:
+    """Whether two groups of records have some pair scoring at least the merge-support threshold,
+    all pairs compared (engine.resolution.graph rule 3), for many queries in one SQL pass."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, model: CompiledModel, threshold: float,
+                 tf_min_values: int, with_new: bool) -> None:
+        self.con = con
+        self.model = model
+        self.threshold = threshold
+        self.with_new = with_new
+        self._tf_sql = with_term_frequencies_sql(model, "support_records", tf_min_values)
+        self._score_sql = model.score_sql("support_tf", "support_tf", "support_pairs")
+
+    def __call__(self, queries: list[tuple[list[str], list[str]]]) -> list[bool]:
+        con = self.con
+        con.register("support_sides", pa.table({
+            "query": [q for q, (left, right) in enumerate(queries) for _ in left + right],
+            "side": [s for left, right in queries for s in [0] * len(left) + [1] * len(right)],
+            "unique_id": [uid for left, right in queries for uid in left + right],
+        }))
+        columns = record_columns_sql(self.model, "r")
+        new_part = f"""
+            UNION ALL SELECT {columns} FROM {NEW_RECORDS} r
+            WHERE r.unique_id IN (SELECT unique_id FROM support_sides)
+        """ if self.with_new else ""
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE support_records AS
+            SELECT {columns} FROM records r
+            WHERE r.unique_id IN (SELECT unique_id FROM support_sides)
+            {new_part}
+        """)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE support_queries AS SELECT * FROM support_sides
+        """)
+        con.unregister("support_sides")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE support_pairs AS
+            SELECT DISTINCT l.unique_id AS unique_id_l, r.unique_id AS unique_id_r
+            FROM support_queries l JOIN support_queries r
+              ON l.query = r.query AND l.side = 0 AND r.side = 1
+        """)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE support_tf AS {self._tf_sql}")
+        supported = {row[0] for row in con.sql(f"""
+            SELECT DISTINCT l.query
+            FROM ({self._score_sql}) s
+            JOIN support_queries l ON l.unique_id = s.unique_id_l AND l.side = 0
+            JOIN support_queries r ON r.unique_id = s.unique_id_r AND r.side = 1
+                                  AND r.query = l.query
+            WHERE s.match_probability >= {self.threshold}
+        """).fetchall()}
+        return [q in supported for q in range(len(queries))]
+
+
+HOOD_TABLES = (
+    "hood_seeds", "seed_records", "hood_children", "hood_records", "support_records",
+    "support_queries", "support_pairs", "support_tf",
+)

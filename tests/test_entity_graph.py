@@ -1,0 +1,221 @@
+"""The correctable, order-neutral entity graph end to end: the real resolver, model and DuckDB
+file; people's decisions through the audited stewardship acts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engine.governance.errors import GovernanceError
+from engine.stewardship import resolve_child_id
+from linkage_models.scoring import CompiledModel
+from tests.test_governance_helpers import act, add_staff, child_of, governed_master, ingest, update
+
+KHAN = dict(surname="KHAN", sex="F", date_of_birth="2009-02-10", address_line1="1 HIGH STREET",
+            town="LEEDS", postcode="LS6 2AB")
+TWIN_A = update("gro", "a", first_name="AMELIA", source_key="R1", **KHAN,
+                event_time="2009-02-10T09:00:00Z")
+TWIN_B = update("census", "b", first_name="ISLA", source_key="UPN1", upn="UPN1", **KHAN,
+                event_time="2013-10-03T08:00:00Z")
+NAMELESS_CLAIM = update("dwp", "c", source_key="CH1", **KHAN, event_time="2009-03-01T10:00:00Z")
+NAMED_LATER = update("dwp", "d", first_name="AMELIA", source_key="CH1", **KHAN,
+                     event="change_of_name", event_time="2009-06-01T10:00:00Z")
+
+
+def partition(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
+    rows = con.execute("""
+        SELECT list(feed || ':' || record_id ORDER BY feed, record_id) FROM links
+        GROUP BY child_id ORDER BY 1
+    """).fetchall()
+    return [row[0] for row in rows]
+
+
+def decision(con: duckdb.DuckDBPyConnection, feed: str, record_id: str) -> str:
+    return con.execute("SELECT decision FROM links WHERE feed = ? AND record_id = ?",
+                       [feed, record_id]).fetchall()[0][0]
+
+
+@pytest.fixture
+def master(tmp_path: Path):
+    con = governed_master(tmp_path / "master.duckdb")
+    yield con
+    con.close()
+
+
+TWINS_APART = [["census:b"], ["dwp:c"], ["gro:a"]]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_twins_and_a_nameless_claim_stay_apart_in_every_arrival_order(
+    tmp_path: Path, model: CompiledModel, order: tuple[int, ...]
+):
+    con = governed_master(tmp_path / "m.duckdb")
+    for i in order:
+        ingest(con, model, [(TWIN_A, TWIN_B, NAMELESS_CLAIM)[i]])
+    assert partition(con) == TWINS_APART
+    assert decision(con, "dwp", "c") == "review"
+    assert (decision(con, "gro", "a"), decision(con, "census", "b")) != ("review", "review")
+
+
+def test_twins_and_a_nameless_claim_in_one_batch_stay_apart(master, model: CompiledModel):
+    ingest(master, model, [TWIN_A, TWIN_B, NAMELESS_CLAIM])
+    assert partition(master) == TWINS_APART
+    reason, = master.execute("SELECT reason FROM review_queue WHERE record_id = 'c'").fetchone()
+    assert reason.startswith("ambiguous")
+
+
+def test_the_claims_first_name_arriving_later_settles_the_item_without_a_person(
+    master, model: CompiledModel
+):
+    ingest(master, model, [TWIN_A, TWIN_B, NAMELESS_CLAIM])
+    ingest(master, model, [NAMED_LATER])
+    assert partition(master) == [["census:b"], ["dwp:c", "dwp:d", "gro:a"]]
+    resolved = master.execute(
+        "SELECT resolved_at IS NOT NULL, resolved_by FROM review_queue WHERE record_id = 'c'"
+    ).fetchone()
+    assert resolved == (True, "redo")
+
+
+def test_a_census_record_without_a_first_name_matching_two_twins_is_queued(
+    master, model: CompiledModel
+):
+    ingest(master, model, [TWIN_A, update("gro", "b2", first_name="ISLA", source_key="R2",
+                                           **KHAN, event_time="2009-02-10T09:05:00Z")])
+    ingest(master, model, [update("census", "x", source_key="UPN9", upn="UPN9", **KHAN,
+                                  event_time="2013-10-03T08:00:00Z")])
+    assert partition(master) == [["census:x"], ["gro:a"], ["gro:b2"]]
+    assert decision(master, "census", "x") == "review"
+
+
+def test_every_decision_is_kept_with_its_evidence(master, model: CompiledModel):
+    ingest(master, model, [TWIN_A, TWIN_B, NAMELESS_CLAIM])
+    ingest(master, model, [NAMED_LATER])
+    history = master.execute("""
+        SELECT decision, decided_by, candidates FROM decision_history
+        WHERE record_id = 'c' ORDER BY seq
+    """).fetchall()
+    assert [(d, by) for d, by, _ in history] == [("review", "engine"), ("link", "redo")]
+    assert len(json.loads(history[0][2])) == 2  # both twins' children, with probabilities
+
+
+def test_a_review_item_is_settled_by_a_data_manager_and_stays_settled(
+    master, model: CompiledModel
+):
+    add_staff(master, model)
+    ingest(master, model, [TWIN_A, TWIN_B, NAMELESS_CLAIM])
+    items = act(master, model, "review.list", "dana").result
+    assert [(i["feed"], i["record_id"]) for i in items] == [("dwp", "c")]
+    twin_a = child_of(master, "gro", "a")
+    result = act(master, model, "review.resolve", "dana", "claimant confirmed by phone",
+                 item_id=items[0]["item_id"], link=twin_a, new=None).result
+    assert result == {"child_id": twin_a}
+    assert partition(master) == [["census:b"], ["dwp:c", "gro:a"]]
+    ingest(master, model, [update("census", "b3", first_name="ISLA", source_key="UPN1",
+                                  upn="UPN1", **KHAN, event_time="2014-10-03T08:00:00Z")])
+    ingest(master, model, [TWIN_A, NAMELESS_CLAIM])  # a replay changes nothing
+    assert partition(master) == [["census:b", "census:b3"], ["dwp:c", "gro:a"]]
+    assert act(master, model, "review.list", "dana").result == []
+    entry = master.execute(
+        "SELECT \"user\", act, reason FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    assert entry == ("dana", "review.list", None)
+
+
+def test_a_review_item_confirmed_as_new_is_not_queued_again(master, model: CompiledModel):
+    add_staff(master, model)
+    ingest(master, model, [TWIN_A, TWIN_B, NAMELESS_CLAIM])
+    item = act(master, model, "review.list", "dana").result[0]
+    act(master, model, "review.resolve", "dana", "a third sibling", item_id=item["item_id"],
+        link=None, new=True)
+    assert partition(master) == TWINS_APART
+    assert decision(master, "dwp", "c") == "new"
+    assert act(master, model, "review.list", "dana").result == []
+
+
+def test_an_unlinked_death_no_longer_makes_the_child_deceased(master, model: CompiledModel):
+    add_staff(master, model)
+    ingest(master, model, [TWIN_A])
+    ingest(master, model, [update("nhs", "death", first_name="AMELIA", source_key="9434765919",
+                                  nhs_number="9434765919", event="death",
+                                  date_of_death="2012-05-01", **KHAN,
+                                  event_time="2012-05-02T09:00:00Z")])
+    child = child_of(master, "gro", "a")
+    assert child_of(master, "nhs", "death") == child
+    status = "SELECT status, date_of_death FROM children WHERE child_id = ?"
+    assert master.execute(status, [child]).fetchone() == ("deceased", "2012-05-01")
+    act(master, model, "unlink", "dana", "death registered against the wrong child",
+        record="nhs:death")
+    assert child_of(master, "nhs", "death") != child
+    assert master.execute(status, [child]).fetchone() == ("active", None)
+
+
+def test_a_split_stays_split_when_a_record_matching_both_parts_arrives(
+    master, model: CompiledModel
+):
+    add_staff(master, model)
+    ingest(master, model, [TWIN_A, update("nhs", "n1", first_name="AMELIA", source_key="N1",
+                                          nhs_number="N1", **KHAN,
+                                          event_time="2009-02-20T09:00:00Z")])
+    child = child_of(master, "gro", "a")
+    assert child_of(master, "nhs", "n1") == child
+    new = act(master, model, "split", "dana", "two children registered as one",
+              child_id=child, records="nhs:n1").result["child_id"]
+    assert new != child and child_of(master, "nhs", "n1") == new
+    ingest(master, model, [update("census", "both", first_name="AMELIA", source_key="UPN5",
+                                  upn="UPN5", **KHAN, event_time="2013-10-03T08:00:00Z")])
+    assert child_of(master, "gro", "a") != child_of(master, "nhs", "n1")
+
+
+def test_a_merge_keeps_the_shield_and_the_merged_id_resolves_to_the_survivor(
+    master, model: CompiledModel
+):
+    add_staff(master, model)
+    ingest(master, model, [TWIN_A, TWIN_B])
+    a, b = child_of(master, "gro", "a"), child_of(master, "census", "b")
+    act(master, model, "shield", "dana", "at risk", child_id=b, unshield=None)
+    survivor = act(master, model, "merge", "dana", "one child after all", child_id=a,
+                   other_child_id=b).result["child_id"]
+    merged = b if survivor == a else a
+    assert resolve_child_id(master, merged) == survivor
+    assert master.execute("SELECT shielded FROM children WHERE child_id = ?",
+                          [survivor]).fetchone() == (True,)
+    assert partition(master) == [["census:b", "gro:a"]]
+
+
+def test_an_unshield_sticks_through_later_batches(master, model: CompiledModel):
+    add_staff(master, model)
+    ingest(master, model, [TWIN_A, TWIN_B])
+    a, b = child_of(master, "gro", "a"), child_of(master, "census", "b")
+    act(master, model, "shield", "dana", "at risk", child_id=b, unshield=None)
+    survivor = act(master, model, "merge", "dana", "one child", child_id=a,
+                   other_child_id=b).result["child_id"]
+    act(master, model, "shield", "dana", "reviewed", child_id=survivor, unshield=True)
+    ingest(master, model, [update("nhs", "n7", first_name="AMELIA", source_key="N7",
+                                  nhs_number="N7", **KHAN, event_time="2010-01-01T09:00:00Z")])
+    assert master.execute("SELECT shielded FROM children WHERE child_id = ?",
+                          [survivor]).fetchone() == (False,)
+
+
+def test_a_later_merge_by_a_person_corrects_an_earlier_split(master, model: CompiledModel):
+    add_staff(master, model)
+    ingest(master, model, [TWIN_A, NAMED_LATER, update(
+        "nhs", "n1", first_name="AMELIA", source_key="N1", nhs_number="N1", **KHAN,
+        event_time="2009-02-20T09:00:00Z")])
+    child = child_of(master, "gro", "a")
+    assert partition(master) == [["dwp:d", "gro:a", "nhs:n1"]]
+    new = act(master, model, "split", "dana", "looked like two children", child_id=child,
+              records="dwp:d").result["child_id"]
+    assert partition(master) == [["dwp:d"], ["gro:a", "nhs:n1"]]
+    act(master, model, "merge", "dana", "the same child after all", child_id=new,
+        other_child_id=child)
+    assert partition(master) == [["dwp:d", "gro:a", "nhs:n1"]]
+
+
+def test_only_a_data_manager_may_correct_the_index(master, model: CompiledModel):
+    add_staff(master, model)
+    ingest(master, model, [TWIN_A])
+    with pytest.raises(GovernanceError):
+        act(master, model, "unlink", "pat", "curious", record="gro:a")

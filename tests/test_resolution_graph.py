@@ -1,0 +1,161 @@
+"""The decision core (engine.resolution.graph) on hand-made neighbourhoods: no database."""
+
+import itertools
+
+from engine.config import DecisionConfig
+from engine.resolution.graph import (
+    AMBIGUOUS,
+    REVIEW_BAND,
+    Neighbourhood,
+    Pair,
+    Record,
+    decide,
+    new_child_id,
+)
+
+CONFIG = DecisionConfig(link_threshold=0.95, review_threshold=0.3, merge_support_threshold=0.3)
+
+
+def no_support(queries):
+    return [False] * len(queries)
+
+
+def full_support(queries):
+    return [True] * len(queries)
+
+
+def record(uid, child=None, key=None, when="2009", decision=None):
+    feed = uid.split(":")[0]
+    return Record(uid, child, feed, key, f"{when}|{uid}", decision if child else None)
+
+
+def hood(*records, pairs=(), must=(), cannot=()):
+    return Neighbourhood({r.unique_id: r for r in records},
+                         [Pair(a, b, p) for a, b, p in pairs], list(must), list(cannot))
+
+
+def children(changes, hood_):
+    """The partition after the change: child id -> set of records."""
+    child_of = {uid: r.child_id for uid, r in hood_.records.items()}
+    child_of |= {p.unique_id: p.child_id for p in changes.placements}
+    result = {}
+    for uid, child in child_of.items():
+        result.setdefault(child, set()).add(uid)
+    return sorted(map(sorted, result.values()))
+
+
+def placement(changes, uid):
+    return next(p for p in changes.placements if p.unique_id == uid)
+
+
+def test_a_record_with_no_pairs_founds_a_new_child():
+    changes = decide(hood(record("gro:1")), CONFIG, no_support)
+    assert placement(changes, "gro:1").decision == "new"
+    assert placement(changes, "gro:1").child_id == new_child_id("gro:1")
+
+
+def test_a_link_level_pair_links_to_the_existing_child():
+    h = hood(record("gro:1", "C1", decision="new"), record("nhs:9"),
+             pairs=[("gro:1", "nhs:9", 0.999)])
+    changes = decide(h, CONFIG, no_support)
+    assert (placement(changes, "nhs:9").decision, placement(changes, "nhs:9").child_id) == (
+        "link", "C1")
+    assert [p.unique_id for p in changes.placements] == ["nhs:9"]  # the child is unchanged
+
+
+def test_records_sharing_a_source_key_are_one_child_without_any_pair():
+    h = hood(record("dwp:1", key="K"), record("dwp:2", key="K", when="2010"))
+    assert children(decide(h, CONFIG, no_support), h) == [["dwp:1", "dwp:2"]]
+
+
+def test_a_middling_score_against_an_earlier_record_is_queued_never_linked():
+    h = hood(record("gro:1", "C1", decision="new"), record("nhs:9", when="2010"),
+             pairs=[("gro:1", "nhs:9", 0.6)])
+    review = placement(decide(h, CONFIG, no_support), "nhs:9")
+    assert (review.decision, review.reason, review.candidates) == (
+        "review", REVIEW_BAND, (("C1", 0.6),))
+    assert review.child_id != "C1"
+
+
+def twins_and_a_nameless_claim():
+    """Twin A's birth, twin B's census, and a claim with no first name matching both."""
+    return [record("gro:a"), record("census:b", key="UPN"), record("dwp:c", key="CH1")], [
+        ("dwp:c", "gro:a", 0.9999), ("census:b", "dwp:c", 0.9998)]
+
+
+def test_a_claim_matching_two_twins_that_disagree_is_ambiguous_and_the_twins_stay_apart():
+    records, pairs = twins_and_a_nameless_claim()
+    h = hood(*records, pairs=pairs)
+    changes = decide(h, CONFIG, no_support)
+    assert children(changes, h) == [["census:b"], ["dwp:c"], ["gro:a"]]
+    claim = placement(changes, "dwp:c")
+    assert (claim.decision, claim.reason) == ("review", AMBIGUOUS)
+    assert {c for c, _ in claim.candidates} == {
+        placement(changes, "gro:a").child_id, placement(changes, "census:b").child_id}
+    assert placement(changes, "census:b").decision == "new"  # not queued: its twin is not near
+
+
+def test_supported_twins_would_be_one_child():
+    records, pairs = twins_and_a_nameless_claim()
+    h = hood(*records, pairs=pairs)
+    assert children(decide(h, CONFIG, full_support), h) == [["census:b", "dwp:c", "gro:a"]]
+
+
+def test_the_claims_first_name_arriving_later_settles_it_without_a_person():
+    records, pairs = twins_and_a_nameless_claim()
+    named = record("dwp:d", key="CH1", when="2010")  # a change of name: same child reference
+    h = hood(*records, named, pairs=pairs + [("dwp:d", "gro:a", 0.9999)])
+    changes = decide(h, CONFIG, no_support)
+    assert children(changes, h) == [["census:b"], ["dwp:c", "dwp:d", "gro:a"]]
+    assert "review" not in {p.decision for p in changes.placements}
+
+
+def test_a_person_linking_the_claim_to_one_twin_does_not_pull_in_the_other():
+    records, pairs = twins_and_a_nameless_claim()
+    h = hood(*records, pairs=pairs, must=[("dwp:c", "gro:a")])
+    assert children(decide(h, CONFIG, no_support), h) == [["census:b"], ["dwp:c", "gro:a"]]
+
+
+def test_two_keys_of_an_exclusive_feed_never_share_a_child_and_the_bridge_is_ambiguous():
+    h = hood(record("nhs:1", key="N1"), record("nhs:2", key="N2"), record("dwp:c", key="CH"),
+             pairs=[("dwp:c", "nhs:1", 0.99), ("dwp:c", "nhs:2", 0.98)])
+    changes = decide(h, CONFIG, full_support)
+    assert children(changes, h) == [["dwp:c"], ["nhs:1"], ["nhs:2"]]
+    assert placement(changes, "dwp:c").reason == AMBIGUOUS
+
+
+def test_a_cannot_link_keeps_two_records_apart_and_out_of_review():
+    h = hood(record("gro:1", "C1", decision="new"), record("nhs:9", "C9", decision="review"),
+             pairs=[("gro:1", "nhs:9", 0.99)], cannot=[("gro:1", "nhs:9")])
+    changes = decide(h, CONFIG, full_support)
+    assert children(changes, h) == [["gro:1"], ["nhs:9"]]
+    assert placement(changes, "nhs:9").decision == "new"
+
+
+def test_a_merge_keeps_the_id_of_the_child_with_more_records():
+    h = hood(record("gro:1", "CSMALL", decision="new"),
+             record("nhs:2", "CBIG", key="N", decision="new"),
+             record("nhs:3", "CBIG", key="N", decision="link"),
+             pairs=[("gro:1", "nhs:2", 0.99)], must=[("gro:1", "nhs:2")])
+    changes = decide(h, CONFIG, full_support)
+    assert changes.merged == {"CSMALL": "CBIG"}
+    assert placement(changes, "gro:1").child_id == "CBIG"
+
+
+def test_a_split_gives_the_larger_part_the_id_and_the_rest_a_new_one():
+    h = hood(*(record(f"census:{i}", "C1", when=f"201{i}", decision="link") for i in range(3)),
+             pairs=[("census:0", "census:1", 0.99), ("census:1", "census:2", 0.99)],
+             cannot=[("census:0", "census:1"), ("census:0", "census:2")])
+    changes = decide(h, CONFIG, no_support)
+    assert children(changes, h) == [["census:0"], ["census:1", "census:2"]]
+    assert placement(changes, "census:0").child_id != "C1"
+    assert changes.shrunk == {"C1"}
+
+
+def test_the_partition_does_not_depend_on_the_order_records_are_listed():
+    records, pairs = twins_and_a_nameless_claim()
+    results = set()
+    for permutation in itertools.permutations(records):
+        h = hood(*permutation, pairs=pairs)
+        results.add(tuple(map(tuple, children(decide(h, CONFIG, no_support), h))))
+    assert len(results) == 1
