@@ -30,6 +30,10 @@ class DecisionConfig:
     review_threshold: float = 0.30
     # A bridge merges two children only if some pair of their own records scores at least this.
     merge_support_threshold: float = 0.30
+    # A record matching two children that cannot be one child is ambiguous only if its match
+    # weights (log2 Bayes factor) against them are within this margin; a clearly stronger match
+    # (by 2**6 = 64 times the evidence, by default) wins.
+    ambiguity_margin_bits: float = 6.0
     # Feeds whose source key is one person's alone: a child never holds two of one feed's keys.
     # (The census is not one: a pupil can be issued a new UPN at a change of school.)
     exclusive_key_feeds: tuple[str, ...] = ("gro", "dwp", "nhs")

@@ -38,6 +38,7 @@ The rule (README "Decisions", docs/stewardship.md):
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -139,6 +140,11 @@ class _NodeGraph:
         for uid in sorted(hood.records, key=lambda u: hood.records[u].order):
             self.members[self.node_of[uid]].append(uid)
         self.order = {node: hood.records[uids[0]].order for node, uids in self.members.items()}
+        # nodes a person joined: only there can one record hold the node to a part of its cluster
+        self.joined_by_people = {
+            self.node_of[a] for a, b in hood.must_link
+            if a in self.node_of and b in self.node_of and self.node_of[a] == self.node_of[b]
+        }
         self.cannot = {
             frozenset((self.node_of[a], self.node_of[b])) for a, b in map(tuple, cannot)
             if a in self.node_of and b in self.node_of
@@ -271,7 +277,7 @@ class _ConstrainedUnion:
 class _Cut:
     """A place where a cluster may fall apart: without `node` (kind "node": an articulation
     node, or a torn one) or without one record of `node` (kind "record": the only record of a
-    multi-record node holding some parts to the rest), the cluster's records fall into
+    node a person joined holding some parts to the rest), the cluster's records fall into
     `record_parts`, i.e. the nodes `node_parts` (for kind "record", the node's other records
     keep it in their part)."""
 
@@ -338,6 +344,11 @@ def _torn_nodes(
             }
             if len(reached) < 2:
                 continue
+            clusters = sorted(reached | {cluster_of[node]})
+            members = [{n for n, c in cluster_of.items() if c == i} for i in clusters]
+            decisive = _decisive(graph, node, members)
+            if decisive is not None and clusters[decisive] == cluster_of[node]:
+                continue  # its own cluster is the clearly stronger match
             votes = set()
             for uid in graph.members[node]:
                 alone = {
@@ -367,14 +378,16 @@ def _cuts(graph: _NodeGraph, cluster: set[str], torn: set[str]) -> list[_Cut]:
                        key=lambda p: min(graph.order[n] for n in p))
         if len(parts) >= 2 or node in torn:
             cuts.append(_Cut("node", node, [_records_of(graph, p) for p in parts], parts))
-    if any(len(graph.members[node]) > 1 for node in cluster):
+    if cluster & graph.joined_by_people:
         cuts += _record_cuts(graph, cluster, supporting)
     return cuts
 
 
 def _record_cuts(graph: _NodeGraph, cluster: set[str], supporting: float) -> list[_Cut]:
-    """Records of multi-record nodes that alone hold some parts of the cluster to the rest
-    (a node's records are all adjacent to one another)."""
+    """Records of nodes a person joined that alone hold some parts of the cluster to the rest
+    (a node's records are all adjacent to one another): a person linking a nameless claim to one
+    twin does not pull in the other. Records sharing a source key are one person's by the
+    source's own word, so a disagreeing one among them is noise, not a cut."""
     records = set(_records_of(graph, cluster))
     adjacency = {
         uid: [other for other, p in graph.record_pairs[uid]
@@ -386,8 +399,8 @@ def _record_cuts(graph: _NodeGraph, cluster: set[str], supporting: float) -> lis
     cuts = []
     for uid in sorted(_articulation_nodes(adjacency), key=lambda u: order[u].order):
         node = graph.node_of[uid]
-        if len(graph.members[node]) == 1:
-            continue  # a node-level cut already
+        if node not in graph.joined_by_people:
+            continue
         parts = sorted(_components(adjacency, records - {uid}),
                        key=lambda p: min(order[u].order for u in p))
         record_parts = [sorted(p, key=lambda u: order[u].order) for p in parts]
@@ -411,8 +424,8 @@ def _resolve_cut(
     if len(groups) < 2:
         return None
     votes = _votes(graph, cut.node, groups)
-    if len(votes) == 1:
-        (chosen,) = votes
+    chosen = next(iter(votes)) if len(votes) == 1 else _decisive(graph, cut.node, groups)
+    if chosen is not None:
         return [groups[chosen] | {cut.node}] + [g for i, g in enumerate(groups) if i != chosen]
     ambiguous.add(cut.node)
     return [{cut.node}, *groups]
@@ -435,6 +448,27 @@ def _join_supported(parts: list[set[str]], supported: list[bool]) -> list[set[st
     for i, part in enumerate(parts):
         groups[find(i)] |= part
     return list(groups.values())
+
+
+def _decisive(graph: _NodeGraph, node: str, groups: list[set[str]]) -> int | None:
+    """The index of the group `node` matches by a clear margin (ambiguity_margin_bits) over
+    every other, by its best pair with each; None if no group does."""
+    weights = sorted(
+        (max((_weight(p) for other, p in graph.neighbours[node].items() if other in group),
+             default=-math.inf), i)
+        for i, group in enumerate(groups)
+    )
+    if len(weights) >= 2 and weights[-1][0] - weights[-2][0] >= (
+        graph.config.ambiguity_margin_bits
+    ):
+        return weights[-1][1]
+    return None
+
+
+def _weight(probability: float) -> float:
+    """Match weight (log2 Bayes factor at the model's prior) of a probability."""
+    p = min(max(probability, 1e-15), 1 - 1e-15)
+    return math.log2(p / (1 - p))
 
 
 def _votes(graph: _NodeGraph, node: str, groups: list[set[str]]) -> set[int]:

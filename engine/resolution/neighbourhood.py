@@ -55,7 +55,8 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool) -> Neighb
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE hood_records AS
         SELECT r.unique_id, r.child_id, r.feed, r.source_key,
-               r.event_time || r.unique_id AS ord, l.decision
+               r.event_time || r.unique_id AS ord,
+               coalesce(l.decision, 'link') AS decision  -- this batch's fast-path records
         FROM records r LEFT JOIN links l USING (feed, record_id)
         WHERE r.child_id IN (SELECT child_id FROM hood_children)
         {new_part}
