@@ -18,13 +18,12 @@ _EVALUATION_KEYS = (
 
 
 def bulk_load(python: str, feeds: Path, db: Path, log: Path, timeout_s: float) -> dict[str, Any]:
-    """`contactpoint run --json --no-recovery` of `feeds` into a fresh master `db`: the engine's
+    """`contactpoint run --json` of `feeds` into a fresh master `db`: the engine's
     own summary plus the process's wall seconds and peak RSS."""
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)
     run = run_measured(
-        [python, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db), "--json",
-         "--no-recovery"],
+        [python, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db), "--json"],
         log, timeout_s,
     )
     summary = json.loads(run.last_json_line())

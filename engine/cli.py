@@ -179,14 +179,10 @@ def _add_run(verbs: argparse._SubParsersAction) -> None:
     sub.add_argument("--workers", type=int, default=1, help="Bytewax workers in this process")
     sub.add_argument("--process-id", type=int, help="this process's index in a cluster")
     sub.add_argument("--addresses", help="cluster: comma-separated host:port of every process")
-    sub.add_argument("--no-recovery", action="store_true",
-                     help="do not keep Bytewax recovery snapshots beside the master")
     sub.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from engine.config import ConfigError, EngineConfig
     from engine.dataflow import RunOptions
     from engine.feed_source import StopSignal
@@ -199,8 +195,6 @@ def _run(args: argparse.Namespace) -> int:
         config = EngineConfig.from_toml(args.config) if args.config else EngineConfig()
     except ConfigError as err:
         raise UsageError(str(err)) from err
-    if args.no_recovery:
-        config = replace(config, recovery=replace(config.recovery, enabled=False))
     if (args.process_id is None) != (args.addresses is None):
         raise UsageError("--process-id and --addresses go together")
     options = RunOptions(

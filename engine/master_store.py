@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from engine.config import StoreConfig
+from engine.feed_positions import create_feed_positions_table
 from engine.governance.schema import create_governance_tables
 from streams.canonical import UPDATE_COLUMNS
 
@@ -168,6 +169,7 @@ def open_master(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
             con.close()
             raise
         create_governance_tables(con)
+        create_feed_positions_table(con)
     return con
 
 

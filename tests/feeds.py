@@ -55,14 +55,9 @@ def dwp_claim(record_id: str, child_reference: str, forenames: str, surname: str
     }
 
 
-def run(feeds: Path, db: Path, *, config: EngineConfig | None = None, recovery: bool = False,
+def run(feeds: Path, db: Path, *, config: EngineConfig | None = None,
         workers: int = 1) -> RunSummary:
     """Stream `feeds` into the master `db` with the shipped model, to the end of the files."""
-    config = config or EngineConfig()
-    if not recovery:
-        from dataclasses import replace
-
-        config = replace(config, recovery=replace(config.recovery, enabled=False))
     options = RunOptions(feeds_dir=feeds, db_path=db, model_path=DEFAULT_MODEL_PATH,
-                         config=config, workers=workers)
+                         config=config or EngineConfig(), workers=workers)
     return run_engine(options, StopSignal())
