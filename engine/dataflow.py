@@ -24,7 +24,7 @@ from bytewax.testing import run_main
 
 from engine.batcher import MicroBatcher
 from engine.config import EngineConfig
-from engine.feed_positions import FileOffsets, load_feed_positions
+from engine.feed_positions import FileOffsets, is_feed_line, load_feed_positions
 from engine.feed_source import FeedFilesSource, StopSignal
 from engine.intake import FeedParser
 from engine.master_sink import MASTER_PARTITION, MasterSink
@@ -69,6 +69,7 @@ def build_flow(
         stop=stop,
         offered=options.owns_master,
         start=_master_positions(options),
+        chunk_boundary=config.batch.max_records,
     )
     chunks = op.input("feeds", flow, source)
     parsed = op.map("parse", chunks, FeedParser(frozenset(options.registered_feeds)).parse_chunk)
@@ -77,7 +78,8 @@ def build_flow(
     max_latency = timedelta(milliseconds=config.batch.max_latency_ms) if options.follow else None
     size = config.batch.max_records
     batches = op.stateful_batch(
-        "micro_batch", keyed, lambda state: MicroBatcher(size, max_latency, state)
+        "micro_batch", keyed,
+        lambda state: MicroBatcher(size, max_latency, state, counts=is_feed_line),
     )
     sink = MasterSink(
         options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master

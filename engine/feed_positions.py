@@ -30,6 +30,12 @@ class FeedPosition:
     line: int
 
 
+def is_feed_line(item: object) -> bool:
+    """Whether a stream item stands for a feed line (an update or a dead letter), rather than
+    being a position: what a batch's size counts."""
+    return not isinstance(item, FeedPosition)
+
+
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS feed_positions (
     file VARCHAR PRIMARY KEY,

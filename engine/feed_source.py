@@ -65,7 +65,12 @@ class FeedChunk:
 
 
 class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
-    """Reads `<feeds_dir>/*/*.jsonl`, the given feeds first (in their order) within each period."""
+    """Reads `<feeds_dir>/*/*.jsonl`, the given feeds first (in their order) within each period,
+    from the positions `start` on.
+
+    A chunk ends at every `chunk_boundary`-th line read since the run started (the batch size):
+    a full batch then ends with the position of its last line, so a run resumed there reads the
+    very lines that followed, and cuts its batches where the interrupted run would have."""
 
     def __init__(
         self,
@@ -78,9 +83,11 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
         stop: StopSignal | None = None,
         offered: bool = True,
         start: FileOffsets | None = None,
+        chunk_boundary: int = 2**62,
     ) -> None:
         self.feeds_dir = feeds_dir
         self.start = dict(start or {})
+        self.chunk_boundary = chunk_boundary
         self.offered = offered
         self.feeds = feeds
         self.follow = follow
@@ -116,6 +123,7 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
     def __init__(self, source: FeedFilesSource, offsets: FileOffsets) -> None:
         self._source = source
         self._offsets = offsets
+        self._lines_read = 0
         self._idle_until: datetime | None = None
 
     def next_batch(self) -> list[FeedChunk]:
@@ -137,18 +145,23 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
         return dict(self._offsets)
 
     def _read_some(self) -> list[FeedChunk]:
-        """Up to `lines_per_read` unread lines, file after file in reading order (one chunk per
-        file): what all the feeds appended meanwhile reaches the batcher together."""
+        """Up to `lines_per_read` unread lines, file after file in reading order: what all the
+        feeds appended meanwhile reaches the batcher together. A chunk ends at the end of its
+        file's new lines and at every `chunk_boundary`-th line since the run started."""
         chunks: list[FeedChunk] = []
         room = self._source.lines_per_read
         for feed, path in self._source.files_in_order():
-            chunk = self._read_file(feed, path, room)
-            if chunk is not None:
+            while room and (chunk := self._read_file(feed, path, min(room, self._to_boundary()))):
                 chunks.append(chunk)
                 room -= len(chunk.lines)
-                if not room:
-                    break
+                self._lines_read += len(chunk.lines)
+            if not room:
+                break
         return chunks
+
+    def _to_boundary(self) -> int:
+        boundary = self._source.chunk_boundary
+        return boundary - self._lines_read % boundary
 
     def _read_file(self, feed: str, path: Path, max_lines: int) -> FeedChunk | None:
         name = f"{feed}/{path.name}"

@@ -54,10 +54,21 @@ def test_each_chunk_ends_with_the_position_after_its_last_line(feeds: Path):
     assert first.end == FeedPosition("gro/2009-01.jsonl", len('{"a": "1"}\n') * 2, 2)
 
 
+def test_a_chunk_ends_at_every_batch_sized_boundary_counted_from_the_start_of_the_run(
+    feeds: Path,
+):
+    source = FeedFilesSource(feeds, ("gro",), follow=False, lines_per_read=10,
+                             poll_interval=timedelta(milliseconds=1), chunk_boundary=2)
+    chunks = source.build_part("feeds", "feeds", None).next_batch()
+    assert [(c.end.file, c.end.line) for c in chunks] == [
+        ("gro/2009-01.jsonl", 2), ("gro/2009-01.jsonl", 3), ("gro/2009-02.jsonl", 1)]
+
+
 def test_a_source_started_at_the_masters_positions_continues_after_them(feeds: Path):
     (first,) = make_source(feeds, follow=False).build_part("feeds", "feeds", None).next_batch()
     start = {first.end.file: (first.end.byte_offset, first.end.line)}
-    rest = read_all(make_source(feeds, follow=False, start=start).build_part("feeds", "feeds", None))
+    resumed = make_source(feeds, follow=False, start=start).build_part("feeds", "feeds", None)
+    rest = read_all(resumed)
     assert [x.text for x in first.lines + rest] == [f'{{"a": "{i}"}}' for i in range(1, 5)]
     assert [x.line for x in rest] == [3, 1]
 

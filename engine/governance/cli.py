@@ -1,4 +1,5 @@
-"""The governance verbs of `contactpoint`: users, search, audit, shield, retention, sources.
+"""The governance verbs of `contactpoint`: users, search, audit, shield, retention, sources,
+and backup (a copy of every child's record: an audited admin act).
 
 Each handler turns its arguments into one `acts.Request` and hands it to `client.dispatch`
 (the running engine's service, or the master file), then prints the outcome for people, or as
@@ -27,10 +28,11 @@ Handler = Callable[[argparse.Namespace], int]
 
 def register_governance_verbs(verbs: argparse._SubParsersAction) -> None:
     """Adds: users add|list|revoke, search, audit verify, shield, retention,
-    sources list|register."""
+    sources list|register, backup."""
     from engine.cli import DEFAULT_DB  # engine.cli imports this module: look it up when called
 
-    for add in (_add_users, _add_search, _add_audit, _add_shield, _add_retention, _add_sources):
+    for add in (_add_users, _add_search, _add_audit, _add_shield, _add_retention, _add_sources,
+                _add_backup):
         add(verbs, DEFAULT_DB)
 
 
@@ -157,6 +159,27 @@ def _sources_register(args: argparse.Namespace) -> int:
     return _perform(args, Request("sources.register", args.by, args.reason,
                                   {"feed": args.feed}),
                     lambda source: f"registered feed {source['feed']}")
+
+
+def _add_backup(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    backup = _leaf(verbs, "backup", "a consistent copy of the master (admins, audited)",
+                   "Copy the master as of its last committed batch into DIR (new or empty), with "
+                   "a manifest (feed positions, schema and engine versions, SHA-256). While `run "
+                   "--follow` holds the master, the running engine takes the copy between two "
+                   "batches. `contactpoint restore --from DIR` puts it back. See "
+                   "docs/operations.md.", _backup, default_db)
+    backup.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="folder to write (new or empty)")
+    backup.add_argument("--by", required=True, help="the admin taking the backup")
+    backup.add_argument("--reason", help="why (audited)")
+
+
+def _backup(args: argparse.Namespace) -> int:
+    request = Request("backup", args.by, args.reason, {"out": str(args.out.absolute())})
+    return _perform(args, request, lambda manifest: (
+        f"backup of {manifest['counts']['children']:,} children written to {args.out} "
+        f"({manifest['bytes'] / 2**20:,.1f} MiB, {len(manifest['feed_positions'])} feed files' "
+        "positions)"))
 
 
 # ---------------------------------------------------------------- parser helpers
