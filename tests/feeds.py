@@ -1,9 +1,12 @@
-"""Small hand-made feed folders for engine tests: write records as the national feeds would."""
+"""Small hand-made feed folders for engine tests: write records as the national feeds would, run
+the engine over them, and read back what a master holds."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import duckdb
 
 from engine.config import EngineConfig
 from engine.dataflow import RunOptions
@@ -61,3 +64,28 @@ def run(feeds: Path, db: Path, *, config: EngineConfig | None = None,
     options = RunOptions(feeds_dir=feeds, db_path=db, model_path=DEFAULT_MODEL_PATH,
                          config=config or EngineConfig(), workers=workers)
     return run_engine(options, StopSignal())
+
+
+def master_state(db: Path) -> dict[str, list[tuple]]:
+    """What a crash must not change: links, golden records, dead letters, feed positions."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {
+            "links": con.execute(
+                "SELECT feed, record_id, child_id, decision, match_probability FROM links "
+                "ORDER BY ALL").fetchall(),
+            "children": con.execute(
+                "SELECT * EXCLUDE (created_at, updated_at) FROM children ORDER BY child_id"
+            ).fetchall(),
+            "dead_letters": con.execute(
+                "SELECT feed, file, line, error FROM dead_letters ORDER BY ALL").fetchall(),
+            "feed_positions": con.execute(
+                "SELECT file, byte_offset, line FROM feed_positions ORDER BY ALL").fetchall(),
+        }
+    finally:
+        con.close()
+
+
+def count_lines(feeds: Path) -> int:
+    """Lines in every feed file under `feeds`."""
+    return sum(len(path.read_bytes().splitlines()) for path in feeds.glob("*/*.jsonl"))

@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from streams.generator import generate
+from tests.feeds import master_state
 
 CONFIG = """
 [batch]
@@ -26,26 +26,6 @@ max_records = 400
 def run_command(feeds: Path, db: Path, config: Path) -> list[str]:
     return [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
             "--config", str(config), "--json"]
-
-
-def master_state(db: Path) -> dict[str, list[tuple]]:
-    """What a crash must not change: links, golden records, dead letters, feed positions."""
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return {
-            "links": con.execute(
-                "SELECT feed, record_id, child_id, decision, match_probability FROM links "
-                "ORDER BY ALL").fetchall(),
-            "children": con.execute(
-                "SELECT * EXCLUDE (created_at, updated_at) FROM children ORDER BY child_id"
-            ).fetchall(),
-            "dead_letters": con.execute(
-                "SELECT feed, file, line, error FROM dead_letters ORDER BY ALL").fetchall(),
-            "feed_positions": con.execute(
-                "SELECT file, byte_offset, line FROM feed_positions ORDER BY ALL").fetchall(),
-        }
-    finally:
-        con.close()
 
 
 def kill_and_resume(command: list[str], kills: int, seed: int, seconds: tuple[float, float]
