@@ -13,6 +13,13 @@ from engine.dataflow import RunOptions
 from engine.feed_source import StopSignal
 from engine.runner import RunSummary, run_engine
 from linkage_models.scoring import DEFAULT_MODEL_PATH
+from streams.generator import generate
+
+
+def synthetic_feeds(folder: Path, children: int, seed: int) -> Path:
+    """Generate synthetic feeds for `children` into `folder`; their feeds folder."""
+    generate(children, seed, folder)
+    return folder / "feeds"
 
 
 def write_feed(feeds: Path, feed: str, records: list[dict], file: str = "2009-01.jsonl") -> Path:

@@ -15,8 +15,15 @@ import duckdb
 import pytest
 
 from engine.cli import main
-from streams.generator import generate
-from tests.feeds import count_lines, gro_birth, master_state, nhs_record, run, write_feed
+from tests.feeds import (
+    count_lines,
+    gro_birth,
+    master_state,
+    nhs_record,
+    run,
+    synthetic_feeds,
+    write_feed,
+)
 
 ADMIN = ["users", "add", "ada", "--role", "admin", "--org", "DfE",
          "--accredited-until", "2027-12-31"]
@@ -50,9 +57,7 @@ def copy_lines(source: Path, target: Path, keep) -> None:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("backup")
-    generate(300, 8, out)
-    return out / "feeds"
+    return synthetic_feeds(tmp_path_factory.mktemp("backup"), 300, 8)
 
 
 def test_backup_then_more_feeds_then_restore_and_run_gives_the_master_of_never_restoring(

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.generator import generate
-from tests.feeds import master_state
+from tests.feeds import master_state, synthetic_feeds
 
 CONFIG = """
 [batch]
@@ -58,9 +57,7 @@ def crashed_and_reference(feeds: Path, tmp_path: Path, kills: int, seconds: tupl
 
 @pytest.fixture(scope="module")
 def feeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("crash")
-    generate(1500, 11, out)
-    return out / "feeds"
+    return synthetic_feeds(tmp_path_factory.mktemp("crash"), 1500, 11)
 
 
 def test_sigkill_twice_during_a_load_then_resume_gives_the_uninterrupted_master(
@@ -75,8 +72,7 @@ def test_sigkill_twice_during_a_load_then_resume_gives_the_uninterrupted_master(
 def test_sigkill_at_ten_random_points_of_a_20k_children_load_gives_the_uninterrupted_master(
     tmp_path: Path
 ):
-    generate(20_000, 12, tmp_path / "data")
-    feeds = tmp_path / "data" / "feeds"
+    feeds = synthetic_feeds(tmp_path / "data", 20_000, 12)
     killed, crashed, reference = crashed_and_reference(feeds, tmp_path, 10, (3.0, 8.0))
     assert killed == 10, "the run finished before the tenth kill: make the data larger"
     assert master_state(crashed) == master_state(reference)

@@ -12,15 +12,12 @@ from engine.config import EngineConfig
 from engine.dataflow import RunOptions, build_flow
 from engine.feed_source import StopSignal
 from linkage_models.scoring import DEFAULT_MODEL_PATH
-from streams.generator import generate
-from tests.feeds import count_lines, master_state, run
+from tests.feeds import count_lines, master_state, run, synthetic_feeds
 
 
 @pytest.fixture(scope="module")
 def feeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("positions")
-    generate(250, 4, out)
-    return out / "feeds"
+    return synthetic_feeds(tmp_path_factory.mktemp("positions"), 250, 4)
 
 
 def test_after_a_run_the_master_holds_the_end_of_every_feed_file(feeds: Path, tmp_path: Path):
