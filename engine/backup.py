@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -60,7 +61,7 @@ def write_backup(con: duckdb.DuckDBPyConnection, out_dir: Path) -> dict[str, Any
     }
     con.execute("CHECKPOINT")
     copy = out_dir / MASTER_COPY
-    shutil.copyfile(db_path, copy)
+    _copy_in_a_child_process(db_path, copy)
     _fsync(copy)
     manifest |= {"file": MASTER_COPY, "bytes": copy.stat().st_size, "sha256": _sha256(copy)}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -111,6 +112,15 @@ def read_manifest(from_dir: Path) -> dict[str, Any]:
     if not copy.is_file() or copy.stat().st_size != manifest.get("bytes"):
         raise BackupError(f"{from_dir} is a partial backup: {MASTER_COPY} is missing or cut short")
     return manifest
+
+
+def _copy_in_a_child_process(master: Path, copy: Path) -> None:
+    """Copy the master file without opening it in this process: closing any file descriptor of a
+    file drops every POSIX lock the process holds on it, DuckDB's lock on the master among them,
+    which would let a second process open the master while this one writes it."""
+    copied = subprocess.run(["cp", "--", str(master), str(copy)], capture_output=True, text=True)
+    if copied.returncode:
+        raise BackupError(f"copying {master} failed: {copied.stderr.strip() or copied.returncode}")
 
 
 def _prepare_empty_folder(out_dir: Path) -> None:

@@ -348,7 +348,7 @@ def _restore(args: argparse.Namespace) -> int:
         return 0
     out_console.print(
         f"Restored {args.db} from the backup of {restored['created_at']} "
-        f"({restored['counts']['children']:,} children)."
+        f"({restored['counts']['links']:,} links)."
         + (f" The master it replaced is {restored['replaced']}." if restored["replaced"] else "")
         + " The next `run` reads the feeds from the backup's positions."
     )

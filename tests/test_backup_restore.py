@@ -184,6 +184,8 @@ def test_a_backup_taken_while_run_follow_holds_the_master_restores_and_resumes(
     try:
         wait_for_service(Path(f"{db}.sock"), follower)
         backup = wait_for_backup_holding(db, tmp_path, links=1, capsys=capsys)
+        with pytest.raises(duckdb.IOException, match="lock"):  # the engine still holds it alone
+            duckdb.connect(str(db), read_only=True)
         write_feed(feeds, "nhs", [nhs_record("n1", "9434765919", "Ava", "Brown", "2",
                                              "2009-03-01", "LS6 2AB")], "2009-03.jsonl")
         wait_for_backup_holding(db, tmp_path, links=2, capsys=capsys)

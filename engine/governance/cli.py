@@ -177,7 +177,7 @@ def _add_backup(verbs: argparse._SubParsersAction, default_db: Path) -> None:
 def _backup(args: argparse.Namespace) -> int:
     request = Request("backup", args.by, args.reason, {"out": str(args.out.absolute())})
     return _perform(args, request, lambda manifest: (
-        f"backup of {manifest['counts']['children']:,} children written to {args.out} "
+        f"backup holding {manifest['counts']['links']:,} links written to {args.out} "
         f"({manifest['bytes'] / 2**20:,.1f} MiB, {len(manifest['feed_positions'])} feed files' "
         "positions)"))
 
