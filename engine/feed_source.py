@@ -68,7 +68,8 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
     """Reads `<feeds_dir>/*/*.jsonl`, the given feeds first (in their order) within each period,
     from the positions `start` on.
 
-    A chunk ends at every `chunk_boundary`-th line read since the run started (the batch size):
+    A chunk ends at every `chunk_boundary`-th line read since the run started (the batch size;
+    None: no such boundary):
     a full batch then ends with the position of its last line, so a run resumed there reads the
     very lines that followed, and cuts its batches where the interrupted run would have."""
 
@@ -83,7 +84,7 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
         stop: StopSignal | None = None,
         offered: bool = True,
         start: FileOffsets | None = None,
-        chunk_boundary: int = 2**62,
+        chunk_boundary: int | None = None,
     ) -> None:
         self.feeds_dir = feeds_dir
         self.start = dict(start or {})
@@ -160,7 +161,10 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
         return chunks
 
     def _to_boundary(self) -> int:
+        """Lines until the next chunk boundary (at least `lines_per_read` if there is none)."""
         boundary = self._source.chunk_boundary
+        if boundary is None:
+            return self._source.lines_per_read
         return boundary - self._lines_read % boundary
 
     def _read_file(self, feed: str, path: Path, max_lines: int) -> FeedChunk | None:
