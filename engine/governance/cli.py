@@ -21,6 +21,7 @@ from rich.text import Text
 
 from engine.governance.acts import Outcome, Request
 from engine.governance.client import dispatch
+from engine.governance.errors import GovernanceError
 
 _out = Console(highlight=False, soft_wrap=True)
 Handler = Callable[[argparse.Namespace], int]
@@ -175,7 +176,11 @@ def _add_backup(verbs: argparse._SubParsersAction, default_db: Path) -> None:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    request = Request("backup", args.by, args.reason, {"out": str(args.out.absolute())})
+    out = str(args.out.absolute())
+    if out != " ".join(out.split()) or not out.isprintable():  # a request's text is tidied
+        raise GovernanceError("the backup folder's path may not hold runs of spaces or "
+                              "unprintable characters")
+    request = Request("backup", args.by, args.reason, {"out": out})
     return _perform(args, request, lambda manifest: (
         f"backup holding {manifest['counts']['links']:,} links written to {args.out} "
         f"({manifest['bytes'] / 2**20:,.1f} MiB, {len(manifest['feed_positions'])} feed files' "
