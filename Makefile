@@ -22,7 +22,6 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: venv
 	$(BIN)/contactpoint generate --children $(DEMO_CHILDREN) --seed 1 --out $(DEMO_DIR)
 	rm -f $(DEMO_DIR)/master.duckdb $(DEMO_DIR)/master.duckdb.wal
-	rm -rf $(DEMO_DIR)/master.duckdb.recovery
 	$(BIN)/contactpoint run --feeds $(DEMO_DIR)/feeds --db $(DEMO_DIR)/master.duckdb
 	$(BIN)/contactpoint evaluate --db $(DEMO_DIR)/master.duckdb --truth $(DEMO_DIR)/truth.csv
 

@@ -19,13 +19,13 @@ _EVALUATION_KEYS = (
 
 def bulk_load(python: str, feeds: Path, db: Path, log: Path, timeout_s: float,
               extra: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """`contactpoint run --json --no-recovery [extra]` of `feeds` into a fresh master `db`: the
-    engine's own summary plus the process's wall seconds and peak RSS."""
+    """`contactpoint run --json [extra]` of `feeds` into a fresh master `db`: the engine's own
+    summary plus the process's wall seconds and peak RSS."""
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)
     run = run_measured(
         [python, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db), "--json",
-         "--no-recovery", *extra],
+         *extra],
         log, timeout_s,
     )
     summary = json.loads(run.last_json_line())

@@ -63,7 +63,7 @@ def run_follow(
         (feeds / feed).mkdir(parents=True, exist_ok=True)
         (feeds / feed / APPEND_FILE).unlink(missing_ok=True)
     cmd = [python, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db), "--follow",
-           "--no-recovery", "--json"]
+           "--json"]
     started_epoch = time.time()
     with MeasuredProcess(cmd, work_dir / "engine-follow.log") as proc:
         ready = proc.wait_until_idle(

@@ -126,7 +126,7 @@ def _anchor_table(sizes: list[dict[str, Any]]) -> list[str]:
 
 
 _LEGEND = (
-    "Engine: `contactpoint run --json --no-recovery` into a fresh master (bulk: the feeds "
+    "Engine: `contactpoint run --json` into a fresh master (bulk: the feeds "
     "without their newest lines), then `run --follow` with those lines appended at the offered "
     "rate (latency = the line's batch `committed_at` − its append time), then `evaluate` over "
     "all records. Cost growth: resolver seconds per update in the last quarter of the bulk "

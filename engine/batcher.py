@@ -6,6 +6,7 @@ forever; this batcher's deadline starts when the batch's first item arrives, whi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -13,6 +14,9 @@ from bytewax.operators import StatefulBatchLogic
 
 Item = TypeVar("Item")
 
+
+def _every_item(_item: object) -> bool:
+    return True
 
 
 class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Generic[Item]):
@@ -23,6 +27,8 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
 
     With `max_latency=None` batches close only when full or at the end of the input: a bulk load's
     batches are then a function of the input alone, so a replay after a crash rebuilds them exactly.
+    Only items that `counts` are counted towards `max_items`; the others (feed positions) ride
+    with the items before them, so a full batch ends with whatever follows its last counted item.
     State is the list of items waiting (snapshotted as a copy, so a resumed run loses none).
 
     >>> b = MicroBatcher(max_items=2, max_latency=timedelta(seconds=1))
@@ -37,10 +43,13 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
         max_items: int,
         max_latency: timedelta | None,
         resume_state: list[Item] | None = None,
+        counts: Callable[[Item], bool] = _every_item,
     ) -> None:
         self.max_items = max_items
         self.max_latency = max_latency
+        self.counts = counts
         self.pending: list[Item] = list(resume_state or [])
+        self.counted = sum(map(counts, self.pending))
         self.last_emitted: datetime | None = None
         self.deadline = self._deadline()
 
@@ -48,10 +57,13 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
         was_empty = not self.pending
         for chunk in chunks:
             self.pending.extend(chunk)
+            self.counted += sum(map(self.counts, chunk))
         full: list[list[Item]] = []
-        while len(self.pending) >= self.max_items:
-            full.append(self.pending[: self.max_items])
-            del self.pending[: self.max_items]
+        while self.counted >= self.max_items:
+            cut = self._full_batch_length()
+            full.append(self.pending[:cut])
+            del self.pending[:cut]
+            self.counted -= self.max_items
         if full:
             self.last_emitted = datetime.now(UTC)
         if full or was_empty:
@@ -72,8 +84,20 @@ class MicroBatcher(StatefulBatchLogic[list[Item], list[Item], list[Item]], Gener
     def snapshot(self) -> list[Item]:
         return list(self.pending)
 
+    def _full_batch_length(self) -> int:
+        """How many waiting items make a full batch: up to the `max_items`-th counted one, and
+        the uncounted ones right after it."""
+        length, counted = 0, 0
+        while counted < self.max_items:
+            counted += self.counts(self.pending[length])
+            length += 1
+        while length < len(self.pending) and not self.counts(self.pending[length]):
+            length += 1
+        return length
+
     def _flush(self) -> list[list[Item]]:
         batch, self.pending, self.deadline = self.pending, [], None
+        self.counted = 0
         if not batch:
             return []
         self.last_emitted = datetime.now(UTC)

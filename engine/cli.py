@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for register in (_add_generate, _add_import, _add_train, _add_run, _add_evaluate,
-                     _add_explain):
+                     _add_explain, _add_restore):
         register(verbs)
     from engine.governance.cli import register_governance_verbs
 
@@ -179,14 +179,10 @@ def _add_run(verbs: argparse._SubParsersAction) -> None:
     sub.add_argument("--workers", type=int, default=1, help="Bytewax workers in this process")
     sub.add_argument("--process-id", type=int, help="this process's index in a cluster")
     sub.add_argument("--addresses", help="cluster: comma-separated host:port of every process")
-    sub.add_argument("--no-recovery", action="store_true",
-                     help="do not keep Bytewax recovery snapshots beside the master")
     sub.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from engine.config import ConfigError, EngineConfig
     from engine.dataflow import RunOptions
     from engine.feed_source import StopSignal
@@ -199,8 +195,6 @@ def _run(args: argparse.Namespace) -> int:
         config = EngineConfig.from_toml(args.config) if args.config else EngineConfig()
     except ConfigError as err:
         raise UsageError(str(err)) from err
-    if args.no_recovery:
-        config = replace(config, recovery=replace(config.recovery, enabled=False))
     if (args.process_id is None) != (args.addresses is None):
         raise UsageError("--process-id and --addresses go together")
     options = RunOptions(
@@ -330,6 +324,42 @@ def _explain(args: argparse.Namespace) -> int:
     if args.html:
         args.html.write_text(explanation.html(), encoding="utf-8")
         err_console.print(f"HTML written to {args.html}")
+    return 0
+
+
+# ---------------------------------------------------------------- restore
+
+
+def _add_restore(verbs: argparse._SubParsersAction) -> None:
+    sub = _verb(
+        verbs, "restore", "put a backup in place as the master",
+        "Check the backup in DIR (manifest, schema version, size and SHA-256), move the master "
+        "at --db aside (to FILE.before-restore-TIME) and put the backup in its place. No "
+        "process may hold the master. The next `run` reads every feed line after the backup's "
+        "own positions. Backups are taken with `contactpoint backup`.", _restore,
+    )
+    sub.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR",
+                     help="a folder written by `contactpoint backup`")
+    sub.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"master file ({DEFAULT_DB})")
+    sub.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from engine.backup import BackupError, restore_backup
+
+    try:
+        restored = restore_backup(args.source, args.db)
+    except BackupError as err:
+        raise UsageError(str(err)) from err
+    if args.json:
+        print(json.dumps(restored))
+        return 0
+    out_console.print(
+        f"Restored {args.db} from the backup of {restored['created_at']} "
+        f"({restored['counts']['links']:,} links)."
+        + (f" The master it replaced is {restored['replaced']}." if restored["replaced"] else "")
+        + " The next `run` reads the feeds from the backup's positions."
+    )
     return 0
 
 

@@ -14,8 +14,10 @@ Override any of them with a TOML file (`contactpoint run --config engine.toml`),
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, get_origin, get_type_hints
 
 
 class ConfigError(ValueError):
@@ -71,16 +73,10 @@ class SourceConfig:
     poll_interval_ms: int = 50
 
 
-@dataclass(frozen=True)
-class RecoveryConfig:
-    """Bytewax recovery: snapshot interval (seconds of work replayed at most after a crash)."""
-
-    enabled: bool = True
-    snapshot_interval_s: float = 5.0
-
-
 # Source trust per field group: higher wins under the "trusted" rule (ties broken by recency).
 DEFAULT_SOURCE_TRUST: dict[str, int] = {"gro": 4, "nhs": 3, "census": 2, "dwp": 1}
+# Ranks run from 0 to this (engine.survivorship writes a rank as one character of its keys).
+MAX_SOURCE_TRUST = 1000
 
 
 @dataclass(frozen=True)
@@ -105,34 +101,119 @@ class EngineConfig:
     batch: BatchConfig = field(default_factory=BatchConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
-    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     survivorship: SurvivorshipConfig = field(default_factory=SurvivorshipConfig)
 
     @classmethod
     def from_toml(cls, path: Path) -> EngineConfig:
-        """Defaults overridden by the sections of a TOML file; unknown keys are errors."""
+        """Defaults overridden by the sections of a TOML file (see `from_sections`)."""
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"cannot read config {path}: {err}") from err
+        try:
+            return cls.from_sections(data)
+        except ConfigError as err:
+            raise ConfigError(f"config {path}: {err}") from None
+
+    @classmethod
+    def from_sections(cls, data: dict[str, Any]) -> EngineConfig:
+        """Defaults overridden by `{section: {key: value}}`; an unknown section or key, or a
+        value of the wrong type or out of range, is a ConfigError naming `section.key`."""
         config = cls()
         for section, values in data.items():
+            if section in _RETIRED_SECTIONS:
+                raise ConfigError(f"[{section}] is {_RETIRED_SECTIONS[section]}")
             if section not in {f.name for f in fields(cls)} or not isinstance(values, dict):
-                raise ConfigError(f"unknown config section [{section}] in {path}")
+                raise ConfigError(f"unknown section [{section}]")
             current = getattr(config, section)
-            known = {f.name for f in fields(current)}
-            unknown = set(values) - known
+            known = get_type_hints(type(current))
+            unknown = set(values) - set(known)
             if unknown:
-                raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{section}] of {path}")
-            config = replace(config, **{section: replace(current, **values)})
+                raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{section}]")
+            checked = {
+                key: _checked(f"{section}.{key}", value, known[key])
+                for key, value in values.items()
+            }
+            config = replace(config, **{section: replace(current, **checked)})
         config.validate()
         return config
 
     def validate(self) -> None:
+        """Every bounded setting within its range, and the thresholds in order."""
+        for section in fields(self):
+            for key, value in vars(getattr(self, section.name)).items():
+                in_range, expected = _RANGES.get(f"{section.name}.{key}", (None, ""))
+                if in_range is not None and not in_range(value):
+                    raise ConfigError(f"{section.name}.{key} must be {expected}, got {value!r}")
         d = self.decision
-        if not 0 < d.review_threshold <= d.link_threshold < 1:
-            raise ConfigError("thresholds must satisfy 0 < review_threshold <= link_threshold < 1")
-        if self.batch.max_records < 1 or self.batch.max_latency_ms < 1:
-            raise ConfigError("batch.max_records and batch.max_latency_ms must be positive")
-        if self.store.checkpoint_threshold_mb < 1:
-            raise ConfigError("store.checkpoint_threshold_mb must be positive")
+        if not d.review_threshold <= d.link_threshold:
+            raise ConfigError("decision.review_threshold must not exceed decision.link_threshold")
+
+
+def _checked(name: str, value: Any, hint: Any) -> Any:
+    """`value` as the setting's type (an integer is also a number; a TOML array, a tuple), or a
+    ConfigError saying what was expected and what was given."""
+    origin = get_origin(hint)
+    if hint is float and _is_integer_or_float(value):
+        return float(value)
+    if hint is int and _is_integer(value):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    if origin is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if origin is dict and isinstance(value, dict) and all(map(_is_integer, value.values())):
+        return dict(value)
+    raise ConfigError(f"{name} must be {_expected(hint)}, got {_toml_type(value)} {value!r}")
+
+
+def _expected(hint: Any) -> str:
+    if get_origin(hint) is tuple:
+        return "a list of strings"
+    if get_origin(hint) is dict:
+        return "a table of integers"
+    return {float: "a number", int: "an integer", bool: "true or false"}[hint]
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_integer_or_float(value: Any) -> bool:
+    return _is_integer(value) or isinstance(value, float)
+
+
+def _toml_type(value: Any) -> str:
+    """What a TOML value is, in TOML's words."""
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a float",
+             list: "an array", dict: "a table"}
+    return names.get(type(value), "a date or time")
+
+
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f"at least {low}"
+
+
+_PROBABILITY = ((lambda v: 0 < v < 1), "a probability between 0 and 1 (exclusive)")
+_RANKS = ((lambda ranks: all(0 <= r <= MAX_SOURCE_TRUST for r in ranks.values())),
+          f"ranks from 0 to {MAX_SOURCE_TRUST}")
+
+# The allowed range of every bounded setting (types are the dataclasses' own annotations).
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "decision.link_threshold": _PROBABILITY,
+    "decision.review_threshold": _PROBABILITY,
+    "decision.merge_support_threshold": _PROBABILITY,
+    "scoring.tf_min_values": _at_least(0),
+    "batch.max_records": _at_least(1),
+    "batch.max_latency_ms": _at_least(1),
+    "store.checkpoint_threshold_mb": _at_least(1),
+    "source.lines_per_read": _at_least(1),
+    "source.poll_interval_ms": _at_least(1),
+    "survivorship.source_trust": _RANKS,
+}
+
+# Sections older engines read, and why they are gone.
+_RETIRED_SECTIONS = {
+    "recovery": "no longer a setting: the master holds its own feed positions and every run "
+                "resumes from them (docs/operations.md); remove the section",
+}

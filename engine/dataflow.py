@@ -1,7 +1,13 @@
 """The engine's Bytewax dataflow and how it is run (one worker, several, or a cluster).
 
-    feeds (chunks of lines, one partition) -> parse (Update | DeadLetter per line)
-        -> micro-batch (one key) -> master (one partition: resolve + upsert)
+    feeds (chunks of lines, one partition) -> parse (Update | DeadLetter per line, then the
+        chunk's FeedPosition) -> micro-batch (one key) -> master (one partition: resolve + upsert,
+        positions saved in the batch's transaction)
+
+The run starts at the feed positions the master holds; Bytewax's own recovery store is not used:
+everything it would hold (source positions, a batch being gathered) follows from the master's
+positions, and a store that disagrees with the master (copied from another master, or from later
+in time) could only skip lines or bring in foreign ones.
 """
 
 from __future__ import annotations
@@ -13,15 +19,16 @@ from pathlib import Path
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
-from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from bytewax.testing import run_main
 
 from engine.batcher import MicroBatcher
 from engine.config import EngineConfig
+from engine.feed_positions import FileOffsets, is_feed_line, load_feed_positions
 from engine.feed_source import FeedFilesSource, StopSignal
 from engine.intake import FeedParser
 from engine.master_sink import MASTER_PARTITION, MasterSink, ServiceFactory
+from engine.master_store import open_master
 from engine.resolver import BatchOutcome
 from streams.canonical import FEEDS
 
@@ -47,11 +54,6 @@ class RunOptions:
         """Whether this process writes the master (in a cluster, process 0 does)."""
         return self.process_id in (None, 0)
 
-    @property
-    def recovery_dir(self) -> Path:
-        """Bytewax's recovery store lives beside the master file."""
-        return self.db_path.with_name(self.db_path.name + ".recovery")
-
 
 def build_flow(
     options: RunOptions,
@@ -68,6 +70,8 @@ def build_flow(
         poll_interval=timedelta(milliseconds=config.source.poll_interval_ms),
         stop=stop,
         offered=options.owns_master,
+        start=_master_positions(options),
+        chunk_boundary=config.batch.max_records,
     )
     chunks = op.input("feeds", flow, source)
     parsed = op.map("parse", chunks, FeedParser(frozenset(options.registered_feeds)).parse_chunk)
@@ -76,7 +80,8 @@ def build_flow(
     max_latency = timedelta(milliseconds=config.batch.max_latency_ms) if options.follow else None
     size = config.batch.max_records
     batches = op.stateful_batch(
-        "micro_batch", keyed, lambda state: MicroBatcher(size, max_latency, state)
+        "micro_batch", keyed,
+        lambda state: MicroBatcher(size, max_latency, state, counts=is_feed_line),
     )
     sink = MasterSink(
         options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master,
@@ -87,31 +92,26 @@ def build_flow(
 
 
 def run_flow(flow: Dataflow, options: RunOptions) -> None:
-    """Run to the end of the feeds (or until stopped, with `follow`), with recovery if enabled."""
-    recovery = _recovery_config(options)
-    epoch = timedelta(seconds=options.config.recovery.snapshot_interval_s)
+    """Run to the end of the feeds (or until stopped, with `follow`)."""
     if options.addresses:
         cli_main(
             flow,
             workers_per_process=options.workers,
             process_id=options.process_id,
             addresses=list(options.addresses),
-            epoch_interval=epoch,
-            recovery_config=recovery,
         )
     elif options.workers > 1:
-        cli_main(
-            flow, workers_per_process=options.workers, epoch_interval=epoch,
-            recovery_config=recovery,
-        )
+        cli_main(flow, workers_per_process=options.workers)
     else:
-        run_main(flow, epoch_interval=epoch, recovery_config=recovery)
+        run_main(flow)
 
 
-def _recovery_config(options: RunOptions) -> RecoveryConfig | None:
-    if not options.config.recovery.enabled:
-        return None
-    if options.owns_master and not options.recovery_dir.exists():
-        options.recovery_dir.mkdir(parents=True)
-        init_db_dir(options.recovery_dir, 1)
-    return RecoveryConfig(options.recovery_dir)
+def _master_positions(options: RunOptions) -> FileOffsets:
+    """Where the master says each feed file was read up to (only its owner reads the feeds)."""
+    if not options.owns_master:
+        return {}
+    con = open_master(options.db_path)
+    try:
+        return load_feed_positions(con)
+    finally:
+        con.close()

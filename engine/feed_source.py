@@ -4,8 +4,9 @@ Feed files are rotated per period (`gro/2009-01.jsonl`, `nhs/2009-01.jsonl`, …
 reads period by period across the feeds — all of `2009-01` (gro, dwp, nhs, census, then any other
 folder), then `2009-02` — which keeps the stream close to event-time order across feeds. It is one
 partition with state `{file: (byte offset, lines read)}`: the same files always give the same
-sequence of lines, and a resumed run continues after the last line it had read, so a replay after a
-crash rebuilds the very same micro-batches.
+sequence of lines. It starts at the positions the master holds (`start`, engine.feed_positions),
+never at a state Bytewax kept: each chunk carries its end position through the stream to the batch
+that commits its lines, so a resumed run continues after the last line the master applied.
 
 Every sub-folder of the feeds folder is read: lines of a folder that is not a registered feed still
 flow (the parse step sends them to dead letters as an unregistered source). With `follow=True` the
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-FileOffsets = dict[str, tuple[int, int]]
+from engine.feed_positions import FeedPosition, FileOffsets
+
 FEEDS_PARTITION = "feeds"
 
 
@@ -51,13 +53,25 @@ class StopSignal:
         return self._event.is_set()
 
 
-# The source emits lines in chunks (one chunk per read of one file) so that the dataflow pays its
-# per-item overhead once per chunk, not once per line.
-FeedChunk = list[FeedLine]
+@dataclass(frozen=True, slots=True)
+class FeedChunk:
+    """Consecutive lines of one file (one read of it) and the file's position just after them.
+
+    The source emits chunks rather than lines so that the dataflow pays its per-item overhead
+    once per chunk, not once per line."""
+
+    lines: list[FeedLine]
+    end: FeedPosition
 
 
 class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
-    """Reads `<feeds_dir>/*/*.jsonl`, the given feeds first (in their order) within each period."""
+    """Reads `<feeds_dir>/*/*.jsonl`, the given feeds first (in their order) within each period,
+    from the positions `start` on.
+
+    A chunk ends at every `chunk_boundary`-th line read since the run started (the batch size;
+    None: no such boundary):
+    a full batch then ends with the position of its last line, so a run resumed there reads the
+    very lines that followed, and cuts its batches where the interrupted run would have."""
 
     def __init__(
         self,
@@ -69,8 +83,12 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
         poll_interval: timedelta,
         stop: StopSignal | None = None,
         offered: bool = True,
+        start: FileOffsets | None = None,
+        chunk_boundary: int | None = None,
     ) -> None:
         self.feeds_dir = feeds_dir
+        self.start = dict(start or {})
+        self.chunk_boundary = chunk_boundary
         self.offered = offered
         self.feeds = feeds
         self.follow = follow
@@ -85,7 +103,9 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: FileOffsets | None
     ) -> FeedFilesPartition:
-        return FeedFilesPartition(self, dict(resume_state or {}))
+        """Reads from the master's positions (`start`); a `resume_state` is not trusted: it may
+        come from another master, or from later than the master (which would skip lines)."""
+        return FeedFilesPartition(self, dict(self.start))
 
     def files_in_order(self) -> list[tuple[str, Path]]:
         """(feed, path) of every feed file: by period (file name), then registered feed order."""
@@ -104,6 +124,7 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
     def __init__(self, source: FeedFilesSource, offsets: FileOffsets) -> None:
         self._source = source
         self._offsets = offsets
+        self._lines_read = 0
         self._idle_until: datetime | None = None
 
     def next_batch(self) -> list[FeedChunk]:
@@ -125,24 +146,32 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
         return dict(self._offsets)
 
     def _read_some(self) -> list[FeedChunk]:
-        """Up to `lines_per_read` unread lines, file after file in reading order (one chunk per
-        file): what all the feeds appended meanwhile reaches the batcher together."""
+        """Up to `lines_per_read` unread lines, file after file in reading order: what all the
+        feeds appended meanwhile reaches the batcher together. A chunk ends at the end of its
+        file's new lines and at every `chunk_boundary`-th line since the run started."""
         chunks: list[FeedChunk] = []
         room = self._source.lines_per_read
         for feed, path in self._source.files_in_order():
-            lines = self._read_file(feed, path, room)
-            if lines:
-                chunks.append(lines)
-                room -= len(lines)
-                if not room:
-                    break
+            while room and (chunk := self._read_file(feed, path, min(room, self._to_boundary()))):
+                chunks.append(chunk)
+                room -= len(chunk.lines)
+                self._lines_read += len(chunk.lines)
+            if not room:
+                break
         return chunks
 
-    def _read_file(self, feed: str, path: Path, max_lines: int) -> FeedChunk:
+    def _to_boundary(self) -> int:
+        """Lines until the next chunk boundary (at least `lines_per_read` if there is none)."""
+        boundary = self._source.chunk_boundary
+        if boundary is None:
+            return self._source.lines_per_read
+        return boundary - self._lines_read % boundary
+
+    def _read_file(self, feed: str, path: Path, max_lines: int) -> FeedChunk | None:
         name = f"{feed}/{path.name}"
         offset, line_no = self._offsets.get(name, (0, 0))
         if path.stat().st_size <= offset:
-            return []
+            return None
         lines: list[FeedLine] = []
         with path.open("rb") as handle:
             handle.seek(offset)
@@ -154,8 +183,10 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
                 lines.append(_feed_line(feed, name, line_no, raw))
                 if len(lines) >= max_lines:
                     break
+        if not lines:
+            return None
         self._offsets[name] = (offset, line_no)
-        return lines
+        return FeedChunk(lines, FeedPosition(name, offset, line_no))
 
 
 def _feed_line(feed: str, file: str, line_no: int, raw: bytes) -> FeedLine:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.feed_positions import FeedPosition
 from engine.feed_source import FeedChunk, FeedLine
 from streams.adapters import parse_line
 from streams.canonical import FEEDS, BadRecord, Update
@@ -39,9 +40,10 @@ class FeedParser:
 
     registered: frozenset[str]
 
-    def parse_chunk(self, chunk: FeedChunk) -> list[Update | DeadLetter]:
-        """The dataflow's parse step: every line of a chunk."""
-        return [self.parse_line(line) for line in chunk]
+    def parse_chunk(self, chunk: FeedChunk) -> list[Update | DeadLetter | FeedPosition]:
+        """The dataflow's parse step: every line of a chunk, then the chunk's end position
+        (saved with the batch that holds it, after the lines before it: engine.feed_positions)."""
+        return [*map(self.parse_line, chunk.lines), chunk.end]
 
     def parse_line(self, feed_line: FeedLine) -> Update | DeadLetter:
         if feed_line.feed not in self.registered:

@@ -36,6 +36,7 @@ from pathlib import Path
 import duckdb
 
 from engine.config import StoreConfig
+from engine.feed_positions import create_feed_positions_table
 from streams.canonical import FEEDS, UPDATE_COLUMNS
 
 GOLDEN_FIELDS: tuple[str, ...] = (
@@ -215,6 +216,7 @@ def open_master(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
         except MasterStoreError:
             con.close()
             raise
+        create_feed_positions_table(con)
     return con
 
 

@@ -29,6 +29,7 @@ from engine.candidates import (
     with_term_frequencies_sql,
 )
 from engine.config import EngineConfig
+from engine.feed_positions import FeedPosition, save_feed_positions
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
@@ -85,9 +86,10 @@ class Resolver:
         with self._transaction():
             ensure_blocking_index(con, model)
 
-    def resolve(self, items: list[Update | DeadLetter]) -> BatchOutcome:
+    def resolve(self, items: list[Update | DeadLetter | FeedPosition]) -> BatchOutcome:
         updates = [i for i in items if isinstance(i, Update)]
         dead = [i for i in items if isinstance(i, DeadLetter)]
+        positions = [i for i in items if isinstance(i, FeedPosition)]
         outcome = BatchOutcome()
         started_at = datetime.now(UTC)
         with self._transaction():
@@ -95,7 +97,8 @@ class Resolver:
             outcome.dead_letters = self._write_dead_letters(dead)
             if updates:
                 self._resolve_updates(updates, outcome)
-            self._record_batch(len(items), outcome, started_at)
+            save_feed_positions(self.con, positions)
+            self._record_batch(len(updates) + len(dead), outcome, started_at)
         return outcome
 
     @contextlib.contextmanager

@@ -82,7 +82,9 @@ def _order_keys(config: SurvivorshipConfig) -> dict[str, str]:
     trust_cases = " ".join(
         f"WHEN '{feed}' THEN {rank}" for feed, rank in sorted(config.source_trust.items())
     )
-    trust = f"(CASE r.feed {trust_cases} ELSE 0 END)::VARCHAR"
+    # A rank is one character, chr(48 + rank): '0'..'9' for 0..9 as in keys already stored, and
+    # past 9 characters that sort after '9', so rank 10 sorts above 9 (as text, "10" < "9").
+    trust = f"chr(48 + CASE r.feed {trust_cases} ELSE 0 END)"
     keys = {name: f"{trust} || r.event_time || r.unique_id" for name in config.trusted_fields}
     keys |= {name: f"r.event_time || {trust} || r.unique_id" for name in config.latest_fields}
     missing = set(GOLDEN_FIELDS) - set(keys)

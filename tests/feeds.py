@@ -1,15 +1,25 @@
-"""Small hand-made feed folders for engine tests: write records as the national feeds would."""
+"""Small hand-made feed folders for engine tests: write records as the national feeds would, run
+the engine over them, and read back what a master holds."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import duckdb
+
 from engine.config import EngineConfig
 from engine.dataflow import RunOptions
 from engine.feed_source import StopSignal
 from engine.runner import RunSummary, run_engine
 from linkage_models.scoring import DEFAULT_MODEL_PATH
+from streams.generator import generate
+
+
+def synthetic_feeds(folder: Path, children: int, seed: int) -> Path:
+    """Generate synthetic feeds for `children` into `folder`; their feeds folder."""
+    generate(children, seed, folder)
+    return folder / "feeds"
 
 
 def write_feed(feeds: Path, feed: str, records: list[dict], file: str = "2009-01.jsonl") -> Path:
@@ -55,16 +65,11 @@ def dwp_claim(record_id: str, child_reference: str, forenames: str, surname: str
     }
 
 
-def run(feeds: Path, db: Path, *, config: EngineConfig | None = None, recovery: bool = False,
+def run(feeds: Path, db: Path, *, config: EngineConfig | None = None,
         workers: int = 1) -> RunSummary:
     """Stream `feeds` into the master `db` with the shipped model, to the end of the files."""
-    config = config or EngineConfig()
-    if not recovery:
-        from dataclasses import replace
-
-        config = replace(config, recovery=replace(config.recovery, enabled=False))
     options = RunOptions(feeds_dir=feeds, db_path=db, model_path=DEFAULT_MODEL_PATH,
-                         config=config, workers=workers)
+                         config=config or EngineConfig(), workers=workers)
     return run_engine(options, StopSignal())
 
 
@@ -78,3 +83,28 @@ def census_record(record_id: str, upn: str, forename: str, surname: str, sex: st
         "legal_surname": surname, "dob": dob, "sex": sex, "postcode": postcode,
         "nc_year_group": "R", **extra,
     }
+
+
+def master_state(db: Path) -> dict[str, list[tuple]]:
+    """What a crash must not change: links, golden records, dead letters, feed positions."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {
+            "links": con.execute(
+                "SELECT feed, record_id, child_id, decision, match_probability FROM links "
+                "ORDER BY ALL").fetchall(),
+            "children": con.execute(
+                "SELECT * EXCLUDE (created_at, updated_at) FROM children ORDER BY child_id"
+            ).fetchall(),
+            "dead_letters": con.execute(
+                "SELECT feed, file, line, error FROM dead_letters ORDER BY ALL").fetchall(),
+            "feed_positions": con.execute(
+                "SELECT file, byte_offset, line FROM feed_positions ORDER BY ALL").fetchall(),
+        }
+    finally:
+        con.close()
+
+
+def count_lines(feeds: Path) -> int:
+    """Lines in every feed file under `feeds`."""
+    return sum(len(path.read_bytes().splitlines()) for path in feeds.glob("*/*.jsonl"))

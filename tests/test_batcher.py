@@ -79,3 +79,11 @@ def test_what_arrived_while_the_writer_was_busy_goes_without_waiting():
     time.sleep(0.03)  # the writer resolves the batch for longer than max_latency
     batcher.on_batch([["b", "c"]])
     assert batcher.on_notify()[0] == [["b", "c"]]
+
+
+def test_uncounted_items_ride_with_the_items_before_them():
+    """Feed positions are not counted: a full batch ends with the position after its last line."""
+    batcher = MicroBatcher(max_items=2, max_latency=None, counts=lambda item: item.isdigit())
+    emitted, _ = batcher.on_batch([["1", "2", "p", "3"], ["4", "q", "5"]])
+    assert emitted == [["1", "2", "p"], ["3", "4", "q"]]
+    assert batcher.snapshot() == ["5"]

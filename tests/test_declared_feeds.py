@@ -472,7 +472,7 @@ def test_example_is_imported_trained_on_run_and_evaluated_with_the_cli(
     _accredit(db, "hospital")
     capsys.readouterr()
     assert main(["run", "--feeds", str(feeds), "--db", str(db), "--model", str(model),
-                 "--no-recovery", "--json"]) == 0
+                 "--json"]) == 0
     run = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert main(["evaluate", "--db", str(db), "--truth", str(truth), "--json"]) == 0
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

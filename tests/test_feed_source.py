@@ -5,12 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from engine.feed_positions import FeedPosition
 from engine.feed_source import FeedFilesSource
 
 
-def make_source(feeds: Path, follow: bool) -> FeedFilesSource:
+def make_source(feeds: Path, follow: bool, start: dict | None = None) -> FeedFilesSource:
     return FeedFilesSource(
-        feeds, ("gro",), follow=follow, lines_per_read=2, poll_interval=timedelta(milliseconds=1)
+        feeds, ("gro",), follow=follow, lines_per_read=2, poll_interval=timedelta(milliseconds=1),
+        start=start,
     )
 
 
@@ -24,7 +26,7 @@ def read_all(part) -> list:
         if not batch:
             return lines
         for chunk in batch:
-            lines.extend(chunk)
+            lines.extend(chunk.lines)
 
 
 @pytest.fixture
@@ -45,13 +47,37 @@ def test_lines_come_in_file_order_with_file_and_line_numbers(feeds: Path):
     assert lines[3].text == '{"a": "4"}'
 
 
-def test_a_resumed_partition_continues_after_the_last_line_read(feeds: Path):
-    source = make_source(feeds, follow=False)
-    part = source.build_part("feeds", "feeds", None)
+def test_each_chunk_ends_with_the_position_after_its_last_line(feeds: Path):
+    part = make_source(feeds, follow=False).build_part("feeds", "feeds", None)
     (first,) = part.next_batch()
-    resumed = source.build_part("feeds", "feeds", part.snapshot())
+    assert [x.line for x in first.lines] == [1, 2]
+    assert first.end == FeedPosition("gro/2009-01.jsonl", len('{"a": "1"}\n') * 2, 2)
+
+
+def test_a_chunk_ends_at_every_batch_sized_boundary_counted_from_the_start_of_the_run(
+    feeds: Path,
+):
+    source = FeedFilesSource(feeds, ("gro",), follow=False, lines_per_read=10,
+                             poll_interval=timedelta(milliseconds=1), chunk_boundary=2)
+    chunks = source.build_part("feeds", "feeds", None).next_batch()
+    assert [(c.end.file, c.end.line) for c in chunks] == [
+        ("gro/2009-01.jsonl", 2), ("gro/2009-01.jsonl", 3), ("gro/2009-02.jsonl", 1)]
+
+
+def test_a_source_started_at_the_masters_positions_continues_after_them(feeds: Path):
+    (first,) = make_source(feeds, follow=False).build_part("feeds", "feeds", None).next_batch()
+    start = {first.end.file: (first.end.byte_offset, first.end.line)}
+    resumed = make_source(feeds, follow=False, start=start).build_part("feeds", "feeds", None)
     rest = read_all(resumed)
-    assert [x.text for x in first + rest] == [f'{{"a": "{i}"}}' for i in range(1, 5)]
+    assert [x.text for x in first.lines + rest] == [f'{{"a": "{i}"}}' for i in range(1, 5)]
+    assert [x.line for x in rest] == [3, 1]
+
+
+def test_a_state_bytewax_kept_is_not_where_the_source_resumes(feeds: Path):
+    """A recovery store ahead of the master (or another master's) would skip lines."""
+    ahead = {"gro/2009-01.jsonl": (33, 3), "gro/2009-02.jsonl": (11, 1)}
+    part = make_source(feeds, follow=False).build_part("feeds", "feeds", ahead)
+    assert len(read_all(part)) == 4
 
 
 def test_follow_waits_for_a_half_written_line_and_picks_up_new_files(feeds: Path):

@@ -128,7 +128,9 @@ def test_purge_six_years_after_archiving_deletes_the_child_everywhere(
     report = retention(con, model, "2025-01-01", apply=True)
     assert [row["child_id"] for row in report["purge"]] == [adult, deceased]
     assert report["deleted_rows"] == {"blocking_keys": 24, "records": 3, "links": 3, "xref": 2,
-                                      "review_queue": 0, "merges": 0, "children": 2}
+                                      "review_queue": 0, "merges": 0, "children": 2,
+                                      "scored_pairs": 1, "constraints": 0,
+                                      "decision_history": 3}
     assert count(con, "SELECT count(*) FROM blocking_keys "
                       "WHERE record_no NOT IN (SELECT record_no FROM records)") == 0
     for table in ("children", "records", "links", "xref"):

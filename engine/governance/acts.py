@@ -13,10 +13,12 @@ import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from engine.backup import BackupError, write_backup
 from engine.governance import retention, search, shielding, sources, users
 from engine.governance.audit import AuditEntry, append_entry, verify_chain
 from engine.governance.errors import AccessRefused, GovernanceError
@@ -273,6 +275,17 @@ def _audit_verify(ctx: Context) -> Outcome:
     return Outcome(report.to_dict(), exit_status=0 if report.intact else 1)
 
 
+def _backup(ctx: Context) -> Outcome:
+    """Under the write lock, so between batches: a copy of the master as of one batch."""
+    out = Path(ctx.args["out"])
+    if not out.is_absolute():
+        raise GovernanceError("the backup folder must be an absolute path")
+    try:
+        return Outcome(write_backup(ctx.con, out))
+    except BackupError as err:
+        raise GovernanceError(str(err)) from err
+
+
 def _sources_list(ctx: Context) -> Outcome:
     return Outcome(sources.list_sources(ctx.con))
 
@@ -301,6 +314,7 @@ ACTS: dict[str, Act] = {act.name: act for act in (
         _shield, needs_reason=True),
     Act("retention", _ADMIN, {"as_of": _REQUIRED_TEXT, "apply": Argument(bool)}, _retention),
     Act("audit.verify", None, {}, _audit_verify),
+    Act("backup", _ADMIN, {"out": Argument(str, required=True, max_chars=4096)}, _backup),
     Act("sources.list", None, {}, _sources_list),
     Act("sources.register", _ADMIN, {"feed": _REQUIRED_TEXT}, _sources_register),
 )}

@@ -1,4 +1,5 @@
-"""The governance verbs of `contactpoint`: users, search, audit, shield, retention, sources.
+"""The governance verbs of `contactpoint`: users, search, audit, shield, retention, sources,
+and backup (a copy of every child's record: an audited admin act).
 
 Each handler turns its arguments into one `acts.Request` and hands it to `client.dispatch`
 (the running engine's service, or the master file), then prints the outcome for people, or as
@@ -20,6 +21,7 @@ from rich.text import Text
 
 from engine.governance.acts import Outcome, Request
 from engine.governance.client import dispatch
+from engine.governance.errors import GovernanceError
 
 _out = Console(highlight=False, soft_wrap=True)
 Handler = Callable[[argparse.Namespace], int]
@@ -27,13 +29,13 @@ Handler = Callable[[argparse.Namespace], int]
 
 def register_governance_verbs(verbs: argparse._SubParsersAction) -> None:
     """Adds: users add|list|revoke, search, audit verify, shield, retention,
-    sources list|register, and the stewardship verbs (review list|resolve, link, unlink, merge,
-    split)."""
+    sources list|register, backup, and the stewardship verbs (review list|resolve, link, unlink,
+    merge, split)."""
     from engine.cli import DEFAULT_DB  # engine.cli imports this module: look it up when called
     from engine.governance.stewardship_cli import register_stewardship_verbs
 
     for add in (_add_users, _add_search, _add_audit, _add_shield, _add_retention, _add_sources,
-                register_stewardship_verbs):
+                _add_backup, register_stewardship_verbs):
         add(verbs, DEFAULT_DB)
 
 
@@ -160,6 +162,31 @@ def _sources_register(args: argparse.Namespace) -> int:
     return _perform(args, Request("sources.register", args.by, args.reason,
                                   {"feed": args.feed}),
                     lambda source: f"registered feed {source['feed']}")
+
+
+def _add_backup(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    backup = _leaf(verbs, "backup", "a consistent copy of the master (admins, audited)",
+                   "Copy the master as of its last committed batch into DIR (new or empty), with "
+                   "a manifest (feed positions, schema and engine versions, SHA-256). While `run "
+                   "--follow` holds the master, the running engine takes the copy between two "
+                   "batches. `contactpoint restore --from DIR` puts it back. See "
+                   "docs/operations.md.", _backup, default_db)
+    backup.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="folder to write (new or empty)")
+    backup.add_argument("--by", required=True, help="the admin taking the backup")
+    backup.add_argument("--reason", help="why (audited)")
+
+
+def _backup(args: argparse.Namespace) -> int:
+    out = str(args.out.absolute())
+    if out != " ".join(out.split()) or not out.isprintable():  # a request's text is tidied
+        raise GovernanceError("the backup folder's path may not hold runs of spaces or "
+                              "unprintable characters")
+    request = Request("backup", args.by, args.reason, {"out": out})
+    return _perform(args, request, lambda manifest: (
+        f"backup holding {manifest['counts']['links']:,} links written to {args.out} "
+        f"({manifest['bytes'] / 2**20:,.1f} MiB, {len(manifest['feed_positions'])} feed files' "
+        "positions)"))
 
 
 # ---------------------------------------------------------------- parser helpers
