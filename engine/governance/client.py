@@ -13,7 +13,12 @@ from engine.governance.acts import Outcome, Request, perform, validate
 from engine.governance.errors import GovernanceError
 from engine.governance.policy import DEFAULT_POLICY
 from engine.governance.schema import create_governance_tables
-from engine.governance.service import MAX_REQUEST_BYTES, socket_path_for
+from engine.governance.service import (
+    MAX_REQUEST_BYTES,
+    peer_uid,
+    socket_address,
+    socket_path_for,
+)
 from engine.master_store import MasterStoreError, open_master
 from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel, ModelError
 
@@ -33,12 +38,18 @@ def dispatch(db_path: Path, request: Request, model_path: Path | None = None) ->
 
 
 def send_request(socket_path: Path, request: Request) -> Outcome | None:
-    """The service's outcome for `request`, or None if no service answers on `socket_path`."""
+    """The service's outcome for `request`, or None if no service answers on `socket_path`.
+    GovernanceError if the service there is run by another user (it never sees the request)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         try:
-            connection.connect(os.fspath(socket_path))
+            with socket_address(socket_path) as address:
+                connection.connect(address)
         except OSError:
             return None
+        owner = peer_uid(connection)
+        if owner != os.getuid():
+            raise GovernanceError(
+                f"{socket_path} is served by another user (uid {owner}): not sending to it")
         connection.settimeout(REPLY_TIMEOUT_S)
         try:
             connection.sendall(json.dumps(request.to_json()).encode() + b"\n")

@@ -1,7 +1,10 @@
 """The governance tables of the master and the columns they add to `children`.
 
-- `users`      accredited users: role, organisation, accreditation expiry, who added/revoked them;
-- `audit_log`  append-only, hash-chained record of every search and administrative act;
+- `users`      accredited users: role, organisation, accreditation expiry, who added/revoked them,
+               and their sign-in credentials (argon2 password hash, TOTP secret and enrolment,
+               the last TOTP time step used, failed attempts, locked-until);
+- `audit_log`  append-only, hash-chained record of every search and administrative act, with
+               the personal data of its query in `personal` until retention drops it;
 - `sources`    the accredited feeds (seeded with the four national feeds, frozen in June 2010);
 - `children` gains `care_leaver_consent`, `archived_on` (retention) and `shielded_by`,
   `shielded_at` (who or which rule shielded the child, and when).
@@ -43,6 +46,13 @@ CREATE TABLE IF NOT EXISTS sources (
     registered_by VARCHAR NOT NULL,
     registered_at TIMESTAMPTZ NOT NULL
 );
+ALTER TABLE users ADD COLUMN IF NOT EXISTS password_hash VARCHAR;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS totp_secret VARCHAR;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS totp_enrolled_at TIMESTAMPTZ;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS totp_last_step BIGINT;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS failed_signins INTEGER DEFAULT 0;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS locked_until TIMESTAMPTZ;
+ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS personal JSON;
 ALTER TABLE children ADD COLUMN IF NOT EXISTS care_leaver_consent BOOLEAN DEFAULT false;
 ALTER TABLE children ADD COLUMN IF NOT EXISTS archived_on DATE;
 ALTER TABLE children ADD COLUMN IF NOT EXISTS shielded_by VARCHAR;

@@ -107,6 +107,12 @@ date_of_birth='2009-03-01', postcode='SW1A 1AA')
     return probe
 
 
+def viewer_for(role: str) -> Viewer:
+    """What a user of `role` may see: a data manager sees archived and shielded children."""
+    is_manager = role == "data_manager"
+    return Viewer(sees_archived=is_manager, sees_shielded=is_manager)
+
+
 def search_children(
     con: duckdb.DuckDBPyConnection, model: CompiledModel, probe: SearchProbe, viewer: Viewer,
     limit: int, policy: GovernancePolicy,
@@ -219,14 +225,52 @@ def _shown(
 
 
 def _hit(row: tuple, probability: float, viewer: Viewer) -> dict:
+    return {"match_probability": round(probability, 6)} | _as_seen(row, viewer)
+
+
+def child_view(con: duckdb.DuckDBPyConnection, child_id: str, viewer: Viewer) -> dict:
+    """One child as the viewer may see them (a merged child's survivor), with the feeds that
+    know the child (and, to a viewer who sees everything, their records); GovernanceError if
+    there is no such child for this viewer."""
+    columns = ", ".join(FULL_VIEW)
+    rows = con.execute(
+        f"""
+        WITH RECURSIVE chain(child_id, depth) AS (
+            SELECT ?, 0
+            UNION ALL
+            SELECT c.merged_into, chain.depth + 1 FROM chain JOIN children c USING (child_id)
+            WHERE c.status = 'merged' AND c.merged_into IS NOT NULL AND chain.depth < 100
+        )
+        SELECT child_id, shielded, archived_on, {columns} FROM children
+        WHERE child_id = (SELECT child_id FROM chain ORDER BY depth DESC LIMIT 1)
+          AND status <> 'merged' AND (archived_on IS NULL OR ?)
+        """,
+        [child_id, viewer.sees_archived],
+    ).fetchall()
+    if not rows:
+        raise GovernanceError("no such child (or not one you may see)")
+    view = _as_seen(rows[0], viewer)
+    if "contact" in view:
+        return view
+    records = con.execute(
+        "SELECT feed, record_id, decision FROM links WHERE child_id = ? ORDER BY feed, record_id",
+        [view["child_id"]],
+    ).fetchall()
+    view["known_to"] = sorted({feed for feed, _, _ in records})
+    if viewer.sees_shielded:
+        view["records"] = [{"feed": f, "record_id": r, "decision": d} for f, r, d in records]
+    return view
+
+
+def _as_seen(row: tuple, viewer: Viewer) -> dict:
+    """A children row (child_id, shielded, archived_on, FULL_VIEW…) as the viewer may see it."""
     child_id, shielded, archived_on, *values = row
     fields = dict(zip(FULL_VIEW, values, strict=True))
-    hit: dict = {"child_id": child_id, "match_probability": round(probability, 6),
-                 "shielded": shielded}
+    seen: dict = {"child_id": child_id, "shielded": shielded}
     if shielded and not viewer.sees_shielded:
-        return hit | {name: fields[name] for name in SHIELDED_VIEW} | {
+        return seen | {name: fields[name] for name in SHIELDED_VIEW} | {
             "contact": CONTACT_DATA_MANAGER}
-    hit |= fields
+    seen |= fields
     if archived_on is not None:
-        hit["archived_on"] = archived_on.isoformat()
-    return hit
+        seen["archived_on"] = archived_on.isoformat()
+    return seen
