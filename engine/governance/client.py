@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import AbstractContextManager, nullcontext
+from functools import lru_cache
 from pathlib import Path
 
 from engine.governance.acts import Outcome, Request, perform, validate
@@ -26,15 +28,20 @@ from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel, ModelError
 REPLY_TIMEOUT_S = 120.0
 
 
-def dispatch(db_path: Path, request: Request, model_path: Path | None = None) -> Outcome:
+def dispatch(
+    db_path: Path, request: Request, model_path: Path | None = None,
+    *, file_lock: AbstractContextManager | None = None,
+) -> Outcome:
     """Perform `request` on the master at `db_path`: via its service when the engine is running,
-    else on the file (with the model at `model_path`, default the shipped one, for a search).
-    GovernanceError (one line) if it is refused or cannot be done."""
+    else on the file (with the model at `model_path`, default the shipped one, for a search;
+    under `file_lock` when threads of one process share the file). GovernanceError (one line)
+    if it is refused or cannot be done."""
     validate(request, DEFAULT_POLICY)  # hostile input never leaves this process
     outcome = send_request(socket_path_for(db_path), request)
     if outcome is not None:
         return outcome
-    return _perform_on_file(db_path, request, model_path or DEFAULT_MODEL_PATH)
+    with file_lock or nullcontext():
+        return _perform_on_file(db_path, request, model_path or DEFAULT_MODEL_PATH)
 
 
 def send_request(socket_path: Path, request: Request) -> Outcome | None:
@@ -89,6 +96,16 @@ def _perform_on_file(db_path: Path, request: Request, model_path: Path) -> Outco
 
 def _load_model(path: Path) -> CompiledModel:
     try:
-        return CompiledModel.from_json(path)
+        version = path.stat().st_mtime_ns
+    except OSError:
+        version = None  # from_json says what is wrong with the path
+    try:
+        return _compiled(path, version)
     except ModelError as err:
         raise GovernanceError(str(err)) from err
+
+
+@lru_cache(maxsize=4)
+def _compiled(path: Path, _version: int | None) -> CompiledModel:
+    """The model at `path` compiled once per version of the file (a web server searches often)."""
+    return CompiledModel.from_json(path)
