@@ -76,7 +76,9 @@ def signed_out(message: str) -> Response:
 
 
 def _login_form(problem: str | None = None, status: int = 200) -> Response:
-    token = secrets.token_urlsafe(32)
+    # one token per browser until it signs in: a second tab (or the browser fetching a
+    # favicon through /login) must not invalidate the form already shown
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
     body, status = page("login.html", status, title="Sign in", problem=problem, login_token=token)
     response = make_response(body, status)
     response.set_cookie(LOGIN_COOKIE, token, **_cookie_options())
@@ -89,7 +91,7 @@ def _code_form(pending: WebSession, problem: str | None = None,
     qr_svg = secret = None
     if enrolling:
         qr_svg = segno.make(pending.enrol_uri, error="m").svg_inline(
-            scale=5, title="QR code to add ContactPoint to your authenticator app")
+            omitsize=True, title="QR code to add ContactPoint to your authenticator app")
         secret = parse_qs(urlparse(pending.enrol_uri).query)["secret"][0]
     return page("code.html", status, title="Enrol your token" if enrolling else "Enter your code",
                 problem=problem, enrolling=enrolling, qr_svg=qr_svg, secret=secret,
