@@ -134,14 +134,20 @@ def revoke_user(
 
 
 def list_users(con: duckdb.DuckDBPyConnection, today: dt.date) -> list[dict]:
-    """Every user with role, organisation, accreditation expiry and status, by name."""
-    rows = con.execute(
-        "SELECT name, role, organisation, accredited_until, revoked_at FROM users ORDER BY name"
-    ).fetchall()
-    users = [User(*row) for row in rows]
+    """Every user with role, organisation, accreditation expiry, status and web sign-in state
+    (`no password`, `token to enrol`, `enrolled` or `locked`), by name."""
+    rows = con.execute("""
+        SELECT name, role, organisation, accredited_until, revoked_at,
+            CASE WHEN locked_until > now() THEN 'locked'
+                 WHEN password_hash IS NULL THEN 'no password'
+                 WHEN totp_enrolled_at IS NULL THEN 'token to enrol'
+                 ELSE 'enrolled' END
+        FROM users ORDER BY name
+    """).fetchall()
     return [
         _user_row(u.name, u.role, u.organisation, u.accredited_until, u.status(today))
-        for u in users
+        | {"sign_in": sign_in}
+        for u, sign_in in ((User(*row[:5]), row[5]) for row in rows)
     ]
 
 

@@ -49,7 +49,9 @@ def child() -> tuple[str, int]:
         return page("problem.html", 403, title="Refused", problem=str(refused))
     except GovernanceError as err:
         return page("problem.html", 400, title="Child not shown", problem=str(err))
-    return page("child.html", title="Child", child=view, reason=reason, feed_names=FEED_NAMES)
+    name = " ".join(filter(None, (view.get("first_name"), view.get("surname")))) or "Child"
+    return page("child.html", title=name.title(), child=view, reason=reason,
+                feed_names=FEED_NAMES)
 
 
 @blueprint.route("/review")
