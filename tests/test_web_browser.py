@@ -107,6 +107,20 @@ def sign_in(driver, base_url: str, name: str, secret: str, shots: str | None = N
     assert f"Signed in as {name}" in driver.find_element(By.TAG_NAME, "header").text
 
 
+def search(driver, reason: str, name: str, dob: str) -> None:
+    fill(driver, reason=reason, name=name, dob=dob)
+    submit(driver, "Search")
+
+
+def view(driver, first_name: str) -> str:
+    """Open the child page of the result whose name starts with `first_name`; its text."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, f"//button[starts-with(@aria-label, 'View {first_name}')]"
+                        ).click()
+    return driver.find_element(By.TAG_NAME, "main").text
+
+
 def test_a_practitioner_signs_in_with_totp_searches_with_a_reason_and_sees_a_shielded_child(
     browser, base_url: str, master: dict
 ):
@@ -115,24 +129,18 @@ def test_a_practitioner_signs_in_with_totp_searches_with_a_reason_and_sees_a_shi
     sign_in(browser, base_url, "pip", master["secrets"]["pip"], shots="practitioner")
     assert browser.current_url == f"{base_url}/search"
     screenshot(browser, "practitioner-search")
-    fill(browser, reason="school nurse referral, case 4471", name="Oliver Quartermaine",
-         dob="2009-03-01")
-    submit(browser, "Search")
+    search(browser, "school nurse referral, case 4471", "Oliver Quartermaine", "2009-03-01")
     assert "1 child found" in browser.find_element(By.ID, "results").text
     screenshot(browser, "practitioner-results")
-    browser.find_element(By.XPATH, "//button[starts-with(@aria-label, 'View OLIVER')]").click()
-    page = browser.find_element(By.TAG_NAME, "main").text
+    page = view(browser, "OLIVER")
     assert "SARAH QUARTERMAINE" in page and "Practice code B86001" in page
     screenshot(browser, "practitioner-child")
 
     browser.find_element(By.LINK_TEXT, "Start a new search").click()
-    fill(browser, reason="health visitor follow-up", name="Amelia Fotheringham",
-         dob="2008-07-14")
-    submit(browser, "Search")
+    search(browser, "health visitor follow-up", "Amelia Fotheringham", "2008-07-14")
     row = browser.find_element(By.XPATH, "//tbody/tr[1]").text
     assert "AMELIA FOTHERINGHAM" in row and "Shielded" in row and "YO1 7HH" not in row
-    browser.find_element(By.XPATH, "//button[starts-with(@aria-label, 'View AMELIA')]").click()
-    page = browser.find_element(By.TAG_NAME, "main").text
+    page = view(browser, "AMELIA")
     assert "This child is shielded" in page and CONTACT_DATA_MANAGER in page
     assert "2 LOW ROAD" not in page and "JANE" not in page
     screenshot(browser, "practitioner-child-shielded")
@@ -178,10 +186,8 @@ def test_a_data_manager_sees_the_shielded_child_in_full_and_the_place_for_review
     from selenium.webdriver.common.by import By
 
     sign_in(browser, base_url, "dana", master["secrets"]["dana"])
-    fill(browser, reason="review of shielding", name="Amelia Fotheringham", dob="2008-07-14")
-    submit(browser, "Search")
-    browser.find_element(By.XPATH, "//button[starts-with(@aria-label, 'View AMELIA')]").click()
-    page = browser.find_element(By.TAG_NAME, "main").text
+    search(browser, "review of shielding", "Amelia Fotheringham", "2008-07-14")
+    page = view(browser, "AMELIA")
     assert "Shielded child." in page and "2 LOW ROAD" in page
     screenshot(browser, "data-manager-child-shielded")
     browser.find_element(By.PARTIAL_LINK_TEXT, "Review and corrections").click()

@@ -17,6 +17,7 @@ from engine.governance.credentials import WRONG_CREDENTIALS
 from engine.governance.search import CONTACT_DATA_MANAGER
 from engine.web.app import OPEN_ENDPOINTS, create_app
 from engine.web.context import WebSettings
+from engine.web.sessions import AWAITING_CODE, SessionStore, SessionTimes
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import act
 from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, web_master
@@ -53,6 +54,19 @@ def audit_rows(db: Path, act_name: str) -> list[tuple]:
                            "WHERE act = ? ORDER BY seq", [act_name]).fetchall()
     finally:
         con.close()
+
+
+def last_audited(db: Path, act_name: str) -> tuple[str, str, list[str]]:
+    """(user, reason, child IDs) of the newest audit entry of `act_name`."""
+    user, reason, _, child_ids = audit_rows(db, act_name)[-1]
+    return user, reason, json.loads(child_ids)
+
+
+def view_child(client: FlaskClient, child_id: str, reason: str):
+    """The child page `client` gets for `child_id`, asked from the search page with `reason`."""
+    token = csrf_token(client.get("/search").text)
+    return client.post("/child", data={"csrf_token": token, "reason": reason,
+                                       "child_id": child_id})
 
 
 def test_healthz_answers_without_a_session(app: Flask):
@@ -126,43 +140,32 @@ def test_a_search_needs_a_reason_and_is_audited_with_it(
     found = client.post("/search", data={"csrf_token": token, "reason": "school nurse referral",
                                          "name": "Oliver Quartermaine", "dob": "2009-03-01"})
     assert found.status_code == 200 and "1 child found" in found.text
-    user, reason, _, child_ids = audit_rows(master["db"], "search")[-1]
-    assert (user, reason, json.loads(child_ids)) == (
+    assert last_audited(master["db"], "search") == (
         "pat", "school nurse referral", [master["oliver"]])
 
 
 def test_a_child_page_shows_the_basics_and_contacts_and_is_audited(
     signed_in: dict[str, FlaskClient], master: dict
 ):
-    client = signed_in["pat"]
-    token = csrf_token(client.get("/search").text)
-    page = client.post("/child", data={"csrf_token": token, "reason": "school nurse referral",
-                                       "child_id": master["oliver"]})
+    page = view_child(signed_in["pat"], master["oliver"], "school nurse referral")
     assert page.status_code == 200
     for shown in ("OLIVER QUARTERMAINE", "2009-03-01", "1 HIGH STREET", "9434765919",
                   "SARAH QUARTERMAINE", "URN 100234", "Practice code B86001", "School census"):
         assert shown in page.text, shown
-    user, reason, query, child_ids = audit_rows(master["db"], "child.view")[-1]
-    assert (user, reason, json.loads(child_ids)) == (
+    assert last_audited(master["db"], "child.view") == (
         "pat", "school nurse referral", [master["oliver"]])
 
 
 def test_a_practitioner_sees_a_shielded_child_only_as_today(
     signed_in: dict[str, FlaskClient], master: dict
 ):
-    client = signed_in["pat"]
-    token = csrf_token(client.get("/search").text)
-    page = client.post("/child", data={"csrf_token": token, "reason": "health visitor check",
-                                       "child_id": master["amelia"]})
+    page = view_child(signed_in["pat"], master["amelia"], "health visitor check")
     assert page.status_code == 200
     assert "This child is shielded" in page.text and CONTACT_DATA_MANAGER in page.text
     assert "AMELIA FOTHERINGHAM" in page.text and "2008-07-14" in page.text
     for hidden in ("2 LOW ROAD", "YO1 7HH", "JANE", "Contacts"):
         assert hidden not in page.text, hidden
-    manager = signed_in["dana"]
-    full = manager.post("/child", data={"csrf_token": csrf_token(manager.get("/search").text),
-                                        "reason": "review of shielding",
-                                        "child_id": master["amelia"]})
+    full = view_child(signed_in["dana"], master["amelia"], "review of shielding")
     assert "2 LOW ROAD" in full.text and "JANE FOTHERINGHAM" in full.text
 
 
@@ -261,3 +264,29 @@ def test_the_retention_page_is_a_dry_run(signed_in: dict[str, FlaskClient], mast
     report = client.post("/admin/retention", data={"csrf_token": token, "as_of": "2027-07-14"})
     assert report.status_code == 200 and "(dry run)" in report.text
     assert json.loads(audit_rows(master["db"], "retention")[-1][2])["apply"] is False
+
+
+def test_sessions_expire_when_idle_and_at_the_end_of_their_lifetime():
+    now = [0.0]
+    store = SessionStore(SessionTimes(idle=900, lifetime=8 * 3600, pending=300),
+                         clock=lambda: now[0])
+    pending = store.start_sign_in("pat", AWAITING_CODE)
+    now[0] = 301
+    assert store.find(pending.token) is None  # the code came too late
+    session = store.sign_in(store.start_sign_in("pat", AWAITING_CODE), "practitioner")
+    for _ in range(32):  # a click every 15 minutes keeps it alive ...
+        now[0] += 899
+        assert store.find(session.token) is not None
+    now[0] += 899  # ... until eight hours have passed
+    assert store.find(session.token) is None
+    idle = store.sign_in(store.start_sign_in("pat", AWAITING_CODE), "practitioner")
+    now[0] += 901
+    assert store.find(idle.token) is None
+
+
+def test_signing_in_replaces_the_session_token():
+    store = SessionStore(SessionTimes())
+    pending = store.start_sign_in("pat", AWAITING_CODE)
+    signed_in = store.sign_in(pending, "practitioner")
+    assert signed_in.token != pending.token and signed_in.csrf != pending.csrf
+    assert store.find(pending.token) is None and store.find(signed_in.token).signed_in

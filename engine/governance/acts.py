@@ -301,7 +301,7 @@ def _signin_code(ctx: Context) -> Outcome:
         check = _still_accredited(ctx)
     if not check.passed:
         return _signin_refused(check)
-    user = next(u for u in users.list_users(ctx.con, ctx.today) if u["name"] == ctx.actor_name)
+    user = users.user_row(ctx.con, ctx.actor_name, ctx.today)
     return Outcome({"passed": True, "user": user}, audit={"outcome": "signed in"})
 
 
@@ -318,8 +318,7 @@ def _signin_refused(check: credentials.Check) -> Outcome:
 
 
 def _session_check(ctx: Context) -> Outcome:
-    return Outcome(next(u for u in users.list_users(ctx.con, ctx.today)
-                        if u["name"] == ctx.actor.name))
+    return Outcome(users.user_row(ctx.con, ctx.actor.name, ctx.today))
 
 
 def _users_list(ctx: Context) -> Outcome:

@@ -136,14 +136,25 @@ def revoke_user(
 def list_users(con: duckdb.DuckDBPyConnection, today: dt.date) -> list[dict]:
     """Every user with role, organisation, accreditation expiry, status and web sign-in state
     (`no password`, `token to enrol`, `enrolled` or `locked`), by name."""
-    rows = con.execute("""
+    return _user_rows(con, today, "TRUE", [])
+
+
+def user_row(con: duckdb.DuckDBPyConnection, name: str, today: dt.date) -> dict:
+    """The `list_users` row of `name` (who must exist)."""
+    return _user_rows(con, today, "name = ?", [name])[0]
+
+
+def _user_rows(
+    con: duckdb.DuckDBPyConnection, today: dt.date, where: str, parameters: list
+) -> list[dict]:
+    rows = con.execute(f"""
         SELECT name, role, organisation, accredited_until, revoked_at,
             CASE WHEN locked_until > now() THEN 'locked'
                  WHEN password_hash IS NULL THEN 'no password'
                  WHEN totp_enrolled_at IS NULL THEN 'token to enrol'
                  ELSE 'enrolled' END
-        FROM users ORDER BY name
-    """).fetchall()
+        FROM users WHERE {where} ORDER BY name
+    """, parameters).fetchall()
     return [
         _user_row(u.name, u.role, u.organisation, u.accredited_until, u.status(today))
         | {"sign_in": sign_in}
