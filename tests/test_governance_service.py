@@ -250,6 +250,20 @@ def test_acts_wait_for_the_engines_write_lock(
                               [child]).fetchall() == [(True,)]
 
 
+def test_a_search_does_not_wait_for_a_batch_being_written_and_is_still_audited(
+    service: ServiceHandle, db: Path, engine_con: duckdb.DuckDBPyConnection
+):
+    from engine.governance.acts import Request
+    from engine.governance.client import send_request
+
+    request = Request("search", "pat", "enquiry", {"dob": "2009-03-01"})
+    with service.write_lock:  # the engine is writing a batch
+        outcome = send_request(service.socket_path, request)
+    assert [hit["child_id"] for hit in outcome.result] == [child_of(engine_con, "gro", "oliver")]
+    assert engine_con.execute('SELECT act, "user" FROM audit_log ORDER BY seq DESC LIMIT 1'
+                              ).fetchall() == [("search", "pat")]
+
+
 def test_stop_removes_the_socket_and_a_stale_one_is_replaced(
     engine_con: duckdb.DuckDBPyConnection, db: Path, model: CompiledModel
 ):

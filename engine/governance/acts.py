@@ -103,7 +103,8 @@ class Act:
     """An act: who may do it (None: anyone, unaudited read), its arguments, what it does;
     `bootstraps`: on a master without users it may be done by nobody (the first admin);
     `audited`: False for a mere check of the user (a web page's session); `authenticates`:
-    the act checks the user's credentials itself (sign-in), so it is not authorised first."""
+    the act checks the user's credentials itself (sign-in), so it is not authorised first;
+    `effect`: what it writes (READ, GOVERNANCE or INDEX), which decides the locks it takes."""
 
     name: str
     roles: frozenset[str] | None
@@ -113,6 +114,15 @@ class Act:
     bootstraps: bool = False
     audited: bool = True
     authenticates: bool = False
+    effect: str = "index"
+
+
+# What an act writes. READ: nothing but its audit entry, appended in a transaction of its own
+# right after the act, before its result leaves (so a search never waits for a batch being
+# written). GOVERNANCE: governance tables only (users, sources, audit): under the acts' own
+# lock. INDEX (the default): tables the engine's batches write too: also under the engine's
+# write lock, so acts and batches never write the same rows at once.
+READ, GOVERNANCE, INDEX = "read", "governance", "index"
 
 
 def perform(
@@ -121,32 +131,65 @@ def perform(
     model: Callable[[], CompiledModel],
     *,
     write_lock: AbstractContextManager | None = None,
+    acts_lock: AbstractContextManager | None = None,
     today: dt.date | None = None,
     policy: GovernancePolicy = DEFAULT_POLICY,
 ) -> Outcome:
-    """Check, perform and audit `request` in one transaction on `con` (under `write_lock`, the
-    lock the engine's writer shares). GovernanceError (AccessRefused: audited) if refused."""
+    """Check, perform and audit `request` on `con`. `acts_lock` serialises the acts' writes
+    (the audit chain's appends) among concurrent cursors; `write_lock` is the lock the engine's
+    writer holds while it writes a batch (taken only by INDEX acts). GovernanceError
+    (AccessRefused: audited) if refused."""
     act, actor_name, reason, args = validate(request, policy)
     today = today or dt.date.today()
-    with write_lock or nullcontext():
-        con.begin()
-        try:
-            if act.authenticates:
-                actor = users.find_user(con, actor_name)
-            else:
-                actor = _authorise(con, act, actor_name, args, today)
-            outcome = act.run(Context(con, actor, reason, args, today, policy, model, actor_name))
-            if act.roles is not None and act.audited:
-                append_entry(con, _entry(act, actor_name, actor, args, reason, outcome))
-            con.commit()
-        except AccessRefused as refusal:
-            con.rollback()
+    acts_lock = acts_lock or nullcontext()
+    engine_lock = (write_lock or nullcontext()) if act.effect == INDEX else nullcontext()
+    audited = act.roles is not None and act.audited
+    try:
+        if act.effect == READ:
+            outcome, actor = _run_in_transaction(con, act, actor_name, reason, args, today,
+                                                 policy, model, audit=False)
+            if audited:
+                with acts_lock:
+                    _in_transaction(con, lambda: append_entry(con, _entry(
+                        act, actor_name, actor, args, reason, outcome)))
+            return outcome
+        with acts_lock, engine_lock:
+            return _run_in_transaction(con, act, actor_name, reason, args, today, policy, model,
+                                       audit=audited)[0]
+    except AccessRefused as refusal:
+        with acts_lock:
             _audit_refusal(con, act, actor_name, args, reason, refusal)
-            raise
-        except BaseException:
-            con.rollback()
-            raise
-    return outcome
+        raise
+
+
+def _run_in_transaction(
+    con: duckdb.DuckDBPyConnection, act: Act, actor_name: str | None, reason: str | None,
+    args: dict, today: dt.date, policy: GovernancePolicy, model: Callable[[], CompiledModel],
+    *, audit: bool,
+) -> tuple[Outcome, users.User | None]:
+    """Authorise and run `act` in one transaction, with its audit entry if `audit`."""
+    def run() -> tuple[Outcome, users.User | None]:
+        if act.authenticates:
+            actor = users.find_user(con, actor_name)
+        else:
+            actor = _authorise(con, act, actor_name, args, today)
+        outcome = act.run(Context(con, actor, reason, args, today, policy, model, actor_name))
+        if audit:
+            append_entry(con, _entry(act, actor_name, actor, args, reason, outcome))
+        return outcome, actor
+
+    return _in_transaction(con, run)
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection, work: Callable[[], Any]) -> Any:
+    con.begin()
+    try:
+        result = work()
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return result
 
 
 def validate(request: Request, policy: GovernancePolicy) -> tuple[Act, str | None, str | None,
@@ -236,18 +279,15 @@ def _audit_refusal(
     con: duckdb.DuckDBPyConnection, act: Act, actor: str | None, args: dict,
     reason: str | None, refusal: AccessRefused,
 ) -> None:
-    con.begin()
-    try:
+    def append() -> None:
         known = users.find_user(con, actor) if actor else None
         role = known.role if known else None
         query, personal = _audited_arguments(act, args)
         append_entry(con, AuditEntry(
             actor, role, act.name, reason, query | {"refused": str(refusal)}, [], personal
         ))
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
+
+    _in_transaction(con, append)
 
 
 # ---------------------------------------------------------------- the acts
@@ -429,32 +469,36 @@ ACTS: dict[str, Act] = {act.name: act for act in (
     Act("users.add", _ADMIN, {
         "name": _REQUIRED_TEXT, "role": _REQUIRED_TEXT, "organisation": _REQUIRED_TEXT,
         "accredited_until": _REQUIRED_TEXT, "password": _SECRET,
-    }, _users_add, bootstraps=True),
-    Act("users.list", None, {}, _users_list),
-    Act("users.revoke", _ADMIN, {"name": _REQUIRED_TEXT}, _users_revoke),
+    }, _users_add, bootstraps=True, effect=GOVERNANCE),
+    Act("users.list", None, {}, _users_list, effect=READ),
+    Act("users.revoke", _ADMIN, {"name": _REQUIRED_TEXT}, _users_revoke, effect=GOVERNANCE),
     Act("users.renew", _ADMIN, {"name": _REQUIRED_TEXT, "accredited_until": _REQUIRED_TEXT},
-        _users_renew),
+        _users_renew, effect=GOVERNANCE),
     Act("users.reset", _ADMIN, {"name": _REQUIRED_TEXT, "password": _REQUIRED_SECRET},
-        _users_reset),
+        _users_reset, effect=GOVERNANCE),
     Act("signin.password", _ANYONE, {"password": _REQUIRED_SECRET}, _signin_password,
-        authenticates=True),
-    Act("signin.code", _ANYONE, {"code": _REQUIRED_SECRET}, _signin_code, authenticates=True),
-    Act("session.check", _ANYONE, {}, _session_check, audited=False),
+        authenticates=True, effect=GOVERNANCE),
+    Act("signin.code", _ANYONE, {"code": _REQUIRED_SECRET}, _signin_code, authenticates=True,
+        effect=GOVERNANCE),
+    Act("session.check", _ANYONE, {}, _session_check, audited=False, effect=READ),
     Act("search", _SEARCHERS, {
         "name": _PERSONAL, "dob": _PERSONAL, "postcode": _PERSONAL, "limit": Argument(int),
-    }, _search, needs_reason=True),
-    Act("child.view", _SEARCHERS, {"child_id": _REQUIRED_TEXT}, _child_view, needs_reason=True),
+    }, _search, needs_reason=True, effect=READ),
+    Act("child.view", _SEARCHERS, {"child_id": _REQUIRED_TEXT}, _child_view, needs_reason=True,
+        effect=READ),
     Act("explain", _SEARCHERS, {"record": _REQUIRED_TEXT, "html": Argument(bool)}, _explain,
-        needs_reason=True),
+        needs_reason=True, effect=READ),
     Act("evaluate", _DATA_MANAGER, {
         "truth": Argument(str, required=True, max_chars=4096),
         "sweep": Argument(str, max_chars=4096), "model": Argument(str, max_chars=4096),
-    }, _evaluate, needs_reason=True),
+    }, _evaluate, needs_reason=True, effect=READ),
     Act("shield", _DATA_MANAGER, {"child_id": _REQUIRED_TEXT, "unshield": Argument(bool)},
         _shield, needs_reason=True),
     Act("retention", _ADMIN, {"as_of": _REQUIRED_TEXT, "apply": Argument(bool)}, _retention),
-    Act("audit.verify", None, {"head_seq": Argument(int), "head_hash": _TEXT}, _audit_verify),
-    Act("audit.head", _ADMIN, {}, _audit_head),
-    Act("sources.list", None, {}, _sources_list),
-    Act("sources.register", _ADMIN, {"feed": _REQUIRED_TEXT}, _sources_register),
+    Act("audit.verify", None, {"head_seq": Argument(int), "head_hash": _TEXT}, _audit_verify,
+        effect=READ),
+    Act("audit.head", _ADMIN, {}, _audit_head, effect=READ),
+    Act("sources.list", None, {}, _sources_list, effect=READ),
+    Act("sources.register", _ADMIN, {"feed": _REQUIRED_TEXT}, _sources_register,
+        effect=GOVERNANCE),
 )}

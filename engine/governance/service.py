@@ -5,8 +5,9 @@ DuckDB lets one process open a master file read-write, and while it does no othe
 open it at all; so while `run --follow` holds the master, every governance act must be performed
 by that process. Each request is one JSON line (`acts.Request`), each reply one JSON line:
 `{"ok": true, "result": …, "child_ids": […], "exit_status": 0}` or `{"ok": false, "error": "…"}`.
-Requests are served by a small pool of cursors of the engine's connection, under a write lock
-the engine's writer should share so that acts and batches never write at the same time.
+Requests are served by a small pool of cursors of the engine's connection; acts that write
+what batches write take the write lock the engine's writer shares, so that they never write at
+the same time, and reading acts (a search) never wait for a batch (`acts.perform`).
 
 The socket always sits beside the master (a path too long for a socket address is reached
 through an open handle of its folder, never moved to a shared folder where another user could
@@ -140,6 +141,7 @@ class _GovernanceServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServ
     ) -> None:
         self.model = model
         self.write_lock = write_lock
+        self.acts_lock = threading.Lock()  # one act writes (appends to the audit chain) at a time
         self.cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         for _ in range(SERVICE_CONNECTIONS):
             self.cursors.put(con.cursor())
@@ -150,7 +152,8 @@ class _GovernanceServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServ
         """Perform `request` on a free cursor of the engine's connection."""
         cursor = self.cursors.get()
         try:
-            return perform(cursor, request, lambda: self.model, write_lock=self.write_lock)
+            return perform(cursor, request, lambda: self.model, write_lock=self.write_lock,
+                           acts_lock=self.acts_lock)
         finally:
             self.cursors.put(cursor)
 
