@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR := data/demo
 DEMO_CHILDREN ?= 20000
+# the demo's users are accredited for a year
+DEMO_UNTIL = $(shell $(PYTHON) -c 'import datetime as d; print(d.date.today() + d.timedelta(days=365))')
 SIZES ?= 10000,100000
 
 .PHONY: venv demo test test-all lint bench clean
@@ -23,7 +25,13 @@ demo: venv
 	$(BIN)/contactpoint generate --children $(DEMO_CHILDREN) --seed 1 --out $(DEMO_DIR)
 	rm -f $(DEMO_DIR)/master.duckdb $(DEMO_DIR)/master.duckdb.wal
 	$(BIN)/contactpoint run --feeds $(DEMO_DIR)/feeds --db $(DEMO_DIR)/master.duckdb
-	$(BIN)/contactpoint evaluate --db $(DEMO_DIR)/master.duckdb --truth $(DEMO_DIR)/truth.csv
+	$(BIN)/contactpoint users add demo-admin --role admin --org DfE --db $(DEMO_DIR)/master.duckdb \
+	    --accredited-until $(DEMO_UNTIL)
+	$(BIN)/contactpoint users add demo-manager --role data_manager --org Demo --by demo-admin \
+	    --db $(DEMO_DIR)/master.duckdb \
+	    --accredited-until $(DEMO_UNTIL)
+	$(BIN)/contactpoint evaluate --db $(DEMO_DIR)/master.duckdb --truth $(DEMO_DIR)/truth.csv \
+	    --user demo-manager --reason "demo: accuracy against the synthetic truth"
 
 test: venv
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""The `contactpoint` command (also `python -m engine`): generate, train, run, evaluate, explain.
+"""The `contactpoint` command (also `python -m engine`): generate, import, train, run, and the
+governance verbs (search, explain, evaluate, users, audit…) and `serve` (the web application).
 
 Exit status 0 on success, 2 on bad usage or bad configuration with a one-line reason on stderr.
 """
@@ -43,12 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run `contactpoint VERB --help` for each verb's options. Quick start: `make demo`.",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for register in (_add_generate, _add_import, _add_train, _add_run, _add_evaluate,
-                     _add_explain, _add_restore):
+    for register in (_add_generate, _add_import, _add_train, _add_run, _add_restore):
         register(verbs)
     from engine.governance.cli import register_governance_verbs
+    from engine.web.cli import register_web_verbs
 
     register_governance_verbs(verbs)
+    register_web_verbs(verbs)
     return parser
 
 
@@ -239,92 +241,6 @@ def _stop_cleanly_on_signals(stop, args: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-
-
-# ---------------------------------------------------------------- evaluate
-
-
-def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
-    sub = _verb(
-        verbs, "evaluate", "score the master against a truth file",
-        "Pairwise precision, recall and F1 of the master's links against truth.csv, with "
-        "true vs found children, false merges and missed links. --sweep also scores all "
-        "blocked pairs of the record index at every threshold and writes an offline HTML "
-        "precision-recall chart with suggested link and review thresholds.", _evaluate,
-    )
-    sub.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"master file ({DEFAULT_DB})")
-    sub.add_argument("--truth", type=Path, required=True, help="truth.csv of the synthetic feeds")
-    sub.add_argument("--sweep", type=Path, metavar="HTML", help="write the threshold sweep chart")
-    sub.add_argument("--model", type=Path, help="model for --sweep (default: the shipped model)")
-    sub.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from engine.master_store import MasterStoreError, open_master
-    from linkage_models.evaluation import evaluate_links, threshold_sweep
-    from linkage_models.scoring import DEFAULT_MODEL_PATH, ModelError
-
-    if not args.truth.is_file():
-        raise UsageError(f"truth file {args.truth} does not exist")
-    try:
-        con = open_master(args.db, read_only=True)
-    except MasterStoreError as err:
-        raise UsageError(str(err)) from err
-    try:
-        result = evaluate_links(con, args.truth).to_dict()
-        if args.sweep:
-            records = con.sql("SELECT * EXCLUDE (child_id) FROM records").to_arrow_table()
-            sweep = threshold_sweep(records, args.truth, args.model or DEFAULT_MODEL_PATH,
-                                    args.sweep)
-            result["sweep"] = sweep.to_dict()
-    except ModelError as err:
-        raise UsageError(str(err)) from err
-    finally:
-        con.close()
-    _print_result(result, args.json, f"Accuracy of {args.db} against {args.truth}")
-    return 0
-
-
-# ---------------------------------------------------------------- explain
-
-
-def _add_explain(verbs: argparse._SubParsersAction) -> None:
-    sub = _verb(
-        verbs, "explain", "why a record went where it did",
-        "Show the decision for FEED:RECORD_ID, the candidate children with their match weights "
-        "now, and a per-comparison waterfall against the best candidate, as text (and as "
-        "offline HTML with --html).", _explain,
-    )
-    sub.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"master file ({DEFAULT_DB})")
-    sub.add_argument("record", metavar="FEED:RECORD_ID", help="e.g. nhs:000123")
-    sub.add_argument("--model", type=Path, help="model JSON (default: the shipped model)")
-    sub.add_argument("--html", type=Path, help="also write the explanation as offline HTML")
-
-
-def _explain(args: argparse.Namespace) -> int:
-    from engine.explain import RecordNotFound, explain_record
-    from engine.master_store import MasterStoreError, open_master
-    from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel, ModelError
-
-    feed, sep, record_id = args.record.partition(":")
-    if not sep or not record_id:
-        raise UsageError(f"expected FEED:RECORD_ID, got {args.record!r}")
-    try:
-        model = CompiledModel.from_json(args.model or DEFAULT_MODEL_PATH)
-        con = open_master(args.db, read_only=True)
-    except (MasterStoreError, ModelError) as err:
-        raise UsageError(str(err)) from err
-    try:
-        explanation = explain_record(con, model, feed, record_id)
-    except RecordNotFound as err:
-        raise UsageError(str(err)) from err
-    finally:
-        con.close()
-    print(explanation.text())
-    if args.html:
-        args.html.write_text(explanation.html(), encoding="utf-8")
-        err_console.print(f"HTML written to {args.html}")
-    return 0
 
 
 # ---------------------------------------------------------------- restore

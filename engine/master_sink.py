@@ -88,8 +88,8 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         con = open_master(self.db_path)
         configure_checkpoints(con, self.config.store)
         model = CompiledModel.from_json(self.model_path)
+        resolver = Resolver(con, model, self.config)  # its setup commits before people's acts
         service = self.service(con, self.db_path, model) if self.service else _NoService()
-        resolver = Resolver(con, model, self.config)
         return MasterWriterPartition(resolver, service, self.on_batch)
 
 

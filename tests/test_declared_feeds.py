@@ -474,7 +474,14 @@ def test_example_is_imported_trained_on_run_and_evaluated_with_the_cli(
     assert main(["run", "--feeds", str(feeds), "--db", str(db), "--model", str(model),
                  "--json"]) == 0
     run = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert main(["evaluate", "--db", str(db), "--truth", str(truth), "--json"]) == 0
+    until = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    assert main(["users", "add", "admin", "--role", "admin", "--org", "DfE",
+                 "--accredited-until", until, "--db", str(db)]) == 0
+    assert main(["users", "add", "dm", "--role", "data_manager", "--org", "Trust", "--by",
+                 "admin", "--accredited-until", until, "--db", str(db)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--db", str(db), "--truth", str(truth), "--user", "dm",
+                 "--reason", "model check", "--json"]) == 0
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
     assert (run["updates"], run["dead_letters"]) == (230, 1)

@@ -3,6 +3,7 @@ that was edited or deleted and exits 1, and 0 while the chain is intact."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -11,10 +12,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from engine.governance.audit import GENESIS_HASH, verify_chain
+from engine.governance.audit import GENESIS_HASH, redact_personal_data, verify_chain
+from engine.governance.policy import DEFAULT_POLICY
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     OLIVER,
+    TODAY,
     act,
     add_staff,
     child_of,
@@ -67,13 +70,46 @@ def test_a_search_is_audited_with_user_role_reason_query_and_children(
     db: Path, model: CompiledModel
 ):
     con = duckdb.connect(str(db))
-    user, role, name, reason, query, child_ids = con.execute(
-        'SELECT "user", role, act, reason, query, child_ids FROM audit_log WHERE seq = 4'
+    user, role, name, reason, query, personal, child_ids = con.execute(
+        'SELECT "user", role, act, reason, query, personal, child_ids FROM audit_log '
+        "WHERE seq = 4"
     ).fetchall()[0]
     assert (user, role, name, reason) == ("pat", "practitioner", "search", "safeguarding enquiry")
-    assert json.loads(query) == {"name": "Oliver Quartermaine", "dob": "2009-03-01",
-                                 "postcode": None, "limit": None}
+    personal = json.loads(personal)
+    assert {field: kept["value"] for field, kept in personal.items()} == {
+        "name": "Oliver Quartermaine", "dob": "2009-03-01"}
+    query = json.loads(query)
+    assert query == {"name": commitment(personal["name"]), "dob": commitment(personal["dob"]),
+                     "postcode": None, "limit": None}
     assert json.loads(child_ids) == [child_of(con, "gro", "g1")]
+
+
+def commitment(kept: dict) -> str:
+    """What the hashed query holds in place of a personal value: sha256 of salt + value."""
+    return "sha256:" + hashlib.sha256((kept["salt"] + kept["value"]).encode()).hexdigest()
+
+
+def test_probes_are_dropped_after_the_retention_period_and_the_chain_still_verifies(
+    db: Path, model: CompiledModel
+):
+    con = duckdb.connect(str(db))
+    later = (TODAY + dt.timedelta(days=DEFAULT_POLICY.audit_personal_data_days + 1)).isoformat()
+    dry_run = act(con, model, "retention", "root", None, as_of=later, apply=False).result
+    assert dry_run["audit_entries_redacted"] == 2  # the two searches
+    assert redact_personal_data(con, dt.datetime.now(dt.UTC), apply=True) == 2
+    query, personal = con.execute("SELECT query, personal FROM audit_log WHERE seq = 4"
+                                  ).fetchall()[0]
+    assert personal is None and json.loads(query)["name"].startswith("sha256:")
+    assert verify_chain(con).intact
+
+
+def test_an_edited_probe_breaks_the_chain_while_it_is_kept(
+    db: Path, capsys: pytest.CaptureFixture
+):
+    tamper(db, """UPDATE audit_log SET personal = json_merge_patch(personal,
+                  '{"dob": {"value": "2009-03-02"}}') WHERE seq = 4""")
+    status, out, _ = run_cli(["audit", "verify", "--db", str(db)], capsys)
+    assert status == 1 and out.startswith("audit log BROKEN: entry 4 was edited")
 
 
 def test_each_hash_chains_the_previous_one(db: Path):

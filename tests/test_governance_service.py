@@ -5,6 +5,7 @@ connection; without a service they open the master file themselves."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -83,12 +84,56 @@ def raw_request(path: Path, payload: bytes) -> dict:
         return json.loads(connection.makefile("rb").readline())
 
 
-def test_the_socket_sits_beside_the_master_or_in_tmp_when_the_path_is_too_long(tmp_path: Path):
+def test_the_socket_sits_beside_the_master_even_when_its_path_is_too_long_for_an_address(
+    tmp_path: Path, model: CompiledModel, capsys: pytest.CaptureFixture
+):
     assert socket_path_for(tmp_path / "m.duckdb") == tmp_path / "m.duckdb.sock"
     deep = tmp_path / ("d" * 120) / "m.duckdb"
-    path = socket_path_for(deep)
-    assert path.name.startswith("contactpoint-") and len(str(path)) < 100
-    assert socket_path_for(deep) == path
+    deep.parent.mkdir()
+    con = governed_master(deep)
+    add_staff(con, model)
+    handle = start_service(con, deep, model)
+    try:
+        assert handle.socket_path == deep.with_name("m.duckdb.sock")
+        assert handle.socket_path.is_socket()
+        status, out, _ = run_cli(["users", "list", "--db", str(deep), "--json"], capsys)
+        assert status == 0 and len(json.loads(out)) == 3  # through the socket: the file is held
+    finally:
+        handle.stop()
+        con.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a listener as another user")
+def test_the_client_refuses_a_socket_served_by_another_user(db: Path):
+    """Someone else's listener at the master's socket path never receives a request."""
+    listener = subprocess.Popen([sys.executable, "-c", ANOTHER_USERS_LISTENER,
+                                 str(socket_path_for(db))], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "listening"
+        status, _, err = _cli_in_process(["users", "list", "--db", str(db)])
+        assert status == 2 and "is served by another user (uid 65534)" in err
+    finally:
+        listener.kill()
+        listener.wait()
+
+
+# a listener of user nobody (65534): the peer credentials are the listener's when it listens
+ANOTHER_USERS_LISTENER = """
+import os, socket, sys
+server = socket.socket(socket.AF_UNIX); server.bind(sys.argv[1])
+os.setgid(65534); os.setuid(65534)
+server.listen()
+print("listening", flush=True)
+while True:
+    connection, _ = server.accept()
+    received = connection.recv(65536)
+    sys.stderr.write(f"received {len(received)} bytes\\n")
+"""
+
+
+def _cli_in_process(argv: list[str]) -> tuple[int, str, str]:
+    done = cli_process(*argv)
+    return done.returncode, done.stdout, done.stderr
 
 
 def test_another_process_searches_through_the_running_engines_service(
@@ -203,6 +248,20 @@ def test_acts_wait_for_the_engines_write_lock(
     thread.join(timeout=10)
     assert engine_con.execute("SELECT shielded FROM children WHERE child_id = ?",
                               [child]).fetchall() == [(True,)]
+
+
+def test_a_search_does_not_wait_for_a_batch_being_written_and_is_still_audited(
+    service: ServiceHandle, db: Path, engine_con: duckdb.DuckDBPyConnection
+):
+    from engine.governance.acts import Request
+    from engine.governance.client import send_request
+
+    request = Request("search", "pat", "enquiry", {"dob": "2009-03-01"})
+    with service.write_lock:  # the engine is writing a batch
+        outcome = send_request(service.socket_path, request)
+    assert [hit["child_id"] for hit in outcome.result] == [child_of(engine_con, "gro", "oliver")]
+    assert engine_con.execute('SELECT act, "user" FROM audit_log ORDER BY seq DESC LIMIT 1'
+                              ).fetchall() == [("search", "pat")]
 
 
 def test_stop_removes_the_socket_and_a_stale_one_is_replaced(

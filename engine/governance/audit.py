@@ -4,7 +4,14 @@ Each entry's `hash` is sha256(`prev_hash` + the entry's canonical JSON), where t
 holds seq, at (UTC, microseconds), user, role, act, reason, query and child_ids with sorted keys.
 Editing an entry breaks its own hash; deleting one leaves a gap in `seq` (or, if the later
 entries were renumbered, breaks their hashes). Deleting the newest entries is only detectable
-against a head (seq, hash) kept elsewhere: `verify_chain` reports the head for that purpose.
+against a head (seq, hash) kept elsewhere: `verify_chain` reports the head for that purpose and
+checks the chain against an exported one.
+
+Personal data (a search probe's name, date of birth, postcode) is not hashed into the chain as
+such: the entry's `query` holds, for each such field, a commitment `sha256:<hex>` of a random
+salt and the value, and the `personal` column holds the salt and the value. `verify_chain`
+checks that they still match; retention later sets `personal` to NULL (`redact_personal_data`),
+which leaves the commitment (useless without the salt) and the chain intact.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -33,6 +41,7 @@ class AuditEntry:
     reason: str | None
     query: dict[str, Any]
     child_ids: Sequence[str] = ()
+    personal: Mapping[str, str | None] = field(default_factory=dict)  # kept until redacted
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,14 @@ class ChainReport:
         }
 
 
+@dataclass(frozen=True)
+class ExportedHead:
+    """A chain head kept outside the master (`audit head`): the log must still reach it."""
+
+    seq: int
+    hash: str
+
+
 def append_entry(con: duckdb.DuckDBPyConnection, entry: AuditEntry) -> int:
     """Append `entry` after the current head; returns its seq. Run it inside the act's
     transaction, one writer at a time (the service holds its write lock)."""
@@ -63,35 +80,95 @@ def append_entry(con: duckdb.DuckDBPyConnection, entry: AuditEntry) -> int:
     seq, prev_hash = head[0] if head else (0, GENESIS_HASH)
     seq += 1
     at = _to_microseconds(dt.datetime.now(dt.UTC))
-    body = _canonical(seq, at, entry.user, entry.role, entry.act, entry.reason, entry.query,
+    personal = {
+        name: {"salt": secrets.token_hex(16), "value": value}
+        for name, value in entry.personal.items() if value is not None
+    }
+    query = entry.query | {
+        name: _commitment(personal[name]) if name in personal else None for name in entry.personal
+    }
+    body = _canonical(seq, at, entry.user, entry.role, entry.act, entry.reason, query,
                       list(entry.child_ids))
     con.execute(
-        "INSERT INTO audit_log VALUES "
-        "(?, make_timestamptz(?::BIGINT), ?, ?, ?, ?, ?::JSON, ?::JSON, ?, ?)",
-        [seq, at, entry.user, entry.role, entry.act, entry.reason, _json(entry.query),
-         _json(list(entry.child_ids)), prev_hash, _hash(prev_hash, body)],
+        "INSERT INTO audit_log (seq, \"at\", \"user\", role, act, reason, query, child_ids, "
+        "prev_hash, hash, personal) VALUES "
+        "(?, make_timestamptz(?::BIGINT), ?, ?, ?, ?, ?::JSON, ?::JSON, ?, ?, ?::JSON)",
+        [seq, at, entry.user, entry.role, entry.act, entry.reason, _json(query),
+         _json(list(entry.child_ids)), prev_hash, _hash(prev_hash, body),
+         _json(personal) if personal else None],
     )
     return seq
 
 
-def verify_chain(con: duckdb.DuckDBPyConnection) -> ChainReport:
-    """Walk the log in seq order and report the first entry that was edited or is missing."""
+def verify_chain(
+    con: duckdb.DuckDBPyConnection, exported: ExportedHead | None = None
+) -> ChainReport:
+    """Walk the log in seq order and report the first entry that was edited or is missing;
+    with `exported`, also that the log still holds that head (newest entries not deleted)."""
     cursor = con.execute("""
-        SELECT seq, epoch_us("at"), "user", role, act, reason, query, child_ids, prev_hash, hash
+        SELECT seq, epoch_us("at"), "user", role, act, reason, query, child_ids, prev_hash, hash,
+               personal
         FROM audit_log ORDER BY seq
     """)
-    expected_seq, prev_hash, entries = 1, GENESIS_HASH, 0
+    expected_seq, prev_hash, entries, hash_at_export = 1, GENESIS_HASH, 0, None
     while rows := cursor.fetchmany(_FETCH_ROWS):
-        for seq, at, user, role, act, reason, query, child_ids, stored_prev, stored_hash in rows:
-            body = _canonical(seq, at, user, role, act, reason, json.loads(query),
-                              json.loads(child_ids))
-            problem = _problem(seq, expected_seq, prev_hash, stored_prev,
-                               _hash(stored_prev, body) == stored_hash)
+        for (seq, at, user, role, act, reason, query, child_ids, stored_prev, stored_hash,
+             personal) in rows:
+            query = json.loads(query)
+            body = _canonical(seq, at, user, role, act, reason, query, json.loads(child_ids))
+            holds = _hash(stored_prev, body) == stored_hash and _personal_matches(
+                query, json.loads(personal) if personal else {})
+            problem = _problem(seq, expected_seq, prev_hash, stored_prev, holds)
             if problem is not None:
                 cursor.fetchall()
                 return ChainReport(entries, problem[0], problem[1], expected_seq - 1, prev_hash)
             expected_seq, prev_hash, entries = seq + 1, stored_hash, entries + 1
-    return ChainReport(entries, None, None, expected_seq - 1, prev_hash)
+            if exported is not None and seq == exported.seq:
+                hash_at_export = stored_hash
+    report = ChainReport(entries, None, None, expected_seq - 1, prev_hash)
+    return _against_export(report, exported, hash_at_export)
+
+
+def redact_personal_data(
+    con: duckdb.DuckDBPyConnection, before: dt.datetime, apply: bool
+) -> int:
+    """The entries written before `before` that still hold personal data; with `apply`, drop
+    that data (their commitments stay, so the chain still verifies)."""
+    due = con.execute(
+        'SELECT count(*) FROM audit_log WHERE personal IS NOT NULL AND "at" < ?', [before]
+    ).fetchall()[0][0]
+    if apply and due:
+        con.execute('UPDATE audit_log SET personal = NULL WHERE personal IS NOT NULL AND "at" < ?',
+                    [before])
+    return due
+
+
+def _against_export(
+    report: ChainReport, exported: ExportedHead | None, hash_at_export: str | None
+) -> ChainReport:
+    """`report`, broken if the log no longer reaches the exported head or holds another entry
+    at its place."""
+    if exported is None or not report.intact:
+        return report
+    if report.head_seq < exported.seq:
+        problem = (f"entries {report.head_seq + 1} to {exported.seq} are missing "
+                   "(the exported head is no longer in the log)")
+        return ChainReport(report.entries, report.head_seq + 1, problem, report.head_seq,
+                           report.head_hash)
+    if hash_at_export != exported.hash:
+        problem = f"entry {exported.seq} differs from the exported head"
+        return ChainReport(report.entries, exported.seq, problem, report.head_seq,
+                           report.head_hash)
+    return report
+
+
+def _commitment(kept: Mapping[str, str]) -> str:
+    return "sha256:" + hashlib.sha256((kept["salt"] + kept["value"]).encode()).hexdigest()
+
+
+def _personal_matches(query: dict[str, Any], personal: dict[str, Mapping[str, str]]) -> bool:
+    """Whether each kept personal value still matches the commitment in the hashed query."""
+    return all(query.get(name) == _commitment(kept) for name, kept in personal.items())
 
 
 def _problem(

@@ -1,5 +1,6 @@
-"""The governance verbs of `contactpoint`: users, search, audit, shield, retention, sources,
-and backup (a copy of every child's record: an audited admin act).
+"""The governance verbs of `contactpoint`: users, search, explain, evaluate, audit, shield,
+retention, sources, backup (a copy of every child's record: an audited admin act) and the
+stewardship verbs (engine.governance.stewardship_cli).
 
 Each handler turns its arguments into one `acts.Request` and hands it to `client.dispatch`
 (the running engine's service, or the master file), then prints the outcome for people, or as
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.errors import UsageError
 from engine.governance.acts import Outcome, Request
 from engine.governance.client import dispatch
 from engine.governance.errors import GovernanceError
@@ -28,14 +31,14 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def register_governance_verbs(verbs: argparse._SubParsersAction) -> None:
-    """Adds: users add|list|revoke, search, audit verify, shield, retention,
-    sources list|register, backup, and the stewardship verbs (review list|resolve, link, unlink,
-    merge, split)."""
+    """Adds: users add|list|revoke|renew|reset, search, explain, evaluate, audit verify|head,
+    shield, retention, sources list|register, backup, and the stewardship verbs (review
+    list|resolve, link, unlink, merge, split)."""
     from engine.cli import DEFAULT_DB  # engine.cli imports this module: look it up when called
     from engine.governance.stewardship_cli import register_stewardship_verbs
 
-    for add in (_add_users, _add_search, _add_audit, _add_shield, _add_retention, _add_sources,
-                _add_backup, register_stewardship_verbs):
+    for add in (_add_users, _add_search, _add_explain, _add_evaluate, _add_audit, _add_shield,
+                _add_retention, _add_sources, _add_backup, register_stewardship_verbs):
         add(verbs, DEFAULT_DB)
 
 
@@ -53,19 +56,63 @@ def _add_users(verbs: argparse._SubParsersAction, default_db: Path) -> None:
                      help="when the user's checks and training expire (at most 3 years on)")
     add.add_argument("--by", help="the admin adding the user")
     add.add_argument("--reason", help="why (audited)")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the user's web sign-in password from stdin (one line); prints "
+                     "the TOTP secret to enrol, this once")
     _action(users, "list", "list users and their status", _users_list, default_db)
     revoke = _action(users, "revoke", "revoke a user for good", _users_revoke, default_db)
     revoke.add_argument("name")
     revoke.add_argument("--by", required=True, help="the admin revoking the user")
     revoke.add_argument("--reason", help="why (audited)")
+    renew = _action(users, "renew", "renew a user's accreditation (checks redone)",
+                    _users_renew, default_db)
+    renew.add_argument("name")
+    renew.add_argument("--accredited-until", required=True, metavar="YYYY-MM-DD")
+    renew.add_argument("--by", required=True, help="the admin renewing it")
+    renew.add_argument("--reason", help="why (audited)")
+    reset = _action(users, "reset", "give a user a new password and a new TOTP token to enrol "
+                    "(a lost token; also unlocks)", _users_reset, default_db)
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true", required=True,
+                       help="read the new password from stdin (one line)")
+    reset.add_argument("--by", required=True, help="the admin resetting it")
+    reset.add_argument("--reason", help="why (audited)")
 
 
 def _users_add(args: argparse.Namespace) -> int:
+    password = _password_from_stdin() if args.password_stdin else None
     return _perform(args, Request("users.add", args.by, args.reason, {
         "name": args.name, "role": args.role, "organisation": args.org,
-        "accredited_until": args.accredited_until,
+        "accredited_until": args.accredited_until, "password": password,
     }), lambda user: f"added {user['role']} {user['name']} of {user['organisation']}, "
-                     f"accredited until {user['accredited_until']}")
+                     f"accredited until {user['accredited_until']}{_token_text(user)}")
+
+
+def _users_renew(args: argparse.Namespace) -> int:
+    request = Request("users.renew", args.by, args.reason,
+                      {"name": args.name, "accredited_until": args.accredited_until})
+    return _perform(args, request, lambda user: f"renewed {user['name']}: accredited until "
+                    f"{user['accredited_until']}")
+
+
+def _users_reset(args: argparse.Namespace) -> int:
+    request = Request("users.reset", args.by, args.reason,
+                      {"name": args.name, "password": _password_from_stdin()})
+    return _perform(args, request, lambda user: f"reset {user['name']}{_token_text(user)}")
+
+
+def _password_from_stdin() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("--password-stdin: no password on stdin")
+    return password
+
+
+def _token_text(user: dict) -> str:
+    if "totp_secret" not in user:
+        return ""
+    return (f"\nTOTP secret (shown once; the user can also enrol from the QR code at first "
+            f"sign-in): {user['totp_secret']}")
 
 
 def _users_list(args: argparse.Namespace) -> int:
@@ -99,14 +146,100 @@ def _search(args: argparse.Namespace) -> int:
     return _perform(args, request, _search_text, model_path=args.model)
 
 
+def _add_explain(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    explain = _leaf(verbs, "explain", "why a record went where it did (audited)",
+                    "Show the decision for FEED:RECORD_ID, the candidate children with their "
+                    "match weights now, and a per-comparison waterfall against the best "
+                    "candidate, as text (and as offline HTML with --html). A practitioner is "
+                    "refused a shielded child's record and does not see shielded candidates.",
+                    _explain, default_db)
+    explain.add_argument("record", metavar="FEED:RECORD_ID", help="e.g. nhs:000123")
+    explain.add_argument("--user", required=True, help="the accredited user asking")
+    explain.add_argument("--reason", required=True, help="why (audited)")
+    explain.add_argument("--model", type=Path, help="model JSON when the engine is not running "
+                         "(default: the shipped model)")
+    explain.add_argument("--html", type=Path, help="also write the explanation as offline HTML")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    request = Request("explain", args.user, args.reason,
+                      {"record": args.record, "html": args.html is not None})
+    outcome = dispatch(args.db, request, args.model)
+    if args.json:
+        print(json.dumps(outcome.result))
+    else:
+        print(outcome.result["text"])
+    if args.html:
+        args.html.write_text(outcome.result["html"], encoding="utf-8")
+        print(f"HTML written to {args.html}", file=sys.stderr)
+    return outcome.exit_status
+
+
+def _add_evaluate(verbs: argparse._SubParsersAction, default_db: Path) -> None:
+    evaluate = _leaf(verbs, "evaluate", "score the master against a truth file (data managers)",
+                     "Pairwise precision, recall and F1 of the master's links against truth.csv, "
+                     "with true vs found children, false merges and missed links. --sweep also "
+                     "scores all blocked pairs of the record index at every threshold and writes "
+                     "an offline HTML precision-recall chart with suggested link and review "
+                     "thresholds. Reads every child: a data manager's act, audited.",
+                     _evaluate, default_db)
+    evaluate.add_argument("--truth", type=Path, required=True,
+                          help="truth.csv of the synthetic feeds")
+    evaluate.add_argument("--user", required=True, help="the data manager")
+    evaluate.add_argument("--reason", required=True, help="why (audited)")
+    evaluate.add_argument("--sweep", type=Path, metavar="HTML",
+                          help="write the threshold sweep chart")
+    evaluate.add_argument("--model", type=Path,
+                          help="model for --sweep (default: the shipped model)")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    def absolute(path: Path | None) -> str | None:  # the engine's process may do the reading
+        return str(path.absolute()) if path else None
+
+    request = Request("evaluate", args.user, args.reason, {
+        "truth": absolute(args.truth), "sweep": absolute(args.sweep),
+        "model": absolute(args.model)})
+    return _perform(args, request, _evaluation_table)
+
+
 def _add_audit(verbs: argparse._SubParsersAction, default_db: Path) -> None:
     audit = _group(verbs, "audit", "the tamper-evident audit log")
-    _action(audit, "verify", "check the hash chain; exit 1 and name the first bad entry if "
-            "broken", _audit_verify, default_db)
+    verify = _action(audit, "verify", "check the hash chain; exit 1 and name the first bad "
+                     "entry if broken", _audit_verify, default_db)
+    verify.add_argument("--head", type=Path, metavar="FILE",
+                        help="also check the log still holds this exported head (`audit head`)")
+    head = _action(audit, "head", "export the chain's head to keep outside the master (admins)",
+                   _audit_head, default_db)
+    head.add_argument("--user", required=True, help="the admin")
+    head.add_argument("--reason", help="why (audited)")
+    head.add_argument("--out", type=Path, metavar="FILE", help="write the head here as JSON")
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    return _perform(args, Request("audit.verify"), _verify_text)
+    exported = {"head_seq": None, "head_hash": None}
+    if args.head:
+        exported = _read_head(args.head)
+    return _perform(args, Request("audit.verify", args=exported), _verify_text)
+
+
+def _read_head(path: Path) -> dict:
+    try:
+        head = json.loads(path.read_text(encoding="utf-8"))
+        return {"head_seq": int(head["head_seq"]), "head_hash": str(head["head_hash"])}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"--head {path}: not an exported head ({type(err).__name__})") from None
+
+
+def _audit_head(args: argparse.Namespace) -> int:
+    outcome = dispatch(args.db, Request("audit.head", args.user, args.reason))
+    head = json.dumps(outcome.result)
+    if args.out:
+        args.out.write_text(head + "\n", encoding="utf-8")
+        _out.print(f"head entry {outcome.result['head_seq']} written to {args.out}")
+    else:
+        print(head)
+    return outcome.exit_status
 
 
 def _add_shield(verbs: argparse._SubParsersAction, default_db: Path) -> None:
@@ -232,6 +365,14 @@ def _table(rows: list[dict]) -> Table | str:
     table = Table(*rows[0], title_justify="left")
     for row in rows:
         table.add_row(*(Text("" if v is None else str(v)) for v in row.values()))
+    return table
+
+
+def _evaluation_table(result: dict) -> Table:
+    table = Table(title="Accuracy against the truth", show_header=False, title_justify="left")
+    for key, value in result.items():
+        shown = json.dumps(value, default=str)[:200] if isinstance(value, dict | list) else value
+        table.add_row(key, f"{shown:.4f}" if isinstance(shown, float) else str(shown))
     return table
 
 

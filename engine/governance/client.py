@@ -7,13 +7,20 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import AbstractContextManager, nullcontext
+from functools import lru_cache
 from pathlib import Path
 
 from engine.governance.acts import Outcome, Request, perform, validate
 from engine.governance.errors import GovernanceError
 from engine.governance.policy import DEFAULT_POLICY
 from engine.governance.schema import create_governance_tables
-from engine.governance.service import MAX_REQUEST_BYTES, socket_path_for
+from engine.governance.service import (
+    MAX_REQUEST_BYTES,
+    peer_uid,
+    socket_address,
+    socket_path_for,
+)
 from engine.master_store import MasterStoreError, open_master
 from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel, ModelError
 
@@ -21,24 +28,35 @@ from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel, ModelError
 REPLY_TIMEOUT_S = 120.0
 
 
-def dispatch(db_path: Path, request: Request, model_path: Path | None = None) -> Outcome:
+def dispatch(
+    db_path: Path, request: Request, model_path: Path | None = None,
+    *, file_lock: AbstractContextManager | None = None,
+) -> Outcome:
     """Perform `request` on the master at `db_path`: via its service when the engine is running,
-    else on the file (with the model at `model_path`, default the shipped one, for a search).
-    GovernanceError (one line) if it is refused or cannot be done."""
+    else on the file (with the model at `model_path`, default the shipped one, for a search;
+    under `file_lock` when threads of one process share the file). GovernanceError (one line)
+    if it is refused or cannot be done."""
     validate(request, DEFAULT_POLICY)  # hostile input never leaves this process
     outcome = send_request(socket_path_for(db_path), request)
     if outcome is not None:
         return outcome
-    return _perform_on_file(db_path, request, model_path or DEFAULT_MODEL_PATH)
+    with file_lock or nullcontext():
+        return _perform_on_file(db_path, request, model_path or DEFAULT_MODEL_PATH)
 
 
 def send_request(socket_path: Path, request: Request) -> Outcome | None:
-    """The service's outcome for `request`, or None if no service answers on `socket_path`."""
+    """The service's outcome for `request`, or None if no service answers on `socket_path`.
+    GovernanceError if the service there is run by another user (it never sees the request)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         try:
-            connection.connect(os.fspath(socket_path))
+            with socket_address(socket_path) as address:
+                connection.connect(address)
         except OSError:
             return None
+        owner = peer_uid(connection)
+        if owner != os.getuid():
+            raise GovernanceError(
+                f"{socket_path} is served by another user (uid {owner}): not sending to it")
         connection.settimeout(REPLY_TIMEOUT_S)
         try:
             connection.sendall(json.dumps(request.to_json()).encode() + b"\n")
@@ -78,6 +96,16 @@ def _perform_on_file(db_path: Path, request: Request, model_path: Path) -> Outco
 
 def _load_model(path: Path) -> CompiledModel:
     try:
-        return CompiledModel.from_json(path)
+        version = path.stat().st_mtime_ns
+    except OSError:
+        version = None  # from_json says what is wrong with the path
+    try:
+        return _compiled(path, version)
     except ModelError as err:
         raise GovernanceError(str(err)) from err
+
+
+@lru_cache(maxsize=4)
+def _compiled(path: Path, _version: int | None) -> CompiledModel:
+    """The model at `path` compiled once per version of the file (a web server searches often)."""
+    return CompiledModel.from_json(path)

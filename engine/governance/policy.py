@@ -22,12 +22,20 @@ class GovernancePolicy:
     max_candidate_pairs: int = 20_000
     # accreditation (enhanced checks) is renewed at least every this many years
     accreditation_max_years: int = 3
+    # sign-in: the shortest password; wrong passwords or codes in a row that lock a user, and
+    # for how long
+    min_password_chars: int = 12
+    max_failed_signins: int = 5
+    lockout_minutes: int = 15
     # retention: archive at the 18th birthday (25th for a consenting care leaver), a deceased
     # child a year after death; purge six years after archiving
     archive_age: int = 18
     care_leaver_archive_age: int = 25
     years_kept_after_death: int = 1
     years_archived_before_purge: int = 6
+    # the audit log keeps a search probe's name, date of birth and postcode this long (for
+    # investigating misuse), then only a salted commitment of them (the chain still verifies)
+    audit_personal_data_days: int = 180
 
 
 DEFAULT_POLICY = GovernancePolicy()

@@ -1,5 +1,7 @@
 """Retention: archive children at their 18th birthday (25th for a consenting care leaver) or a
-year after death, and purge them six years after archiving. A dry run reports what would happen.
+year after death, and purge them six years after archiving; drop the personal data of audit
+entries (a search probe's name, date of birth, postcode) older than the policy's
+`audit_personal_data_days`. A dry run reports what would happen.
 
 Archiving sets `children.archived_on` (practitioners no longer see the child). Purging deletes the
 child, the children merged into it, and their records (with their blocking keys, scored pairs,
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from engine.governance.audit import redact_personal_data
 from engine.governance.policy import GovernancePolicy
 from streams.canonical import UPDATE_COLUMNS
 
@@ -37,6 +40,7 @@ class RetentionReport:
     purge: list[dict]  # child_id, archived_on, due
     undetermined: int  # unarchived children with no usable date: kept, for a person to check
     deleted_rows: dict[str, int] = field(default_factory=dict)
+    audit_entries_redacted: int = 0  # audit entries whose personal data is (or would be) dropped
 
     @property
     def child_ids(self) -> list[str]:
@@ -47,6 +51,7 @@ class RetentionReport:
             "as_of": self.as_of.isoformat(), "applied": self.applied,
             "archive": self.archive, "purge": self.purge, "undetermined": self.undetermined,
             "deleted_rows": self.deleted_rows,
+            "audit_entries_redacted": self.audit_entries_redacted,
         }
 
 
@@ -62,7 +67,10 @@ def run_retention(
     if apply:
         _archive(con, [row["child_id"] for row in archive], as_of)
         deleted = _purge(con, [row["child_id"] for row in purge])
-    return RetentionReport(as_of, apply, archive, purge, undetermined, deleted)
+    redact_before = dt.datetime.combine(as_of, dt.time(), dt.UTC) - dt.timedelta(
+        days=policy.audit_personal_data_days)
+    redacted = redact_personal_data(con, redact_before, apply)
+    return RetentionReport(as_of, apply, archive, purge, undetermined, deleted, redacted)
 
 
 _DUE_SQL = """

@@ -1,7 +1,10 @@
 """The governance tables of the master and the columns they add to `children`.
 
-- `users`      accredited users: role, organisation, accreditation expiry, who added/revoked them;
-- `audit_log`  append-only, hash-chained record of every search and administrative act;
+- `users`      accredited users: role, organisation, accreditation expiry, who added/revoked them,
+               and their sign-in credentials (argon2 password hash, TOTP secret and enrolment,
+               the last TOTP time step used, failed attempts, locked-until);
+- `audit_log`  append-only, hash-chained record of every search and administrative act, with
+               the personal data of its query in `personal` until retention drops it;
 - `children` gains `care_leaver_consent` and `archived_on` (retention).
 
 The engine's own schema (engine.master_store) holds what policy the resolver reads as data:
@@ -35,6 +38,13 @@ CREATE TABLE IF NOT EXISTS audit_log (
     prev_hash VARCHAR NOT NULL,
     hash VARCHAR NOT NULL
 );
+ALTER TABLE users ADD COLUMN IF NOT EXISTS password_hash VARCHAR;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS totp_secret VARCHAR;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS totp_enrolled_at TIMESTAMPTZ;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS totp_last_step BIGINT;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS failed_signins INTEGER DEFAULT 0;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS locked_until TIMESTAMPTZ;
+ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS personal JSON;
 ALTER TABLE children ADD COLUMN IF NOT EXISTS care_leaver_consent BOOLEAN DEFAULT false;
 ALTER TABLE children ADD COLUMN IF NOT EXISTS archived_on DATE;
 """

@@ -46,8 +46,11 @@ FALLBACK_BLOCKING_RULES: tuple[str, ...] = (
     "l.surname = r.surname AND split_part(l.postcode, ' ', 1) = split_part(r.postcode, ' ', 1)",
 )
 _FULL, _RESTRICTED = "search:full", "search:restricted"
+_PROBE_COLUMN = re.compile(r"\bl\.(\w+)")  # a rule's probe (left-hand) column
+_PARAMETER = re.compile(r"\$(\w+)")
 _PROBE_COLUMNS = ("unique_id", *UPDATE_COLUMNS)
-_TEMP_TABLES = ("search_pairs", "search_candidates", "search_probe_tf", "search_candidates_tf")
+_TEMP_TABLES = ("search_found", "search_pairs", "search_candidates", "search_probe_tf",
+                "search_candidates_tf")
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,12 @@ date_of_birth='2009-03-01', postcode='SW1A 1AA')
     return probe
 
 
+def viewer_for(role: str) -> Viewer:
+    """What a user of `role` may see: a data manager sees archived and shielded children."""
+    is_manager = role == "data_manager"
+    return Viewer(sees_archived=is_manager, sees_shielded=is_manager)
+
+
 def search_children(
     con: duckdb.DuckDBPyConnection, model: CompiledModel, probe: SearchProbe, viewer: Viewer,
     limit: int, policy: GovernancePolicy,
@@ -117,12 +126,15 @@ def search_children(
     SHIELDED_VIEW fields and a `contact`."""
     rules = searchable_rules(probe, model.blocking_rules)
     restricted = probe if viewer.sees_shielded else replace(probe, postcode=None)
+    restricted_known = _known_columns(restricted)
+    restricted_rules = [rule for rule in rules if _probe_columns(rule) <= restricted_known]
     con.register("search_probe", pa.Table.from_pylist(
         [probe.row(_FULL), restricted.row(_RESTRICTED)],
         schema=pa.schema([(c, pa.string()) for c in _PROBE_COLUMNS]),
     ))
     try:
-        _find_candidates(con, rules, viewer, policy.max_candidate_pairs)
+        _find_candidates(con, probe, rules, restricted_rules, viewer,
+                         policy.max_candidate_pairs)
         best = _best_per_child(con, model, limit, _least_match_weight(model, policy))
         return _shown(con, best, viewer)
     finally:
@@ -134,11 +146,10 @@ def search_children(
 def searchable_rules(probe: SearchProbe, model_rules: Sequence[str]) -> list[str]:
     """The blocking rules (the model's, then the fallbacks) whose every probe column is known;
     GovernanceError if there is none."""
-    known = {column for column, value in probe.row(_FULL).items() if value is not None}
-    known -= {"feed", "record_id", "unique_id"}
+    known = _known_columns(probe)
     rules = [
         rule for rule in (*model_rules, *FALLBACK_BLOCKING_RULES)
-        if set(re.findall(r"\bl\.(\w+)", rule)) <= known
+        if _probe_columns(rule) <= known
     ]
     if not rules:
         raise GovernanceError(
@@ -149,20 +160,34 @@ def searchable_rules(probe: SearchProbe, model_rules: Sequence[str]) -> list[str
 
 
 def _find_candidates(
-    con: duckdb.DuckDBPyConnection, rules: list[str], viewer: Viewer, max_pairs: int
+    con: duckdb.DuckDBPyConnection, probe: SearchProbe, rules: list[str],
+    restricted_rules: list[str], viewer: Viewer, max_pairs: int,
 ) -> None:
     """Temp tables `search_pairs` (probe row, record) and `search_candidates` (the records).
-    A shielded child a viewer may not see in full is paired with the restricted probe."""
-    joins = "\nUNION\n".join(
-        f"""SELECT l.unique_id AS unique_id_l, r.unique_id AS unique_id_r
-        FROM search_probe l JOIN records r ON {rule} JOIN children c ON c.child_id = r.child_id
-        WHERE c.status <> 'merged' AND (c.archived_on IS NULL OR $sees_archived)
-          AND l.unique_id = CASE WHEN c.shielded AND NOT $sees_shielded
-                                 THEN '{_RESTRICTED}' ELSE '{_FULL}' END"""
-        for rule in rules
+    Each rule becomes a filter on the record index with the probe's values bound as parameters
+    (`l.surname = r.surname` -> `$surname = r.surname`): the records the probe would join by
+    any rule, found by filtered scans, and only then their children. A shielded child a viewer
+    may not see in full is paired with the restricted probe, and found only by the rules it
+    still allows."""
+    allowed_restricted = " OR ".join(_filters(restricted_rules)) or "false"
+    found = "\nUNION\n".join(
+        f"SELECT r.*, ({allowed_restricted}) AS allowed_restricted FROM records r "
+        f"WHERE {rule_filter}"
+        for rule_filter in _filters(rules)
     )
+    values = probe.row(_FULL)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE search_found AS {found}",
+                {column: values[column] for column in set(_PARAMETER.findall(found))})
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE search_pairs AS {joins}",
+        f"""
+        CREATE OR REPLACE TEMP TABLE search_pairs AS
+        SELECT CASE WHEN c.shielded AND NOT $sees_shielded THEN '{_RESTRICTED}'
+                    ELSE '{_FULL}' END AS unique_id_l,
+               f.unique_id AS unique_id_r
+        FROM search_found f JOIN children c ON c.child_id = f.child_id
+        WHERE c.status <> 'merged' AND (c.archived_on IS NULL OR $sees_archived)
+          AND (NOT c.shielded OR $sees_shielded OR f.allowed_restricted)
+        """,
         {"sees_archived": viewer.sees_archived, "sees_shielded": viewer.sees_shielded},
     )
     pairs = con.execute("SELECT count(*) FROM search_pairs").fetchall()[0][0]
@@ -173,8 +198,28 @@ def _find_candidates(
         )
     con.execute("""
         CREATE OR REPLACE TEMP TABLE search_candidates AS
-        SELECT * FROM records WHERE unique_id IN (SELECT unique_id_r FROM search_pairs)
+        SELECT * EXCLUDE (allowed_restricted) FROM search_found
+        WHERE unique_id IN (SELECT unique_id_r FROM search_pairs)
     """)
+
+
+def _known_columns(probe: SearchProbe) -> set[str]:
+    known = {column for column, value in probe.row(_FULL).items() if value is not None}
+    return known - {"feed", "record_id", "unique_id"}
+
+
+def _probe_columns(rule: str) -> set[str]:
+    """The probe (left-hand) columns a blocking rule reads."""
+    return set(_PROBE_COLUMN.findall(rule))
+
+
+def _filters(rules: list[str]) -> list[str]:
+    """The rules as filters on records `r`, the probe's columns as named parameters. A rule
+    whose conditions include all of another rule's finds nothing more: it is left out."""
+    conditions = {rule: frozenset(rule.split(" AND ")) for rule in rules}
+    broadest = [rule for rule in rules
+                if not any(other < conditions[rule] for other in conditions.values())]
+    return ["(" + _PROBE_COLUMN.sub(r"$\1", rule) + ")" for rule in dict.fromkeys(broadest)]
 
 
 def _least_match_weight(model: CompiledModel, policy: GovernancePolicy) -> float:
@@ -219,14 +264,52 @@ def _shown(
 
 
 def _hit(row: tuple, probability: float, viewer: Viewer) -> dict:
+    return {"match_probability": round(probability, 6)} | _as_seen(row, viewer)
+
+
+def child_view(con: duckdb.DuckDBPyConnection, child_id: str, viewer: Viewer) -> dict:
+    """One child as the viewer may see them (a merged child's survivor), with the feeds that
+    know the child (and, to a viewer who sees everything, their records); GovernanceError if
+    there is no such child for this viewer."""
+    columns = ", ".join(FULL_VIEW)
+    rows = con.execute(
+        f"""
+        WITH RECURSIVE chain(child_id, depth) AS (
+            SELECT ?, 0
+            UNION ALL
+            SELECT c.merged_into, chain.depth + 1 FROM chain JOIN children c USING (child_id)
+            WHERE c.status = 'merged' AND c.merged_into IS NOT NULL AND chain.depth < 100
+        )
+        SELECT child_id, shielded, archived_on, {columns} FROM children
+        WHERE child_id = (SELECT child_id FROM chain ORDER BY depth DESC LIMIT 1)
+          AND status <> 'merged' AND (archived_on IS NULL OR ?)
+        """,
+        [child_id, viewer.sees_archived],
+    ).fetchall()
+    if not rows:
+        raise GovernanceError("no such child (or not one you may see)")
+    view = _as_seen(rows[0], viewer)
+    if "contact" in view:
+        return view
+    records = con.execute(
+        "SELECT feed, record_id, decision FROM links WHERE child_id = ? ORDER BY feed, record_id",
+        [view["child_id"]],
+    ).fetchall()
+    view["known_to"] = sorted({feed for feed, _, _ in records})
+    if viewer.sees_shielded:
+        view["records"] = [{"feed": f, "record_id": r, "decision": d} for f, r, d in records]
+    return view
+
+
+def _as_seen(row: tuple, viewer: Viewer) -> dict:
+    """A children row (child_id, shielded, archived_on, FULL_VIEW…) as the viewer may see it."""
     child_id, shielded, archived_on, *values = row
     fields = dict(zip(FULL_VIEW, values, strict=True))
-    hit: dict = {"child_id": child_id, "match_probability": round(probability, 6),
-                 "shielded": shielded}
+    seen: dict = {"child_id": child_id, "shielded": shielded}
     if shielded and not viewer.sees_shielded:
-        return hit | {name: fields[name] for name in SHIELDED_VIEW} | {
+        return seen | {name: fields[name] for name in SHIELDED_VIEW} | {
             "contact": CONTACT_DATA_MANAGER}
-    hit |= fields
+    seen |= fields
     if archived_on is not None:
-        hit["archived_on"] = archived_on.isoformat()
-    return hit
+        seen["archived_on"] = archived_on.isoformat()
+    return seen

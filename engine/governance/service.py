@@ -5,21 +5,27 @@ DuckDB lets one process open a master file read-write, and while it does no othe
 open it at all; so while `run --follow` holds the master, every governance act must be performed
 by that process. Each request is one JSON line (`acts.Request`), each reply one JSON line:
 `{"ok": true, "result": …, "child_ids": […], "exit_status": 0}` or `{"ok": false, "error": "…"}`.
-Requests are served by a small pool of cursors of the engine's connection, under a write lock
-the engine's writer should share so that acts and batches never write at the same time.
+Requests are served by a small pool of cursors of the engine's connection; acts that write
+what batches write take the write lock the engine's writer shares, so that they never write at
+the same time, and reading acts (a search) never wait for a batch (`acts.perform`).
+
+The socket always sits beside the master (a path too long for a socket address is reached
+through an open handle of its folder, never moved to a shared folder where another user could
+take its name), and both ends check the other's user id (SO_PEERCRED): the service answers only
+its own user, and the client talks only to a service run by its own user.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
 import socket
 import socketserver
-import tempfile
+import struct
 import threading
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -33,18 +39,35 @@ from linkage_models.scoring import CompiledModel, ModelError
 SERVICE_CONNECTIONS = 4
 # A request is a few bounded arguments: anything longer is not one.
 MAX_REQUEST_BYTES = 64 * 1024
-# Linux limits a socket path to 107 bytes; a longer one moves to the temp folder.
+# Linux limits a socket address to 107 bytes; a longer path is reached through its folder.
 _MAX_SOCKET_PATH = 100
+_PEER_CREDENTIALS = struct.Struct("3i")  # pid, uid, gid
 
 
 def socket_path_for(db_path: Path) -> Path:
-    """The service socket of the master at `db_path`: `<db>.sock` beside it, or, if that path is
-    too long for a socket, one in the temp folder named by a hash of the master's path."""
-    beside = db_path.with_name(db_path.name + ".sock")
-    if len(os.fsencode(beside.absolute())) <= _MAX_SOCKET_PATH:
-        return beside
-    digest = hashlib.sha256(os.fsencode(db_path.absolute())).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"contactpoint-{digest}.sock"
+    """The service socket of the master at `db_path`: `<db>.sock` beside it."""
+    return db_path.absolute().with_name(db_path.name + ".sock")
+
+
+@contextmanager
+def socket_address(path: Path) -> Iterator[str]:
+    """An address to bind or connect the socket file `path`: the path itself, or if it is too
+    long for a socket address, the same file reached through an open handle of its folder."""
+    if len(os.fsencode(path)) <= _MAX_SOCKET_PATH:
+        yield os.fspath(path)
+        return
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{path.name}"
+    finally:
+        os.close(folder)
+
+
+def peer_uid(connection: socket.socket) -> int:
+    """The user id of the process at the other end of a connected Unix socket."""
+    credentials = connection.getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, _PEER_CREDENTIALS.size)
+    return _PEER_CREDENTIALS.unpack(credentials)[1]
 
 
 class ServiceHandle:
@@ -89,17 +112,21 @@ def start_service(
 
 def _answers(path: Path) -> bool:
     """Whether a service is listening on the socket `path`."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe, socket_address(path) as to:
         try:
-            probe.connect(os.fspath(path))
+            probe.connect(to)
         except OSError:
             return False
     return True
 
 
 def _remove_stale_socket(path: Path) -> None:
-    if not path.exists():
+    try:
+        owner = path.lstat().st_uid
+    except FileNotFoundError:
         return
+    if owner != os.getuid():
+        raise GovernanceError(f"{path} belongs to another user (uid {owner}): not serving there")
     if _answers(path):
         raise GovernanceError(f"another engine already serves {path}")
     path.unlink()
@@ -114,16 +141,19 @@ class _GovernanceServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServ
     ) -> None:
         self.model = model
         self.write_lock = write_lock
+        self.acts_lock = threading.Lock()  # one act writes (appends to the audit chain) at a time
         self.cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         for _ in range(SERVICE_CONNECTIONS):
             self.cursors.put(con.cursor())
-        super().__init__(os.fspath(path), _RequestHandler)
+        with socket_address(path) as address:
+            super().__init__(address, _RequestHandler)
 
     def serve(self, request: Request) -> Outcome:
         """Perform `request` on a free cursor of the engine's connection."""
         cursor = self.cursors.get()
         try:
-            return perform(cursor, request, lambda: self.model, write_lock=self.write_lock)
+            return perform(cursor, request, lambda: self.model, write_lock=self.write_lock,
+                           acts_lock=self.acts_lock)
         finally:
             self.cursors.put(cursor)
 
@@ -136,8 +166,11 @@ class _RequestHandler(socketserver.StreamRequestHandler):
     server: _GovernanceServer
 
     def handle(self) -> None:
-        line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
-        self.wfile.write(json.dumps(self._reply(line), default=str).encode() + b"\n")
+        if peer_uid(self.request) != os.getuid():
+            reply = {"ok": False, "error": "this service answers only its own user"}
+        else:
+            reply = self._reply(self.rfile.readline(MAX_REQUEST_BYTES + 1))
+        self.wfile.write(json.dumps(reply, default=str).encode() + b"\n")
 
     def _reply(self, line: bytes) -> dict:
         try:

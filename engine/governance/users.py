@@ -90,17 +90,29 @@ def add_user(
         raise GovernanceError(f"unknown role {new.role!r}; one of {', '.join(ROLES)}")
     if find_user(con, new.name) is not None:
         raise GovernanceError(f"user {new.name!r} already exists")
-    latest = _years_after(today, policy.accreditation_max_years)
-    if not today <= new.accredited_until <= latest:
-        raise GovernanceError(
-            f"accredited-until must be between {today.isoformat()} and {latest.isoformat()} "
-            f"(checks are renewed every {policy.accreditation_max_years} years)"
-        )
+    _check_accreditation(new.accredited_until, today, policy)
     con.execute(
-        "INSERT INTO users VALUES (?, ?, ?, ?, ?, now(), NULL, NULL)",
+        "INSERT INTO users (name, role, organisation, accredited_until, added_by, added_at) "
+        "VALUES (?, ?, ?, ?, ?, now())",
         [new.name, new.role, new.organisation, new.accredited_until, added_by],
     )
     return _user_row(new.name, new.role, new.organisation, new.accredited_until, "active")
+
+
+def renew_user(
+    con: duckdb.DuckDBPyConnection, name: str, until: dt.date, today: dt.date,
+    policy: GovernancePolicy,
+) -> dict:
+    """Renew the accreditation of `name` (checks and training redone) up to `until`; returns
+    its row. A revoked user stays revoked."""
+    user = find_user(con, name)
+    if user is None:
+        raise GovernanceError(f"unknown user {name!r}")
+    if user.revoked_at is not None:
+        raise GovernanceError(f"user {name!r} was revoked: add them again under a new name")
+    _check_accreditation(until, today, policy)
+    con.execute("UPDATE users SET accredited_until = ? WHERE name = ?", [until, name])
+    return _user_row(user.name, user.role, user.organisation, until, "active")
 
 
 def revoke_user(
@@ -122,15 +134,41 @@ def revoke_user(
 
 
 def list_users(con: duckdb.DuckDBPyConnection, today: dt.date) -> list[dict]:
-    """Every user with role, organisation, accreditation expiry and status, by name."""
-    rows = con.execute(
-        "SELECT name, role, organisation, accredited_until, revoked_at FROM users ORDER BY name"
-    ).fetchall()
-    users = [User(*row) for row in rows]
+    """Every user with role, organisation, accreditation expiry, status and web sign-in state
+    (`no password`, `token to enrol`, `enrolled` or `locked`), by name."""
+    return _user_rows(con, today, "TRUE", [])
+
+
+def user_row(con: duckdb.DuckDBPyConnection, name: str, today: dt.date) -> dict:
+    """The `list_users` row of `name` (who must exist)."""
+    return _user_rows(con, today, "name = ?", [name])[0]
+
+
+def _user_rows(
+    con: duckdb.DuckDBPyConnection, today: dt.date, where: str, parameters: list
+) -> list[dict]:
+    rows = con.execute(f"""
+        SELECT name, role, organisation, accredited_until, revoked_at,
+            CASE WHEN locked_until > now() THEN 'locked'
+                 WHEN password_hash IS NULL THEN 'no password'
+                 WHEN totp_enrolled_at IS NULL THEN 'token to enrol'
+                 ELSE 'enrolled' END
+        FROM users WHERE {where} ORDER BY name
+    """, parameters).fetchall()
     return [
         _user_row(u.name, u.role, u.organisation, u.accredited_until, u.status(today))
-        for u in users
+        | {"sign_in": sign_in}
+        for u, sign_in in ((User(*row[:5]), row[5]) for row in rows)
     ]
+
+
+def _check_accreditation(until: dt.date, today: dt.date, policy: GovernancePolicy) -> None:
+    latest = _years_after(today, policy.accreditation_max_years)
+    if not today <= until <= latest:
+        raise GovernanceError(
+            f"accredited-until must be between {today.isoformat()} and {latest.isoformat()} "
+            f"(checks are renewed every {policy.accreditation_max_years} years)"
+        )
 
 
 def _active_admins(con: duckdb.DuckDBPyConnection, today: dt.date) -> int:

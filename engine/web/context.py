@@ -1,0 +1,81 @@
+"""What every page uses: the server's settings and sessions, the acting user, performing an act
+on the master (through the running engine's socket, or on the file), and the role check."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from flask import current_app, g, render_template
+
+from engine.governance.acts import Outcome, Request
+from engine.governance.client import dispatch
+from engine.web.sessions import SessionStore, SessionTimes, WebSession
+
+SESSION_COOKIE = "cp_session"
+LOGIN_COOKIE = "cp_login"  # the sign-in form's CSRF token (double-submitted: cookie and form)
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """How `contactpoint serve` runs: the master, the model for a search when no engine runs,
+    session times, and whether cookies are only sent over HTTPS (behind a TLS proxy)."""
+
+    db_path: Path
+    model_path: Path | None = None
+    times: SessionTimes = field(default_factory=SessionTimes)
+    secure_cookies: bool = False
+
+
+class WebState:
+    """The server's state: settings, sessions, and the lock that lets one thread at a time open
+    the master file when no engine holds it (DuckDB's writers in one process must take turns)."""
+
+    def __init__(self, settings: WebSettings) -> None:
+        self.settings = settings
+        self.sessions = SessionStore(settings.times)
+        self.file_lock = threading.Lock()
+
+
+def state() -> WebState:
+    return current_app.extensions["contactpoint"]
+
+
+def session() -> WebSession:
+    """The signed-in session of this request (the guard let it through)."""
+    return g.session
+
+
+def perform(act: str, reason: str | None = None, *, actor: str | None = None,
+            **args: Any) -> Outcome:
+    """Perform `act` as the signed-in user (or `actor`); GovernanceError if refused."""
+    web = state()
+    request = Request(act, actor or session().user, reason, args)
+    return dispatch(web.settings.db_path, request, web.settings.model_path,
+                    file_lock=web.file_lock)
+
+
+def for_roles(*roles: str) -> Callable:
+    """A view only users of `roles` may open (others get 403); the acts check it again."""
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            if g.user["role"] not in roles:
+                return page("problem.html", 403, title="Not for your role",
+                            problem="This page is not part of your role.")
+            return view(*args, **kwargs)
+        return checked
+    return decorate
+
+
+def page(template: str, status: int = 200, **values: Any) -> tuple[str, int]:
+    """A rendered page with the signed-in user and CSRF token available to the template."""
+    current = getattr(g, "session", None)
+    return render_template(
+        template, user=getattr(g, "user", None),
+        csrf_token=current.csrf if current is not None else None, **values,
+    ), status

@@ -1,0 +1,195 @@
+"""The web application end to end in a real browser: the system's Chromium, driven by Selenium
+through the system's chromedriver, against `contactpoint serve`'s own server (waitress) on a
+real master file. Skipped, saying why, when no Chromium is installed (.ci/run installs it).
+
+With CONTACTPOINT_SCREENSHOTS=DIR set, each page visited is saved as DIR/<page>.png (the
+screenshots in docs/web/ are made this way)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import waitress
+
+from engine.governance.search import CONTACT_DATA_MANAGER
+from engine.web.app import create_app
+from engine.web.context import WebSettings
+from linkage_models.scoring import CompiledModel
+from tests.web_helpers import PASSWORD, code_for, web_master
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    reason="no system Chromium: apt-get install chromium chromium-driver (as .ci/run does)",
+)
+EXTRA_USERS = {"pip": "practitioner", "lee": "practitioner"}
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--window-size=1100,950")
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory: pytest.TempPathFactory, model: CompiledModel) -> dict:
+    db = tmp_path_factory.mktemp("browser") / "m.duckdb"
+    return {"db": db, **web_master(db, model, EXTRA_USERS)}
+
+
+@pytest.fixture(scope="module")
+def base_url(master: dict) -> Iterator[str]:
+    """`contactpoint serve`'s server for the module's master, on a free port."""
+    server = waitress.create_server(create_app(WebSettings(master["db"])), host="127.0.0.1",
+                                    port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+    shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+def screenshot(driver, name: str) -> None:
+    folder = os.environ.get("CONTACTPOINT_SCREENSHOTS")
+    if folder:
+        driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def fill(driver, **fields: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    for field_id, value in fields.items():
+        box = driver.find_element(By.ID, field_id)
+        box.clear()
+        box.send_keys(value)
+
+
+def submit(driver, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']").click()
+
+
+def sign_in(driver, base_url: str, name: str, secret: str, shots: str | None = None) -> None:
+    """Password, then the enrolment page's QR code and key, then a code from the token."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base_url}/login")
+    if shots:
+        screenshot(driver, f"{shots}-sign-in")
+    fill(driver, name=name, password=PASSWORD)
+    submit(driver, "Continue")
+    assert driver.find_element(By.CSS_SELECTOR, ".qr svg").is_displayed()
+    assert driver.find_element(By.CSS_SELECTOR, "code.mono").text == secret
+    if shots:
+        screenshot(driver, f"{shots}-enrol-token")
+    fill(driver, code=code_for(secret))
+    submit(driver, "Enrol and sign in")
+    assert f"Signed in as {name}" in driver.find_element(By.TAG_NAME, "header").text
+
+
+def search(driver, reason: str, name: str, dob: str) -> None:
+    fill(driver, reason=reason, name=name, dob=dob)
+    submit(driver, "Search")
+
+
+def view(driver, first_name: str) -> str:
+    """Open the child page of the result whose name starts with `first_name`; its text."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, f"//button[starts-with(@aria-label, 'View {first_name}')]"
+                        ).click()
+    return driver.find_element(By.TAG_NAME, "main").text
+
+
+def test_a_practitioner_signs_in_with_totp_searches_with_a_reason_and_sees_a_shielded_child(
+    browser, base_url: str, master: dict
+):
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, base_url, "pip", master["secrets"]["pip"], shots="practitioner")
+    assert browser.current_url == f"{base_url}/search"
+    screenshot(browser, "practitioner-search")
+    search(browser, "school nurse referral, case 4471", "Oliver Quartermaine", "2009-03-01")
+    assert "1 child found" in browser.find_element(By.ID, "results").text
+    screenshot(browser, "practitioner-results")
+    page = view(browser, "OLIVER")
+    assert "SARAH QUARTERMAINE" in page and "Practice code B86001" in page
+    screenshot(browser, "practitioner-child")
+
+    browser.find_element(By.LINK_TEXT, "Start a new search").click()
+    search(browser, "health visitor follow-up", "Amelia Fotheringham", "2008-07-14")
+    row = browser.find_element(By.XPATH, "//tbody/tr[1]").text
+    assert "AMELIA FOTHERINGHAM" in row and "Shielded" in row and "YO1 7HH" not in row
+    page = view(browser, "AMELIA")
+    assert "This child is shielded" in page and CONTACT_DATA_MANAGER in page
+    assert "2 LOW ROAD" not in page and "JANE" not in page
+    screenshot(browser, "practitioner-child-shielded")
+
+
+def test_five_wrong_passwords_lock_the_user_out(browser, base_url: str, master: dict):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{base_url}/login")
+    for attempt in range(5):
+        fill(browser, name="lee", password=f"wrong guess {attempt}")
+        submit(browser, "Continue")
+    fill(browser, name="lee", password=PASSWORD)
+    submit(browser, "Continue")
+    problem = browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert "signing in is locked until" in problem
+    assert browser.current_url == f"{base_url}/login"
+    screenshot(browser, "locked-out")
+
+
+def test_an_admin_manages_users_and_checks_the_audit_log(browser, base_url: str, master: dict):
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, base_url, "root", master["secrets"]["root"])
+    assert browser.current_url == f"{base_url}/admin/users"
+    assert "pip" in browser.find_element(By.TAG_NAME, "table").text
+    screenshot(browser, "admin-users")
+    browser.find_element(By.LINK_TEXT, "Sources").click()
+    assert "census" in browser.find_element(By.TAG_NAME, "table").text
+    screenshot(browser, "admin-sources")
+    browser.find_element(By.LINK_TEXT, "Retention").click()
+    submit(browser, "Show what is due")
+    assert "(dry run)" in browser.find_element(By.TAG_NAME, "main").text
+    screenshot(browser, "admin-retention")
+    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    assert "The audit log is intact" in browser.find_element(By.CSS_SELECTOR, ".done").text
+    screenshot(browser, "admin-audit")
+
+
+def test_a_data_manager_sees_the_shielded_child_in_full_and_the_place_for_review(
+    browser, base_url: str, master: dict
+):
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, base_url, "dana", master["secrets"]["dana"])
+    search(browser, "review of shielding", "Amelia Fotheringham", "2008-07-14")
+    page = view(browser, "AMELIA")
+    assert "Shielded child." in page and "2 LOW ROAD" in page
+    screenshot(browser, "data-manager-child-shielded")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Review and corrections").click()
+    assert "Coming next" in browser.find_element(By.TAG_NAME, "main").text
+    screenshot(browser, "data-manager-review")
