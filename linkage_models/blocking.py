@@ -1,4 +1,5 @@
-"""Candidate pairs by the model's prediction blocking rules (equi-joins over aliases l, r)."""
+"""Record pairs by blocking rules (SQL conditions over aliases l, r): the candidate pairs of a
+model's prediction rules, and how many pairs a rule finds."""
 
 from __future__ import annotations
 
@@ -24,3 +25,11 @@ def register_blocked_pairs(
     """Materialise the blocked pairs of table `records` as temp table `name`."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {blocked_pairs_sql(records, rules)}")
     return name
+
+
+def count_rule_pairs(con: duckdb.DuckDBPyConnection, records: str, rule: str) -> int:
+    """Distinct record pairs of table `records` that satisfy `rule` (over aliases l, r)."""
+    return con.execute(
+        f"SELECT count(*) FROM {records} l JOIN {records} r ON ({rule}) "
+        "WHERE l.unique_id < r.unique_id"
+    ).fetchall()[0][0]
