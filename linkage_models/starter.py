@@ -28,10 +28,34 @@ UK_POSTCODE_SHARE = 0.5
 # Per canonical field, the comparison a starter spec uses (splink.comparison_library
 # functions with their parameters, in waterfall order of importance).
 STARTER_COMPARISONS: dict[str, dict[str, Any]] = {
-    "first_name": {"comparison": "NameComparison", "col_name": "first_name",
-                   "term_frequency_adjustments": True},
-    "surname": {"comparison": "NameComparison", "col_name": "surname",
-                "term_frequency_adjustments": True},
+    "first_name": {
+        "comparison": "CustomComparison", "output_column_name": "first_name",
+        "comparison_levels": [
+            {"level": "NullLevel", "col_name": "first_name"},
+            {"level": "ExactMatchLevel", "col_name": "first_name",
+             "term_frequency_adjustments": True},
+            {"level": "CustomLevel", "label_for_charts": "Same standard form (diminutive)",
+             "sql_condition": "first_name_std_l = first_name_std_r"},
+            {"level": "CustomLevel", "label_for_charts": "Equal to the other's surname (swapped)",
+             "sql_condition": "first_name_l = surname_r OR first_name_r = surname_l"},
+            {"level": "JaroWinklerLevel", "col_name": "first_name", "distance_threshold": 0.92},
+            {"level": "JaroWinklerLevel", "col_name": "first_name", "distance_threshold": 0.8},
+            {"level": "ElseLevel"},
+        ],
+    },
+    "surname": {
+        "comparison": "CustomComparison", "output_column_name": "surname",
+        "comparison_levels": [
+            {"level": "NullLevel", "col_name": "surname"},
+            {"level": "ExactMatchLevel", "col_name": "surname",
+             "term_frequency_adjustments": True},
+            {"level": "CustomLevel", "label_for_charts": "Equal to the other's first name "
+             "(swapped)", "sql_condition": "surname_l = first_name_r OR surname_r = first_name_l"},
+            {"level": "JaroWinklerLevel", "col_name": "surname", "distance_threshold": 0.92},
+            {"level": "JaroWinklerLevel", "col_name": "surname", "distance_threshold": 0.8},
+            {"level": "ElseLevel"},
+        ],
+    },
     "date_of_birth": {"comparison": "DateOfBirthComparison", "col_name": "date_of_birth",
                       "input_is_string": True},
     "sex": {"comparison": "ExactMatch", "col_name": "sex"},
@@ -40,18 +64,26 @@ STARTER_COMPARISONS: dict[str, dict[str, Any]] = {
                  "term_frequency_adjustments": True},
     "address_line1": {"comparison": "JaroWinklerAtThresholds", "col_name": "address_line1",
                       "score_threshold_or_thresholds": [0.9, 0.7]},
+    "address_line2": {"comparison": "JaroWinklerAtThresholds", "col_name": "address_line2",
+                      "score_threshold_or_thresholds": [0.9]},
     "town": {"comparison": "JaroWinklerAtThresholds", "col_name": "town",
              "score_threshold_or_thresholds": [0.9], "term_frequency_adjustments": True},
     "nhs_number": {"comparison": "ExactMatch", "col_name": "nhs_number"},
 }
 UK_POSTCODE_COMPARISON: dict[str, Any] = {"comparison": "PostcodeComparison",
                                           "col_name": "postcode"}
-# Blocking keys: a person field paired with another person field or a place field (never
-# two place fields, which together are still one wide key). first_name_std is first_name
-# with diminutives mapped to the formal name.
+# Blocking keys: a person field paired with another person field or a place field, and a
+# household field (a street address) paired with the postcode; never two wide place fields.
+# first_name_std is first_name with diminutives mapped to the formal name.
 PERSON_KEYS: tuple[str, ...] = ("first_name_std", "surname", "date_of_birth")
 PLACE_KEYS: tuple[str, ...] = ("postcode", "town")
+HOUSEHOLD_KEYS: tuple[str, ...] = ("address_line1", "address_line2")
 IDENTIFIER_KEYS: tuple[str, ...] = ("nhs_number",)
+# First name and surname as a set: finds records whose names were swapped.
+SWAPPED_NAMES_RULE = (
+    "least(l.first_name, l.surname) = least(r.first_name, r.surname)"
+    " AND greatest(l.first_name, l.surname) = greatest(r.first_name, r.surname)"
+)
 # EM sessions, tried in order; each frees every comparison its columns do not touch.
 EM_RULE_CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("first_name", "surname"),
@@ -123,11 +155,17 @@ def _uk_postcodes(records: pa.Table) -> bool:
 
 
 def _pair_rules(carried: set[str]) -> list[str]:
-    """Person field with person field, then person field with place field."""
+    """Person field with person field, person field with place field, household field with
+    postcode, and the swapped-names key."""
     person = [key for key in PERSON_KEYS if key in carried]
     place = [key for key in PLACE_KEYS if key in carried]
-    return [_rule(pair) for pair in combinations(person, 2)] + [
-        _rule((p, q)) for p in person for q in place
+    household = [key for key in HOUSEHOLD_KEYS if key in carried and "postcode" in carried]
+    swapped = [SWAPPED_NAMES_RULE] if {"first_name", "surname"} <= carried else []
+    return [
+        *(_rule(pair) for pair in combinations(person, 2)),
+        *(_rule((p, q)) for p in person for q in place),
+        *(_rule((h, "postcode")) for h in household),
+        *swapped,
     ]
 
 
