@@ -334,16 +334,25 @@ def _stop_cleanly_on_signals(stop, args: argparse.Namespace) -> None:
 
 def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
     sub = _verb(
-        verbs, "evaluate", "score the master against a truth file",
+        verbs, "evaluate", "score the master against a truth file, or compare models",
         "Pairwise precision, recall and F1 of the master's links against truth.csv, with "
         "true vs found children, false merges and missed links. --sweep also scores all "
         "blocked pairs of the record index at every threshold and writes an offline HTML "
-        "precision-recall chart with suggested link and review thresholds.", _evaluate,
+        "precision-recall chart with suggested link and review thresholds. --compare A.json "
+        "B.json scores the same records (the master's record index, or --feeds) with each "
+        "model against the same truth: precision, recall and F1 per threshold, on one "
+        "offline chart.", _evaluate,
     )
     sub.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"master file ({DEFAULT_DB})")
     sub.add_argument("--truth", type=Path, required=True, help="truth.csv of the synthetic feeds")
     sub.add_argument("--sweep", type=Path, metavar="HTML", help="write the threshold sweep chart")
     sub.add_argument("--model", type=Path, help="model for --sweep (default: the shipped model)")
+    sub.add_argument("--compare", type=Path, nargs="+", metavar="MODEL",
+                     help="compare two or more model JSONs on the same records and truth")
+    sub.add_argument("--feeds", type=Path, help="--compare: read the records from these feeds "
+                     "instead of the master")
+    sub.add_argument("--chart", type=Path, metavar="HTML", help="--compare: the chart to write "
+                     "(default: model-comparison.html beside the first model)")
     sub.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
 
@@ -354,6 +363,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if not args.truth.is_file():
         raise UsageError(f"truth file {args.truth} does not exist")
+    if args.compare:
+        return _compare_models(args)
     try:
         con = open_master(args.db, read_only=True)
     except MasterStoreError as err:
@@ -370,6 +381,50 @@ def _evaluate(args: argparse.Namespace) -> int:
     finally:
         con.close()
     _print_result(result, args.json, f"Accuracy of {args.db} against {args.truth}")
+    return 0
+
+
+def _compare_models(args: argparse.Namespace) -> int:
+    """`evaluate --compare`: the models side by side on the same records and truth."""
+    from engine.master_store import MasterStoreError, open_master
+    from linkage_models.evaluation import compare_models
+    from linkage_models.scoring import ModelError
+
+    if len(args.compare) < 2:
+        raise UsageError("--compare needs two or more model files")
+    chart = args.chart or args.compare[0].with_name("model-comparison.html")
+    if args.feeds:
+        records = _read_snapshot(args.feeds).updates
+    else:
+        try:
+            con = open_master(args.db, read_only=True)
+        except MasterStoreError as err:
+            raise UsageError(str(err)) from err
+        try:
+            records = con.sql("SELECT * EXCLUDE (child_id) FROM records").to_arrow_table()
+        finally:
+            con.close()
+    try:
+        result = compare_models(records, args.truth, args.compare, chart)
+    except ModelError as err:
+        raise UsageError(str(err)) from err
+    if args.json:
+        print(json.dumps(result, default=str))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{result['records']:,} records, {result['true_pairs']:,} true pairs "
+                  f"(chart: {chart})", title_justify="left")
+    table.add_column("threshold")
+    for model in result["models"]:
+        table.add_column(f"{Path(model['model']).name}\nprecision / recall / F1")
+    for row, threshold in enumerate(result["models"][0]["thresholds"]):
+        table.add_row(f"{threshold['threshold']}", *(
+            "{precision:.4f} / {recall:.4f} / {f1:.4f}".format(**m["thresholds"][row])
+            for m in result["models"]
+        ))
+    table.add_row("blocking recall", *(f"{m['blocking_recall']:.4f}" for m in result["models"]))
+    out_console.print(table)
     return 0
 
 
