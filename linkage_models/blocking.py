@@ -27,9 +27,11 @@ def register_blocked_pairs(
     return name
 
 
-def count_rule_pairs(con: duckdb.DuckDBPyConnection, records: str, rule: str) -> int:
-    """Distinct record pairs of table `records` that satisfy `rule` (over aliases l, r)."""
+def count_blocked_pairs(
+    con: duckdb.DuckDBPyConnection, records: str, rules: Sequence[str]
+) -> int:
+    """Distinct record pairs of table `records` that satisfy at least one of `rules` (each
+    run as its own join, so equi-join rules stay hash joins)."""
     return con.execute(
-        f"SELECT count(*) FROM {records} l JOIN {records} r ON ({rule}) "
-        "WHERE l.unique_id < r.unique_id"
+        f"SELECT count(*) FROM ({blocked_pairs_sql(records, rules)})"
     ).fetchall()[0][0]

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 import tomli_w
 
-from linkage_models.blocking import count_rule_pairs
+from linkage_models.blocking import count_blocked_pairs
 from linkage_models.records import register_model_records
 from linkage_models.settings import ModelSpec, TrainingPlan, spec_from_dict
 
@@ -182,7 +182,7 @@ def _em_rules(records: pa.Table, carried: set[str], min_pairs: int) -> tuple[str
                 break
             if not (set(columns) <= carried and left - set(columns)):
                 continue
-            if count_rule_pairs(con, table, _rule(columns)) >= min_pairs:
+            if count_blocked_pairs(con, table, [_rule(columns)]) >= min_pairs:
                 rules.append(_rule(columns))
                 left &= set(columns)
     return tuple(rules)

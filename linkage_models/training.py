@@ -21,7 +21,7 @@ import pyarrow as pa
 import splink
 from splink import DuckDBAPI, Linker
 
-from linkage_models.blocking import count_rule_pairs
+from linkage_models.blocking import count_blocked_pairs
 from linkage_models.charts import offline_charts_html
 from linkage_models.records import register_model_records
 from linkage_models.settings import DEFAULT_SPEC_PATH, ModelSpec, TrainingPlan, load_spec
@@ -132,9 +132,7 @@ def _estimate_parameters(
     returns the training report (what was estimated from what)."""
     plan = spec.training
     report("estimating the prior from deterministic rules")
-    deterministic_pairs = count_rule_pairs(con, table, " OR ".join(
-        f"({rule})" for rule in plan.deterministic_rules
-    ))
+    deterministic_pairs = count_blocked_pairs(con, table, plan.deterministic_rules)
     if deterministic_pairs == 0:
         raise TrainingError(
             "the deterministic rules find no pairs, so the prior cannot be estimated: "
@@ -170,7 +168,7 @@ def _em_sessions(
     sessions: list[dict[str, Any]] = []
     warnings: list[str] = []
     for rule in plan.em_blocking_rules:
-        pairs = count_rule_pairs(con, table, rule)
+        pairs = count_blocked_pairs(con, table, [rule])
         if pairs < plan.em_min_pairs:
             warning = (
                 f"EM session skipped: blocking rule {rule!r} finds {pairs:,} pairs "
