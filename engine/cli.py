@@ -201,8 +201,10 @@ def _training_lines(training: dict) -> Iterator[str]:
         if session["skipped"]:
             yield f"m: skipped {session['rule']} ({session['pairs']:,} pairs)"
         else:
+            sample = (f" (a sample of about {session['sampled_pairs']:,.0f})"
+                      if session["sampled_pairs"] else "")
             yield (f"m of {', '.join(session['estimated'])} from {session['pairs']:,} pairs "
-                   f"of {session['rule']}")
+                   f"of {session['rule']}{sample}")
 
 
 # ---------------------------------------------------------------- model

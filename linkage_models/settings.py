@@ -23,6 +23,7 @@ from splink.internals.comparison_level_creator import ComparisonLevelCreator
 
 from linkage_models.scoring import ModelError, equi_join_key, first_line
 from streams.canonical import UPDATE_COLUMNS
+from streams.declared import unknown_key
 
 UNIQUE_ID = "unique_id"
 DEFAULT_SPEC_PATH = Path(__file__).with_name("child_model.toml")
@@ -48,6 +49,9 @@ class TrainingPlan:
     em_blocking_rules: tuple[str, ...] = ()
     # an EM session whose rule yields fewer pairs is skipped with a warning
     em_min_pairs: int = 50
+    # an EM session whose rule yields more pairs estimates from a sample of about this many
+    # (Splink's record-hash sampling; 0: every pair)
+    em_max_pairs: float = 2e6
     # the prior from pairs that are matches beyond doubt, and the share of all true pairs
     # they are believed to find
     deterministic_rules: tuple[str, ...] = ()
@@ -237,11 +241,9 @@ def _table(document: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _check_keys(table: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise SpecError(
-            f"unknown key {unknown[0]!r} in {where} (known: {', '.join(sorted(known))})"
-        )
+    reason = unknown_key(table, known, where)
+    if reason:
+        raise SpecError(reason)
 
 
 def _shown(value: Any) -> str:

@@ -142,7 +142,9 @@ def _estimate_parameters(
         list(plan.deterministic_rules), recall=plan.deterministic_recall
     )
     report(f"estimating u from {plan.u_max_pairs:,.0f} random pairs")
+    began = time.perf_counter()
     linker.training.estimate_u_using_random_sampling(max_pairs=plan.u_max_pairs, seed=seed)
+    u_seconds = round(time.perf_counter() - began, 1)
     sessions, warnings = _em_sessions(con, table, linker, plan, report)
     _check_every_comparison_estimated(linker, sessions)
     return {
@@ -153,7 +155,7 @@ def _estimate_parameters(
             "probability_two_random_records_match":
                 linker._settings_obj._probability_two_random_records_match,
         },
-        "u": {"random_pairs": plan.u_max_pairs, "seed": seed},
+        "u": {"random_pairs": plan.u_max_pairs, "seed": seed, "seconds": u_seconds},
         "em_sessions": sessions,
         "warnings": warnings,
     }
@@ -178,9 +180,13 @@ def _em_sessions(
             warnings.append(warning)
             sessions.append({"rule": rule, "pairs": pairs, "skipped": True})
             continue
-        report(f"estimating m by EM on {pairs:,} pairs with {rule}")
+        sampled = 0 < plan.em_max_pairs < pairs
+        report(f"estimating m by EM on {pairs:,} pairs with {rule}"
+               + (f" (a sample of about {plan.em_max_pairs:,.0f})" if sampled else ""))
+        began = time.perf_counter()
         session = linker.training.estimate_parameters_using_expectation_maximisation(
-            rule, fix_probability_two_random_records_match=True
+            rule, fix_probability_two_random_records_match=True,
+            max_pairs=plan.em_max_pairs if sampled else None,
         )
         fixed = {cc.output_column_name for cc in session._comparisons_that_cannot_be_estimated}
         sessions.append({
@@ -192,6 +198,8 @@ def _em_sessions(
                 if cc.output_column_name not in fixed
             ],
             "held_fixed": sorted(fixed),
+            "sampled_pairs": plan.em_max_pairs if sampled else None,
+            "seconds": round(time.perf_counter() - began, 1),
         })
     return sessions, warnings
 

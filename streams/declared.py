@@ -247,11 +247,18 @@ def _toml_tables(declaration: Path) -> dict[str, dict[str, Any]]:
 
 
 def _check_keys(table: dict[str, Any], known: set[str], where: str) -> None:
+    reason = unknown_key(table, known, where)
+    if reason:
+        raise DeclarationError(reason)
+
+
+def unknown_key(table: dict[str, Any], known: set[str], where: str) -> str | None:
+    """The one-line reason naming the first key of a configuration table not in `known`
+    (None when every key is known)."""
     unknown = sorted(set(table) - known)
-    if unknown:
-        raise DeclarationError(
-            f"unknown key {unknown[0]!r} in {where} (known: {', '.join(sorted(known))})"
-        )
+    if not unknown:
+        return None
+    return f"unknown key {unknown[0]!r} in {where} (known: {', '.join(sorted(known))})"
 
 
 def _feed_name(name: str) -> str:
