@@ -149,10 +149,11 @@ def _train(args: argparse.Namespace) -> int:
     from linkage_models.settings import DEFAULT_SPEC_PATH, SpecError, load_spec
     from linkage_models.training import TrainingError, train_model
 
+    spec_path = args.spec or DEFAULT_SPEC_PATH
     try:
-        spec = load_spec(args.spec or DEFAULT_SPEC_PATH)
+        spec = load_spec(spec_path)
     except SpecError as err:
-        raise UsageError(f"{args.spec}: {err}") from err
+        raise UsageError(f"{spec_path}: {err}") from err
     snapshot = _read_snapshot(args.feeds)
     with err_console.status("training") as status:
         try:
@@ -160,11 +161,13 @@ def _train(args: argparse.Namespace) -> int:
                                    progress=lambda s: _training_progress(status, s))
         except TrainingError as err:
             raise UsageError(str(err)) from err
-    if not args.json:
-        for line in _training_lines(metadata["training"]):
-            err_console.print(line, highlight=False)
-    _print_result({k: v for k, v in metadata.items() if k != "training"} if not args.json
-                  else metadata, args.json, f"Model written to {args.out}")
+    if args.json:
+        print(json.dumps(metadata, default=str))
+        return 0
+    for line in _training_lines(metadata["training"]):
+        err_console.print(line, highlight=False)
+    shown = {key: value for key, value in metadata.items() if key != "training"}
+    _print_result(shown, False, f"Model written to {args.out}")
     return 0
 
 
@@ -235,14 +238,17 @@ def _model_init(args: argparse.Namespace) -> int:
         spec = starter_spec(snapshot.updates, args.name)
     except SpecError as err:
         raise UsageError(f"no starter spec for these records: {err}") from err
-    carried = sorted(carried_fields(snapshot.updates))
+    carried = sorted(carried_fields(snapshot.updates) - {"feed", "record_id", "event",
+                                                          "event_time"})
     write_spec(spec, args.out, header=(
         f"Starter model spec written by `contactpoint model init --feeds {args.feeds}`.\n"
         f"Fields carried by the records: {', '.join(carried)}.\n"
         "Train: contactpoint train --spec THIS --feeds DIR --out MODEL.json; format: "
         "docs/model.md"
     ))
-    compared = ", ".join(str(entry.get("col_name", "?")) for entry in spec.comparisons)
+    compared = ", ".join(
+        str(entry.get("col_name") or entry.get("output_column_name")) for entry in spec.comparisons
+    )
     err_console.print(
         f"{len(spec.comparisons)} comparisons ({compared}), {len(spec.blocking_rules)} "
         f"blocking rules, {len(spec.training.em_blocking_rules)} EM sessions", highlight=False,

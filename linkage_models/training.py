@@ -118,6 +118,8 @@ def _metadata(spec: ModelSpec, fingerprint: str, rows: int, seed: int) -> dict[s
         "seed": seed,
         "u_max_pairs": plan.u_max_pairs,
         "em_blocking_rules": list(plan.em_blocking_rules),
+        "em_min_pairs": plan.em_min_pairs,
+        "em_max_pairs": plan.em_max_pairs,
         "deterministic_rules": list(plan.deterministic_rules),
         "deterministic_recall": plan.deterministic_recall,
         "m_floor": plan.m_floor,
