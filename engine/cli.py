@@ -142,6 +142,8 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
     sub.add_argument("--spec", type=Path, help="model spec, TOML or JSON (default: the child "
                      "model's spec)")
     sub.add_argument("--seed", type=int, default=1, help="sampling seed (default 1)")
+    sub.add_argument("--truth", type=Path, help="truth.csv: record the true number of persons "
+                     "trained on (metadata.trained_on_persons)")
     sub.add_argument("--json", action="store_true", help="print the metadata as JSON")
 
 
@@ -150,6 +152,8 @@ def _train(args: argparse.Namespace) -> int:
     from linkage_models.training import TrainingError, train_model
 
     spec_path = args.spec or DEFAULT_SPEC_PATH
+    if args.truth and not args.truth.is_file():
+        raise UsageError(f"truth file {args.truth} does not exist")
     try:
         spec = load_spec(spec_path)
     except SpecError as err:
@@ -158,7 +162,8 @@ def _train(args: argparse.Namespace) -> int:
     with err_console.status("training") as status:
         try:
             metadata = train_model(snapshot.updates, args.out, spec=spec, seed=args.seed,
-                                   progress=lambda s: _training_progress(status, s))
+                                   progress=lambda s: _training_progress(status, s),
+                                   truth_csv=args.truth)
         except TrainingError as err:
             raise UsageError(str(err)) from err
     if args.json:

@@ -25,6 +25,7 @@ from linkage_models.blocking import count_blocked_pairs
 from linkage_models.charts import offline_charts_html
 from linkage_models.records import register_model_records
 from linkage_models.settings import DEFAULT_SPEC_PATH, ModelSpec, TrainingPlan, load_spec
+from linkage_models.truth import register_truth
 
 Progress = Callable[[str], None]
 
@@ -40,13 +41,16 @@ def train_model(
     spec: ModelSpec | None = None,
     seed: int = 1,
     progress: Progress | None = None,
+    truth_csv: Path | None = None,
 ) -> dict[str, Any]:
     """Train `spec` (default: the shipped child spec) on a snapshot of canonical records;
     write the versioned model JSON (Splink settings + trained m/u + `metadata`) to `out` and
     the HTML training report (m/u parameters and match weights charts) to
     `out.with_suffix('.html')`. Returns the metadata: model_version, trained_at,
     trained_on_records, splink_version, data_fingerprint, seed, the training plan and
-    `training` (the report: prior, u, each EM session estimated or skipped, warnings).
+    `training` (the report: prior, u, each EM session estimated or skipped, warnings), and
+    with `truth_csv` (feed,record_id,person_id) `trained_on_persons`: the true persons among
+    the records.
     Raises TrainingError(one-line reason) when a comparison is left unestimated or the
     prior cannot be estimated."""
     report = progress or _ignore
@@ -65,6 +69,8 @@ def train_model(
         metadata["trained_on_persons_estimated"] = estimated_persons(
             records.num_rows, settings["probability_two_random_records_match"]
         )
+        if truth_csv is not None:
+            metadata["trained_on_persons"] = _persons(con, table, truth_csv)
         metadata["training"] = training
         metadata["seconds"] = round(time.perf_counter() - started, 1)
         out = Path(out)
@@ -101,6 +107,14 @@ def floor_m_probabilities(settings: dict[str, Any], floor: float) -> dict[str, A
             if not isinstance(m, float | int) or m < floor:
                 level["m_probability"] = floor
     return settings
+
+
+def _persons(con: duckdb.DuckDBPyConnection, table: str, truth_csv: Path) -> int:
+    """Distinct true persons of the records of `table` (truth rows of other records ignored)."""
+    truth = register_truth(con, truth_csv, "training_truth")
+    return con.execute(
+        f"SELECT count(DISTINCT t.person_id) FROM {truth} t JOIN {table} r USING (unique_id)"
+    ).fetchall()[0][0]
 
 
 def _metadata(spec: ModelSpec, fingerprint: str, rows: int, seed: int) -> dict[str, Any]:

@@ -81,7 +81,8 @@ def test_spec_round_trips_to_splink_settings_a_trained_model_and_a_compiled_mode
     spec = load_spec(spec_file)
     assert spec_from_dict(spec.to_dict()) == spec
 
-    metadata = train_model(records, tmp_path / "model.json", spec=spec, seed=2)
+    metadata = train_model(records, tmp_path / "model.json", spec=spec, seed=2,
+                           truth_csv=hospital[0] / "truth.csv")
     model = CompiledModel.from_json(tmp_path / "model.json")
 
     assert model.version == metadata["model_version"]
@@ -90,6 +91,8 @@ def test_spec_round_trips_to_splink_settings_a_trained_model_and_a_compiled_mode
     assert model.tf_columns == ["first_name"]
     assert model.blocking_rules == SMALL_SPEC["blocking"]["rules"]
     assert model.trained_on_records == records.num_rows
+    assert metadata["trained_on_persons"] == 150
+    assert 100 < metadata["trained_on_persons_estimated"] < 200
     sessions = metadata["training"]["em_sessions"]
     assert [s["estimated"] for s in sessions] == [
         ["date_of_birth", "postcode"], ["first_name", "surname", "postcode"]
