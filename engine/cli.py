@@ -193,7 +193,7 @@ def _read_snapshot(feeds: Path):
 
 def _training_progress(status, message: str) -> None:
     """Warnings stay on screen; other progress replaces the status line."""
-    if message.startswith("EM session skipped"):
+    if message.startswith(("EM session skipped", "comparison ")):
         err_console.print(f"warning: {message}", highlight=False)
     else:
         status.update(message)

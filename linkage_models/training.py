@@ -163,6 +163,10 @@ def _estimate_parameters(
     u_seconds = round(time.perf_counter() - began, 1)
     sessions, warnings = _em_sessions(con, table, linker, plan, report)
     _check_every_comparison_estimated(linker, sessions)
+    for name in _comparisons_without_data(con, table, linker):
+        warnings.append(f"comparison {name!r} reads only columns no record carries: it "
+                        "scores every pair 0 (its null level); remove it from the spec")
+        report(warnings[-1])
     return {
         "prior": {
             "rules": list(plan.deterministic_rules),
@@ -218,6 +222,25 @@ def _em_sessions(
             "seconds": round(time.perf_counter() - began, 1),
         })
     return sessions, warnings
+
+
+def _comparisons_without_data(
+    con: duckdb.DuckDBPyConnection, table: str, linker: Linker
+) -> list[str]:
+    """The comparisons whose input columns are null in every record of `table`."""
+    comparisons = linker._settings_obj.comparisons
+    columns = sorted({
+        column.unquote().name for cc in comparisons
+        for column in cc._input_columns_used_by_case_statement
+    })
+    counts = con.execute(
+        "SELECT " + ", ".join(f'count("{c}")' for c in columns) + f" FROM {table}"
+    ).fetchall()[0]
+    carried = {column for column, count in zip(columns, counts, strict=True) if count}
+    return [
+        cc.output_column_name for cc in comparisons
+        if not {c.unquote().name for c in cc._input_columns_used_by_case_statement} & carried
+    ]
 
 
 def _check_every_comparison_estimated(linker: Linker, sessions: list[dict[str, Any]]) -> None:

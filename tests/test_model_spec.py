@@ -157,6 +157,8 @@ def test_an_em_session_with_too_few_pairs_is_skipped_with_a_warning_naming_the_r
     hospital, tmp_path: Path,
 ) -> None:
     _, records = hospital
+    sex = records.schema.get_field_index("sex")
+    records = records.set_column(sex, "sex", pa.nulls(records.num_rows, pa.string()))
     spec = load_spec(DEFAULT_SPEC_PATH)
     plan = replace(spec.training, u_max_pairs=1e5, em_min_pairs=30, em_blocking_rules=(
         "l.upn = r.upn",  # the hospital feed carries no UPN: no pairs
@@ -169,8 +171,10 @@ def test_an_em_session_with_too_few_pairs_is_skipped_with_a_warning_naming_the_r
 
     warning = ("EM session skipped: blocking rule 'l.upn = r.upn' finds 0 pairs "
                "(fewer than em_min_pairs = 30)")
-    assert warning in messages
-    assert metadata["training"]["warnings"] == [warning]
+    no_sex = ("comparison 'sex' reads only columns no record carries: it scores every pair 0 "
+              "(its null level); remove it from the spec")
+    assert warning in messages and no_sex in messages
+    assert metadata["training"]["warnings"] == [warning, no_sex]
     assert metadata["training"]["em_sessions"][0] == {
         "rule": "l.upn = r.upn", "pairs": 0, "skipped": True
     }
