@@ -23,7 +23,7 @@ from splink.internals.comparison_level_creator import ComparisonLevelCreator
 
 from linkage_models.scoring import ModelError, equi_join_key, first_line
 from streams.canonical import UPDATE_COLUMNS
-from streams.declared import unknown_key
+from streams.declared import check_known_keys
 
 UNIQUE_ID = "unique_id"
 DEFAULT_SPEC_PATH = Path(__file__).with_name("child_model.toml")
@@ -115,14 +115,14 @@ def spec_from_dict(document: Any) -> ModelSpec:
     """The checked spec of a parsed document; raises SpecError(one-line reason)."""
     if not isinstance(document, dict):
         raise SpecError("a model spec is a table (TOML) or an object (JSON)")
-    _check_keys(document, _SPEC_TABLES, "the spec")
+    check_known_keys(document, _SPEC_TABLES, "the spec", SpecError)
     comparisons = document.get("comparisons")
     if not isinstance(comparisons, list) or not comparisons:
         raise SpecError("the spec has no [[comparisons]]")
     model = _table(document, "model")
-    _check_keys(model, {"name"}, "[model]")
+    check_known_keys(model, {"name"}, "[model]", SpecError)
     blocking = _table(document, "blocking")
-    _check_keys(blocking, {"rules"}, "[blocking]")
+    check_known_keys(blocking, {"rules"}, "[blocking]", SpecError)
     spec = ModelSpec(
         name=str(model.get("name", "model")),
         comparisons=tuple(comparisons),
@@ -208,7 +208,7 @@ def _check_settings(spec: ModelSpec) -> None:
 
 def _training_plan(table: dict[str, Any]) -> TrainingPlan:
     known = {f.name: f for f in fields(TrainingPlan)}
-    _check_keys(table, set(known), "[training]")
+    check_known_keys(table, set(known), "[training]", SpecError)
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key.endswith("_rules"):
@@ -238,12 +238,6 @@ def _table(document: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise SpecError(f"{name!r} must be a [{name}] table")
     return table
-
-
-def _check_keys(table: dict[str, Any], known: set[str], where: str) -> None:
-    reason = unknown_key(table, known, where)
-    if reason:
-        raise SpecError(reason)
 
 
 def _shown(value: Any) -> str:

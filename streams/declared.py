@@ -95,7 +95,7 @@ class Declaration:
         """The checked declaration of a TOML file; raises DeclarationError(reason)."""
         tables = _toml_tables(declaration)
         feed = tables["feed"]
-        _check_keys(feed, _FEED_KEYS, "[feed]")
+        check_known_keys(feed, _FEED_KEYS, "[feed]")
         for key in ("name", "path", "format", "record_id"):
             if key not in feed:
                 raise DeclarationError(f"[feed] has no {key!r}")
@@ -232,7 +232,7 @@ def _toml_tables(declaration: Path) -> dict[str, dict[str, Any]]:
         tables = tomllib.loads(declaration.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise DeclarationError(f"{declaration} is not valid TOML: {error}") from None
-    _check_keys(tables, _TABLES, "the declaration")
+    check_known_keys(tables, _TABLES, "the declaration")
     if not isinstance(tables.get("feed"), dict):
         raise DeclarationError("the declaration has no [feed] table")
     for name, table in tables.items():
@@ -246,19 +246,16 @@ def _toml_tables(declaration: Path) -> dict[str, dict[str, Any]]:
     return tables
 
 
-def _check_keys(table: dict[str, Any], known: set[str], where: str) -> None:
-    reason = unknown_key(table, known, where)
-    if reason:
-        raise DeclarationError(reason)
-
-
-def unknown_key(table: dict[str, Any], known: set[str], where: str) -> str | None:
-    """The one-line reason naming the first key of a configuration table not in `known`
-    (None when every key is known)."""
+def check_known_keys(
+    table: dict[str, Any], known: set[str], where: str,
+    error: type[ValueError] = DeclarationError,
+) -> None:
+    """Raise `error` naming the first key of a configuration table not in `known`."""
     unknown = sorted(set(table) - known)
-    if not unknown:
-        return None
-    return f"unknown key {unknown[0]!r} in {where} (known: {', '.join(sorted(known))})"
+    if unknown:
+        raise error(
+            f"unknown key {unknown[0]!r} in {where} (known: {', '.join(sorted(known))})"
+        )
 
 
 def _feed_name(name: str) -> str:
@@ -282,7 +279,7 @@ def _columns(columns: dict[str, str] | None) -> dict[str, str]:
     """The [columns] mapping, every key a canonical field."""
     if not columns:
         raise DeclarationError("the declaration maps no [columns] onto canonical fields")
-    _check_keys(columns, set(CANONICAL_FIELDS), "[columns]")
+    check_known_keys(columns, set(CANONICAL_FIELDS), "[columns]")
     return dict(columns)
 
 
