@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run `contactpoint VERB --help` for each verb's options. Quick start: `make demo`.",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for register in (_add_generate, _add_import, _add_train, _add_run, _add_restore):
+    for register in (_add_generate, _add_import, _add_train, _add_model, _add_run, _add_restore):
         register(verbs)
     from engine.governance.cli import register_governance_verbs
     from engine.web.cli import register_web_verbs
@@ -131,33 +131,136 @@ def _import(args: argparse.Namespace) -> int:
 
 def _add_train(verbs: argparse._SubParsersAction) -> None:
     sub = _verb(
-        verbs, "train", "train the linkage model on a feed snapshot",
-        "Train the Splink model (u by random sampling, m by expectation maximisation, the prior) "
-        "on every good record under FEEDS, and write the versioned model JSON and an offline "
-        "HTML training report beside it.", _train,
+        verbs, "train", "train a linkage model on a feed snapshot",
+        "Train a model spec (default: the shipped child spec, linkage_models/child_model.toml) "
+        "on every good record under FEEDS: the prior from deterministic rules, u by random "
+        "sampling, m by expectation maximisation (a session whose blocking rule finds too few "
+        "pairs is skipped with a warning). Writes the versioned model JSON and an offline HTML "
+        "training report beside it, and says what was estimated from what. See docs/model.md.",
+        _train,
     )
     sub.add_argument("--feeds", type=Path, required=True, help="folder holding the feed folders")
     sub.add_argument("--out", type=Path, required=True, help="model JSON to write")
+    sub.add_argument("--spec", type=Path, help="model spec, TOML or JSON (default: the child "
+                     "model's spec)")
     sub.add_argument("--seed", type=int, default=1, help="sampling seed (default 1)")
+    sub.add_argument("--truth", type=Path, help="truth.csv: record the true number of persons "
+                     "trained on (metadata.trained_on_persons)")
+    sub.add_argument("--json", action="store_true", help="print the metadata as JSON")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from linkage_models.training import train_model
+    from linkage_models.settings import DEFAULT_SPEC_PATH, SpecError, load_spec
+    from linkage_models.training import TrainingError, train_model
+
+    spec_path = args.spec or DEFAULT_SPEC_PATH
+    if args.truth and not args.truth.is_file():
+        raise UsageError(f"truth file {args.truth} does not exist")
+    try:
+        spec = load_spec(spec_path)
+    except SpecError as err:
+        raise UsageError(f"{spec_path}: {err}") from err
+    snapshot = _read_snapshot(args.feeds)
+    with err_console.status("training") as status:
+        try:
+            metadata = train_model(snapshot.updates, args.out, spec=spec, seed=args.seed,
+                                   progress=lambda s: _training_progress(status, s),
+                                   truth_csv=args.truth)
+        except TrainingError as err:
+            raise UsageError(str(err)) from err
+    if args.json:
+        print(json.dumps(metadata, default=str))
+        return 0
+    for line in _training_lines(metadata["training"]):
+        err_console.print(line, highlight=False)
+    shown = {key: value for key, value in metadata.items() if key != "training"}
+    _print_result(shown, False, f"Model written to {args.out}")
+    return 0
+
+
+def _read_snapshot(feeds: Path):
+    """Every good record under `feeds` (for train and model init), with a line saying so."""
     from streams.snapshot import read_updates
 
-    if not args.feeds.is_dir():
-        raise UsageError(f"feeds folder {args.feeds} does not exist")
+    if not feeds.is_dir():
+        raise UsageError(f"feeds folder {feeds} does not exist")
     with err_console.status("reading feeds"):
-        snapshot = read_updates(args.feeds)
+        snapshot = read_updates(feeds)
     err_console.print(
         f"{snapshot.updates.num_rows:,} good records from {snapshot.files} files "
         f"({snapshot.bad_lines:,} bad lines skipped)"
     )
-    with err_console.status("training") as status:
-        metadata = train_model(
-            snapshot.updates, args.out, seed=args.seed, progress=lambda s: status.update(s)
-        )
-    _print_result(metadata, False, f"Model written to {args.out}")
+    return snapshot
+
+
+def _training_progress(status, message: str) -> None:
+    """Warnings stay on screen; other progress replaces the status line."""
+    if message.startswith(("EM session skipped", "comparison ")):
+        err_console.print(f"warning: {message}", highlight=False)
+    else:
+        status.update(message)
+
+
+def _training_lines(training: dict) -> Iterator[str]:
+    """What training estimated from what, one line each."""
+    prior = training["prior"]
+    yield (f"prior {prior['probability_two_random_records_match']:.3g} from "
+           f"{prior['pairs']:,} pairs of the deterministic rules (recall {prior['recall']})")
+    yield f"u from {training['u']['random_pairs']:,.0f} random pairs"
+    for session in training["em_sessions"]:
+        if session["skipped"]:
+            yield f"m: skipped {session['rule']} ({session['pairs']:,} pairs)"
+        else:
+            sample = (f" (a sample of about {session['sampled_pairs']:,.0f})"
+                      if session["sampled_pairs"] else "")
+            yield (f"m of {', '.join(session['estimated'])} from {session['pairs']:,} pairs "
+                   f"of {session['rule']}{sample}")
+
+
+# ---------------------------------------------------------------- model
+
+
+def _add_model(verbs: argparse._SubParsersAction) -> None:
+    sub = verbs.add_parser("model", help="model specs: write a starter spec",
+                           description="Model specs (docs/model.md).")
+    actions = sub.add_subparsers(dest="model_action", required=True, metavar="ACTION")
+    init = _verb(
+        actions, "init", "write a starter spec from the columns the feeds carry",
+        "Read every good record under FEEDS and write a starter model spec (TOML, or JSON when "
+        "OUT ends in .json): Splink library comparisons for the person fields the records "
+        "carry, blocking rules over pairs of them, and a training plan. Train it with "
+        "`contactpoint train --spec OUT`, then tune it.", _model_init,
+    )
+    init.add_argument("--feeds", type=Path, required=True, help="folder holding the feed folders")
+    init.add_argument("--out", type=Path, required=True, help="spec file to write")
+    init.add_argument("--name", default="model", help="model name (the version's prefix)")
+
+
+def _model_init(args: argparse.Namespace) -> int:
+    from linkage_models.settings import SpecError
+    from linkage_models.starter import carried_fields, starter_spec, write_spec
+
+    snapshot = _read_snapshot(args.feeds)
+    try:
+        spec = starter_spec(snapshot.updates, args.name)
+    except SpecError as err:
+        raise UsageError(f"no starter spec for these records: {err}") from err
+    carried = sorted(carried_fields(snapshot.updates) - {"feed", "record_id", "event",
+                                                          "event_time"})
+    write_spec(spec, args.out, header=(
+        f"Starter model spec written by `contactpoint model init --feeds {args.feeds}`.\n"
+        f"Fields carried by the records: {', '.join(carried)}.\n"
+        "Train: contactpoint train --spec THIS --feeds DIR --out MODEL.json; format: "
+        "docs/model.md"
+    ))
+    compared = ", ".join(
+        str(entry.get("col_name") or entry.get("output_column_name")) for entry in spec.comparisons
+    )
+    err_console.print(
+        f"{len(spec.comparisons)} comparisons ({compared}), {len(spec.blocking_rules)} "
+        f"blocking rules, {len(spec.training.em_blocking_rules)} EM sessions", highlight=False,
+    )
+    out_console.print(f"Starter spec written to {args.out}")
     return 0
 
 
@@ -276,6 +379,49 @@ def _restore(args: argparse.Namespace) -> int:
         + (f" The master it replaced is {restored['replaced']}." if restored["replaced"] else "")
         + " The next `run` reads the feeds from the backup's positions."
     )
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate --compare
+
+
+def compare_models_verb(args: argparse.Namespace) -> int:
+    """`evaluate --compare A.json B.json --feeds DIR --truth T`: the models side by side on the
+    records of a feed snapshot and its truth (engine.governance.cli routes it here: it reads no
+    master)."""
+    from linkage_models.evaluation import compare_models
+    from linkage_models.scoring import ModelError
+
+    if len(args.compare) < 2:
+        raise UsageError("--compare needs two or more model files")
+    if not args.feeds:
+        raise UsageError("--compare scores the records of a feed snapshot: give --feeds DIR "
+                         "(the master's records are read only by an audited evaluate)")
+    if not args.truth.is_file():
+        raise UsageError(f"truth file {args.truth} does not exist")
+    chart = args.chart or args.compare[0].with_name("model-comparison.html")
+    records = _read_snapshot(args.feeds).updates
+    try:
+        result = compare_models(records, args.truth, args.compare, chart)
+    except ModelError as err:
+        raise UsageError(str(err)) from err
+    if args.json:
+        print(json.dumps(result, default=str))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{result['records']:,} records, {result['true_pairs']:,} true pairs "
+                  f"(chart: {chart})", title_justify="left")
+    table.add_column("threshold")
+    for model in result["models"]:
+        table.add_column(f"{Path(model['model']).name}\nprecision / recall / F1")
+    for row, threshold in enumerate(result["models"][0]["thresholds"]):
+        table.add_row(f"{threshold['threshold']}", *(
+            "{precision:.4f} / {recall:.4f} / {f1:.4f}".format(**m["thresholds"][row])
+            for m in result["models"]
+        ))
+    table.add_row("blocking recall", *(f"{m['blocking_recall']:.4f}" for m in result["models"]))
+    out_console.print(table)
     return 0
 
 

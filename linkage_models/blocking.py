@@ -1,4 +1,5 @@
-"""Candidate pairs by the model's prediction blocking rules (equi-joins over aliases l, r)."""
+"""Record pairs by blocking rules (SQL conditions over aliases l, r): the candidate pairs of a
+model's prediction rules, and how many pairs a rule finds."""
 
 from __future__ import annotations
 
@@ -24,3 +25,13 @@ def register_blocked_pairs(
     """Materialise the blocked pairs of table `records` as temp table `name`."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {blocked_pairs_sql(records, rules)}")
     return name
+
+
+def count_blocked_pairs(
+    con: duckdb.DuckDBPyConnection, records: str, rules: Sequence[str]
+) -> int:
+    """Distinct record pairs of table `records` that satisfy at least one of `rules` (each
+    run as its own join, so equi-join rules stay hash joins)."""
+    return con.execute(
+        f"SELECT count(*) FROM ({blocked_pairs_sql(records, rules)})"
+    ).fetchall()[0][0]

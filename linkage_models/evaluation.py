@@ -1,5 +1,6 @@
-"""Evaluation against synthetic truth: the master's links (`evaluate_links`) and the model's
-pair scores over a threshold sweep (`threshold_sweep`)."""
+"""Evaluation against truth: the master's links (`evaluate_links`), a model's pair scores over a
+threshold sweep (`threshold_sweep`), and two or more models on the same records and truth
+(`compare_models`)."""
 
 from __future__ import annotations
 
@@ -151,28 +152,8 @@ def threshold_sweep(
     policy = policy or SweepPolicy()
     model = CompiledModel.from_json(model_path)
     con = duckdb.connect()
-    register_model_records(con, records, "sweep_records", model.tf_columns)
-    truth = register_truth(con, truth_csv, "sweep_truth")
-    register_blocked_pairs(con, "sweep_records", model.blocking_rules, "sweep_pairs")
-    con.execute(
-        f"""
-        CREATE TEMP TABLE sweep_scores AS
-        SELECT s.match_weight, coalesce(tl.person_id = tr.person_id, false) AS is_match
-        FROM ({model.score_sql('sweep_records', 'sweep_records', 'sweep_pairs')}) s
-        LEFT JOIN {truth} tl ON tl.unique_id = s.unique_id_l
-        LEFT JOIN {truth} tr ON tr.unique_id = s.unique_id_r
-        """
-    )
-    con.execute(
-        f"CREATE TEMP TABLE sweep_people AS SELECT t.person_id FROM {truth} t "
-        "JOIN sweep_records r USING (unique_id)"
-    )
-    true_pairs = count_pairs(con, "sweep_people", "person_id")
-    records_n, blocked, blocked_true = con.execute(
-        "SELECT (SELECT count(*) FROM sweep_records), count(*), count(*) FILTER (is_match) "
-        "FROM sweep_scores"
-    ).fetchall()[0]
-    points = _sweep_points(con, true_pairs, policy)
+    records_n, true_pairs = _register_records_and_truth(con, records, truth_csv, [model])
+    points, blocked, blocked_true = _model_points(con, model, true_pairs, policy)
     link, review = _suggest_thresholds(points, policy)
     sweep = Sweep(
         records=records_n,
@@ -188,6 +169,85 @@ def threshold_sweep(
     )
     Path(out_html).write_text(_sweep_report(sweep, model.version), encoding="utf-8")
     return sweep
+
+
+# Match probabilities at which `compare_models` tabulates each model's pairwise scores.
+COMPARE_THRESHOLDS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.99, 0.999)
+
+
+def compare_models(
+    records: pa.Table | duckdb.DuckDBPyRelation,
+    truth_csv: Path,
+    model_paths: list[Path],
+    out_html: Path,
+    policy: SweepPolicy | None = None,
+) -> dict[str, Any]:
+    """Score the blocked pairs of canonical `records` with each model (its own blocking rules
+    and parameters) against the same truth: per model its blocking recall, pairwise
+    precision/recall/F1 at each of COMPARE_THRESHOLDS and its best F1; one offline HTML chart
+    of precision, recall and F1 by threshold, all models on it, written to `out_html`."""
+    policy = policy or SweepPolicy()
+    models = [CompiledModel.from_json(path) for path in model_paths]
+    con = duckdb.connect()
+    records_n, true_pairs = _register_records_and_truth(con, records, truth_csv, models)
+    compared: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
+    for path, model in zip(model_paths, models, strict=True):
+        points, blocked, blocked_true = _model_points(con, model, true_pairs, policy)
+        label = f"{path.name} ({model.version})"
+        curves += [{**point, "model": label} for point in points]
+        compared.append({
+            "model": str(path),
+            "model_version": model.version,
+            "blocked_pairs": blocked,
+            "blocking_recall": blocked_true / true_pairs if true_pairs else 1.0,
+            "thresholds": [
+                {"threshold": threshold, **asdict(_score_at_probability(points, threshold))}
+                for threshold in COMPARE_THRESHOLDS
+            ],
+            "best_f1": max(points, key=lambda p: p["f1"]),
+        })
+    Path(out_html).write_text(_comparison_report(curves, records_n, true_pairs), "utf-8")
+    return {"records": records_n, "true_pairs": true_pairs, "models": compared}
+
+
+def _register_records_and_truth(
+    con: duckdb.DuckDBPyConnection, records: pa.Table | duckdb.DuckDBPyRelation,
+    truth_csv: Path, models: list[CompiledModel],
+) -> tuple[int, int]:
+    """Tables `sweep_records` (with every model's tf columns) and `sweep_truth`; returns the
+    number of records and of true pairs among them."""
+    tf_columns = sorted({column for model in models for column in model.tf_columns})
+    register_model_records(con, records, "sweep_records", tf_columns)
+    register_truth(con, truth_csv, "sweep_truth")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE sweep_people AS SELECT t.person_id FROM sweep_truth t "
+        "JOIN sweep_records r USING (unique_id)"
+    )
+    records_n = con.execute("SELECT count(*) FROM sweep_records").fetchall()[0][0]
+    return records_n, count_pairs(con, "sweep_people", "person_id")
+
+
+def _model_points(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, true_pairs: int,
+    policy: SweepPolicy,
+) -> tuple[list[dict[str, float]], int, int]:
+    """The model's sweep points over its blocked pairs of `sweep_records`, with the number of
+    blocked pairs and of true pairs among them."""
+    register_blocked_pairs(con, "sweep_records", model.blocking_rules, "sweep_pairs")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE sweep_scores AS
+        SELECT s.match_weight, coalesce(tl.person_id = tr.person_id, false) AS is_match
+        FROM ({model.score_sql('sweep_records', 'sweep_records', 'sweep_pairs')}) s
+        LEFT JOIN sweep_truth tl ON tl.unique_id = s.unique_id_l
+        LEFT JOIN sweep_truth tr ON tr.unique_id = s.unique_id_r
+        """
+    )
+    blocked, blocked_true = con.execute(
+        "SELECT count(*), count(*) FILTER (is_match) FROM sweep_scores"
+    ).fetchall()[0]
+    return _sweep_points(con, true_pairs, policy), blocked, blocked_true
 
 
 def _sweep_points(
@@ -242,6 +302,42 @@ def _suggest_thresholds(
 def _score_at(point: dict[str, float]) -> PairwiseScore:
     """The pairwise score recorded at a sweep point."""
     return PairwiseScore(point["precision"], point["recall"], point["f1"])
+
+
+def _score_at_probability(points: list[dict[str, float]], threshold: float) -> PairwiseScore:
+    """The score of pairs at or above match probability `threshold`: the first grid point at
+    or above it (the grid is fine: 0.25 of match weight)."""
+    above = [p for p in points if p["match_probability"] >= threshold - 1e-12]
+    return _score_at(above[0] if above else points[-1])
+
+
+def _comparison_report(curves: list[dict[str, Any]], records: int, true_pairs: int) -> str:
+    """Offline HTML: precision, recall and F1 by threshold, one colour per model."""
+    values = [{**p, "threshold": round(p["match_probability"], 6)} for p in curves]
+    chart = {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "data": {"values": values},
+        "transform": [{"fold": ["precision", "recall", "f1"], "as": ["measure", "value"]}],
+        "mark": "line",
+        "encoding": {
+            "x": {"field": "match_weight", "type": "quantitative",
+                  "title": "threshold (match weight; probability in the tooltip)"},
+            "y": {"field": "value", "type": "quantitative", "scale": {"zero": False}},
+            "color": {"field": "model", "type": "nominal"},
+            "strokeDash": {"field": "measure", "type": "nominal"},
+            "tooltip": [{"field": f, "type": t} for f, t in (
+                ("model", "nominal"), ("measure", "nominal"), ("value", "quantitative"),
+                ("threshold", "quantitative"), ("pairs", "quantitative"))],
+        },
+        "width": 600,
+        "height": 400,
+    }
+    return offline_charts_html(
+        "Models compared on the same truth",
+        [("Pairwise precision, recall and F1 by threshold", chart)],
+        intro=f"{records:,} records, {true_pairs:,} true pairs; each model scores the pairs "
+        "its own blocking rules find.",
+    )
 
 
 def _sweep_report(sweep: Sweep, model_version: str) -> str:

@@ -7,7 +7,9 @@ caller's tables, so the weights are Splink's to the last bit.
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ from splink.internals.blocking import BlockingRule
 from splink.internals.comparison_vector_values import (
     compute_comparison_vector_values_from_id_pairs_sqls,
 )
-from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
+from splink.internals.dialects import SplinkDialect
+from splink.internals.predict import predict_from_comparison_vectors_sqls
 from splink.internals.settings import Settings
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("child_model.json")
@@ -41,7 +44,7 @@ class CompiledModel:
                 {k: v for k, v in model.items() if k != "metadata"}
             ).get_settings("duckdb")
         except Exception as exc:  # Splink raises many types for a bad settings dict
-            raise ModelError(f"not a valid Splink model: {_first_line(exc)}") from exc
+            raise ModelError(f"not a valid Splink model: {first_line(exc)}") from exc
         self.model = model
         self.metadata: dict[str, Any] = metadata
         self.version: str = str(metadata["model_version"])
@@ -51,7 +54,7 @@ class CompiledModel:
         rules = self._settings._blocking_rules_to_generate_predictions
         self.blocking_rules: list[str] = [rule.blocking_rule_sql for rule in rules]
         # Per blocking rule, the expressions whose values two records must share.
-        self.blocking_keys: list[tuple[str, ...]] = [_equi_join_key(rule) for rule in rules]
+        self.blocking_keys: list[tuple[str, ...]] = [equi_join_key(rule) for rule in rules]
         # The columns a record needs for scoring (unique_id, compared and retained columns).
         self.record_columns: list[str] = list(dict.fromkeys(
             col.unquote().name
@@ -74,7 +77,7 @@ class CompiledModel:
             raise ModelError(f"model file not found: {path}") from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(
-                f"model file {path} is not readable JSON: {_first_line(exc)}"
+                f"model file {path} is not readable JSON: {first_line(exc)}"
             ) from exc
         if not isinstance(model, dict):
             raise ModelError(f"model file {path} does not hold a JSON object")
@@ -84,6 +87,21 @@ class CompiledModel:
     def probability_two_random_records_match(self) -> float:
         """The model's prior: the chance that two records picked at random are one child."""
         return self._settings._probability_two_random_records_match
+
+    @property
+    def trained_on_records(self) -> int | None:
+        """How many records the model was trained on (None for a model that does not say)."""
+        count = self.metadata.get("trained_on_records", self.metadata.get("rows"))
+        return int(count) if count is not None else None
+
+    def match_probability(self, match_weight: float, prior: float | None = None) -> float:
+        """The match probability of a pair this model scored `match_weight` (which holds the
+        trained prior), with the prior replaced by `prior` (None: the trained prior). A
+        population larger than the training one has a smaller prior: about the trained
+        prior × trained_on_records / records in the master, for persons of similar size."""
+        weight = match_weight + _prior_weight_change(self.probability_two_random_records_match,
+                                                     prior)
+        return probability_from_weight(weight)
 
     def comparison_levels(self, comparison: str) -> dict[int, str]:
         """Chart label of each level of `comparison`, by its gamma value."""
@@ -95,18 +113,20 @@ class CompiledModel:
             for level in cc.comparison_levels
         }
 
-    def score_sql(self, left: str, right: str, pairs: str) -> str:
+    def score_sql(self, left: str, right: str, pairs: str, prior: float | None = None) -> str:
         """SQL (a SELECT, no trailing semicolon) scoring each (unique_id_l, unique_id_r) of
         table `pairs`, the left record from table `left`, the right one from `right`. Both
         hold the model records (canonical columns, unique_id, tf_<col> per tf column).
         Output: unique_id_l, unique_id_r, match_weight, match_probability, match_key and
-        per comparison gamma_<name>, bf_<name> (and tf_<col>_l/_r, bf_tf_adj_<name>)."""
-        key = (left, right, pairs)
+        per comparison gamma_<name>, bf_<name> (and tf_<col>_l/_r, bf_tf_adj_<name>).
+        With `prior`, match_weight and match_probability use that prior instead of the
+        trained one (None: exactly Splink's `predict_between`). Rendered once per arguments."""
+        key = (left, right, pairs, prior)
         if key not in self._scoring_sql:
-            self._scoring_sql[key] = self._render_score_sql(left, right, pairs)
+            self._scoring_sql[key] = self._render_score_sql(left, right, pairs, prior)
         return self._scoring_sql[key]
 
-    def _render_score_sql(self, left: str, right: str, pairs: str) -> str:
+    def _render_score_sql(self, left: str, right: str, pairs: str, prior: float | None) -> str:
         steps = [
             {
                 "sql": "SELECT unique_id_l AS join_key_l, unique_id_r AS join_key_r, "
@@ -114,10 +134,29 @@ class CompiledModel:
                 "output_table_name": _BLOCKED_PAIRS,
             },
             *self._comparison_vector_steps(left, right),
-            *predict_from_comparison_vectors_sqls_using_settings(self._settings),
+            *self._predict_steps(prior),
         ]
         ctes = ",\n".join(f"{s['output_table_name']} AS ({s['sql']})" for s in steps[:-1])
         return f"WITH {ctes}\n{steps[-1]['sql']}".strip()
+
+    def _predict_steps(self, prior: float | None) -> list[dict[str, str]]:
+        """Splink's predict steps (match weight parts, then weight and probability)."""
+        settings = self._settings
+        core = settings.core_model_settings
+        if prior is not None:
+            _prior_weight_change(core.probability_two_random_records_match, prior)  # checks it
+            core = copy.copy(core)
+            core.probability_two_random_records_match = prior
+        return predict_from_comparison_vectors_sqls(
+            unique_id_input_columns=settings.column_info_settings.unique_id_input_columns,
+            core_model_settings=core,
+            sql_dialect=SplinkDialect.from_string(settings._sql_dialect_str),
+            retain_matching_columns=settings._retain_matching_columns,
+            retain_intermediate_calculation_columns=(
+                settings._retain_intermediate_calculation_columns
+            ),
+            additional_columns_to_retain=settings._additional_columns_to_retain,
+        )
 
     def _comparison_vector_steps(self, left: str, right: str) -> list[dict[str, str]]:
         """Splink's SQL steps from the blocked pairs to `__splink__df_comparison_vectors`."""
@@ -134,7 +173,23 @@ class CompiledModel:
         )
 
 
-def _equi_join_key(rule: BlockingRule) -> tuple[str, ...]:
+def probability_from_weight(match_weight: float) -> float:
+    """Splink's match probability of a match weight: 2^w / (1 + 2^w)."""
+    if match_weight >= 0:
+        return 1.0 / (1.0 + 2.0 ** -match_weight)
+    return 2.0**match_weight / (1.0 + 2.0**match_weight)
+
+
+def _prior_weight_change(trained: float, prior: float | None) -> float:
+    """What replacing the `trained` prior by `prior` adds to a match weight."""
+    if prior is None:
+        return 0.0
+    if not 0 < prior < 1:
+        raise ValueError(f"a prior is a probability in (0, 1), not {prior}")
+    return math.log2(prior / (1 - prior)) - math.log2(trained / (1 - trained))
+
+
+def equi_join_key(rule: BlockingRule) -> tuple[str, ...]:
     """The expressions of a rule `l.a = r.a AND f(l.b) = f(r.b) …` (ModelError for any other
     shape: the engine finds candidates by these keys, not by joining on the rule)."""
     conditions = rule._equi_join_conditions
@@ -147,7 +202,7 @@ def _equi_join_key(rule: BlockingRule) -> tuple[str, ...]:
     return tuple(left for left, _ in conditions)
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     """The first line of an error's message (ModelError reasons are one line)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__

@@ -5,6 +5,11 @@ by a small TOML declaration becomes a feed folder the engine streams like the na
 names and the single event `record`) plus a copy of the declaration as `<feeds>/<name>/feed.toml`;
 `parse_declared_line` is the adapter for those lines; `declared_feeds` lists a folder's declared
 feeds. The declaration format is documented in docs/own-data.md.
+
+A date that is not a real calendar date is evidence kept, not a record thrown away: the record is
+written with that field unknown (its value as given under `<field>_as_given`, which the adapter
+ignores) and counted, unless the declaration lists the field in `required`; then the raw value is
+written and the engine dead-letters the record, as it does for the national feeds.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ CANONICAL_FIELDS: tuple[str, ...] = tuple(
     name for name in UPDATE_COLUMNS
     if name not in ("feed", "record_id", "event", "event_time", "source_key", "first_name_std")
 )
+# A date field that did not parse keeps its value as given under this suffix (not read by the
+# adapter: evidence for people, not for the model).
+AS_GIVEN_SUFFIX = "_as_given"
 TRUTH_HEADER = ("feed", "record_id", "person_id", "bad_kind")
 # bad_kind of a truth row whose feed line parse_declared_line rejects (evaluation skips it).
 REJECTED = "rejected"
@@ -52,7 +60,7 @@ _FEED_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _CANONICAL_SEX = {"M": "M", "F": "F"}
 _FEED_KEYS = {
     "name", "path", "format", "record_id", "source_key", "event_time", "date_format", "truth",
-    "encoding", "delimiter",
+    "encoding", "delimiter", "required",
 }
 _TABLES = {"feed", "columns", "sex_codes"}
 _MAX_EXAMPLES = 3
@@ -79,22 +87,25 @@ class Declaration:
     sex_codes: dict[str, str] = field(default_factory=lambda: dict(_CANONICAL_SEX))
     encoding: str = "utf-8-sig"
     delimiter: str = ","
+    # date fields whose unparseable value makes the record bad (dead letter)
+    required: tuple[str, ...] = ()
 
     @classmethod
     def from_toml(cls, declaration: Path) -> Declaration:
         """The checked declaration of a TOML file; raises DeclarationError(reason)."""
         tables = _toml_tables(declaration)
         feed = tables["feed"]
-        _check_keys(feed, _FEED_KEYS, "[feed]")
+        check_known_keys(feed, _FEED_KEYS, "[feed]")
         for key in ("name", "path", "format", "record_id"):
             if key not in feed:
                 raise DeclarationError(f"[feed] has no {key!r}")
+        columns = _columns(tables.get("columns"))
         return cls(
             name=_feed_name(feed["name"]),
             path=declaration.parent / feed["path"],
             format=_one_of(feed["format"], FORMATS, "format"),
             record_id=feed["record_id"],
-            columns=_columns(tables.get("columns")),
+            columns=columns,
             source_key=feed.get("source_key"),
             event_time=feed.get("event_time"),
             date_format=_date_format(feed.get("date_format", DEFAULT_DATE_FORMAT)),
@@ -102,6 +113,7 @@ class Declaration:
             sex_codes=_sex_codes(tables.get("sex_codes")),
             encoding=feed.get("encoding", "utf-8-sig"),
             delimiter=feed.get("delimiter", ","),
+            required=_required(feed.get("required", []), columns),
         )
 
     def source_columns(self) -> set[str]:
@@ -122,6 +134,9 @@ class ImportSummary:
     duplicate_record_ids: int
     truth_rows: int
     rejected_examples: tuple[str, ...] = ()
+    # per date field, records kept with that field unknown because it is not a real date
+    unparsed: dict[str, int] = field(default_factory=dict)
+    unparsed_examples: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "feed_file": str(self.feed_file)}
@@ -154,6 +169,7 @@ def import_declared_feed(
         feed=spec.name, feed_file=feed_file, records=written.records,
         rejected=written.rejected, duplicate_record_ids=written.duplicates,
         truth_rows=truth_rows, rejected_examples=tuple(written.examples),
+        unparsed=dict(written.unparsed), unparsed_examples=tuple(written.unparsed_examples),
     )
 
 
@@ -216,22 +232,28 @@ def _toml_tables(declaration: Path) -> dict[str, dict[str, Any]]:
         tables = tomllib.loads(declaration.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise DeclarationError(f"{declaration} is not valid TOML: {error}") from None
-    _check_keys(tables, _TABLES, "the declaration")
+    check_known_keys(tables, _TABLES, "the declaration")
     if not isinstance(tables.get("feed"), dict):
         raise DeclarationError("the declaration has no [feed] table")
     for name, table in tables.items():
         if not isinstance(table, dict):
             raise DeclarationError(f"{name!r} must be a [{name}] table")
         for key, value in table.items():
+            if (name, key) == ("feed", "required"):
+                continue  # a list of fields, checked by _required
             if not isinstance(value, str):
                 raise DeclarationError(f"[{name}] {key} must be a string, not {value!r}")
     return tables
 
 
-def _check_keys(table: dict[str, Any], known: set[str], where: str) -> None:
+def check_known_keys(
+    table: dict[str, Any], known: set[str], where: str,
+    error: type[ValueError] = DeclarationError,
+) -> None:
+    """Raise `error` naming the first key of a configuration table not in `known`."""
     unknown = sorted(set(table) - known)
     if unknown:
-        raise DeclarationError(
+        raise error(
             f"unknown key {unknown[0]!r} in {where} (known: {', '.join(sorted(known))})"
         )
 
@@ -257,8 +279,23 @@ def _columns(columns: dict[str, str] | None) -> dict[str, str]:
     """The [columns] mapping, every key a canonical field."""
     if not columns:
         raise DeclarationError("the declaration maps no [columns] onto canonical fields")
-    _check_keys(columns, set(CANONICAL_FIELDS), "[columns]")
+    check_known_keys(columns, set(CANONICAL_FIELDS), "[columns]")
     return dict(columns)
+
+
+def _required(fields: Any, columns: dict[str, str]) -> tuple[str, ...]:
+    """The `required` list: mapped date fields whose unparseable value makes a record bad."""
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise DeclarationError(f"[feed] required must be a list of field names, not {fields!r}")
+    for name in fields:
+        if name not in DATE_FIELDS:
+            raise DeclarationError(
+                f"[feed] required names {name!r}: only date fields ({', '.join(DATE_FIELDS)}) "
+                "can fail to parse"
+            )
+        if name not in columns:
+            raise DeclarationError(f"[feed] required names {name!r}, which [columns] does not map")
+    return tuple(fields)
 
 
 def _date_format(date_format: str) -> str:
@@ -381,11 +418,23 @@ class _FeedFileWritten:
     examples: list[str] = field(default_factory=list)
     truth: list[tuple[str, str, str, str]] = field(default_factory=list)
     record_ids: set[str] = field(default_factory=set)
+    unparsed: dict[str, int] = field(default_factory=dict)
+    unparsed_examples: list[str] = field(default_factory=list)
 
-    def add(self, spec: Declaration, number: int, row: dict[str, Any] | str, line: str) -> None:
+    def add(
+        self, spec: Declaration, number: int, row: dict[str, Any] | str, line: str,
+        unparsed: dict[str, str],
+    ) -> None:
         """Count one written line, checked with `parse_declared_line` exactly as the engine
-        will, and keep its truth row (a refused line's bad_kind is `rejected`)."""
+        will, and keep its truth row (a refused line's bad_kind is `rejected`); `unparsed`
+        holds the date fields written as unknown, with their values as given."""
         self.records += 1
+        for name, raw in unparsed.items():
+            self.unparsed[name] = self.unparsed.get(name, 0) + 1
+            if len(self.unparsed_examples) < _MAX_EXAMPLES:
+                self.unparsed_examples.append(
+                    f"record {number}: {name} {raw!r} is not a real date; kept with {name} unknown"
+                )
         try:
             record_id, bad_kind = parse_declared_line(spec.name, line).record_id, ""
             self.duplicates += record_id in self.record_ids
@@ -410,9 +459,9 @@ def _write_feed_file(spec: Declaration, feed_file: Path) -> _FeedFileWritten:
     try:
         with partial.open("w", encoding="utf-8") as out:
             for number, row in enumerate(_source_rows(spec), start=1):
-                line = _feed_line(spec, row, fallback_time)
+                line, unparsed = _feed_line(spec, row, fallback_time)
                 out.write(line + "\n")
-                written.add(spec, number, row, line)
+                written.add(spec, number, row, line, unparsed)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -420,10 +469,13 @@ def _write_feed_file(spec: Declaration, feed_file: Path) -> _FeedFileWritten:
     return written
 
 
-def _feed_line(spec: Declaration, row: dict[str, Any] | str, fallback_time: str) -> str:
-    """The feed-contract JSON line of one source record (a raw non-object line as it is)."""
+def _feed_line(
+    spec: Declaration, row: dict[str, Any] | str, fallback_time: str
+) -> tuple[str, dict[str, str]]:
+    """The feed-contract JSON line of one source record (a raw non-object line as it is), and
+    the date fields it leaves unknown because they are not real dates (with their values)."""
     if isinstance(row, str):
-        return row
+        return row, {}
     event_time = row.get(spec.event_time) if spec.event_time else None
     line: dict[str, Any] = {
         "record_id": _text(row.get(spec.record_id)),
@@ -432,11 +484,26 @@ def _feed_line(spec: Declaration, row: dict[str, Any] | str, fallback_time: str)
     }
     if spec.source_key:
         line["source_key"] = _text(row.get(spec.source_key))
+    unparsed: dict[str, str] = {}
     for canonical, column in spec.columns.items():
-        line[canonical] = _field_value(spec, canonical, row.get(column))
+        value = line[canonical] = _field_value(spec, canonical, row.get(column))
+        if canonical in DATE_FIELDS and canonical not in spec.required and _is_unparsed(value):
+            line[canonical], line[canonical + AS_GIVEN_SUFFIX] = None, value
+            unparsed[canonical] = value
     if _CSV_EXTRA_CELLS in row and spec.format == "csv":
         line[_CSV_EXTRA_CELLS] = row[_CSV_EXTRA_CELLS]
-    return json.dumps(line, ensure_ascii=False, default=str)
+    return json.dumps(line, ensure_ascii=False, default=str), unparsed
+
+
+def _is_unparsed(date_value: Any) -> bool:
+    """A date field's written value is text the adapter would refuse as not a real date."""
+    if not isinstance(date_value, str):
+        return False
+    try:
+        norm.calendar_date(date_value)
+    except ValueError:
+        return True
+    return False
 
 
 def _field_value(spec: Declaration, canonical: str, value: Any) -> Any:

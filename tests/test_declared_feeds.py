@@ -107,21 +107,25 @@ def refusal(line: str) -> str:
 # ---------------------------------------------------------------- the example
 
 
-def test_example_imports_every_row_and_only_the_impossible_date_is_refused(tmp_path: Path) -> None:
+def test_example_imports_every_row_and_keeps_the_impossible_date_as_unknown(
+    tmp_path: Path,
+) -> None:
     summary = import_declared_feed(EXAMPLE, tmp_path / "feeds", tmp_path / "truth.csv")
 
     source_rows = len((EXAMPLE.parent / "people.csv").read_text().splitlines()) - 1
-    assert (summary.feed, summary.records, summary.rejected) == ("hospital", source_rows, 1)
+    assert (summary.feed, summary.records, summary.rejected) == ("hospital", source_rows, 0)
     assert summary.duplicate_record_ids == 0
-    assert summary.rejected_examples == (
-        f"record {source_rows}: field 'date_of_birth' is not a real date: '31/02/2015'",
+    assert summary.unparsed == {"date_of_birth": 1}
+    assert summary.unparsed_examples == (
+        f"record {source_rows}: date_of_birth '31/02/2015' is not a real date; "
+        "kept with date_of_birth unknown",
     )
     assert (tmp_path / "feeds" / "hospital" / "feed.toml").read_bytes() == EXAMPLE.read_bytes()
     assert declared_feeds(tmp_path / "feeds") == ("hospital",)
     truth = (tmp_path / "truth.csv").read_text().splitlines()
     assert truth[0] == "feed,record_id,person_id,bad_kind"
     assert len(truth) == source_rows + 1
-    assert truth[-1] == "hospital,P9999,person-5,rejected"
+    assert truth[-1] == "hospital,P9999,person-5,"
 
 
 def test_example_data_is_what_its_script_writes(tmp_path: Path) -> None:
@@ -173,25 +177,43 @@ def test_typed_parquet_columns_become_contract_strings(tmp_path: Path) -> None:
     )
 
 
-def test_date_format_converts_dates_and_keeps_an_unreadable_one_raw(tmp_path: Path) -> None:
-    rows = [{"id": "a", "dob": "04/03/2010", "dod": "05/06/2011"},
-            {"id": "b", "dob": "31/02/2010", "dod": ""},
-            {"id": "c", "dob": "", "dod": "30/02/2011"},
-            {"id": "d", "dob": "2010-03-04", "dod": ""}]
-    write_csv(tmp_path / "dates.csv", rows)
+DATES = [{"id": "a", "dob": "04/03/2010", "dod": "05/06/2011"},
+         {"id": "b", "dob": "31/02/2010", "dod": ""},
+         {"id": "c", "dob": "", "dod": "30/02/2011"},
+         {"id": "d", "dob": "2010-03-04", "dod": ""}]
+
+
+def test_an_unparseable_date_is_kept_as_evidence_with_the_field_unknown(tmp_path: Path) -> None:
+    write_csv(tmp_path / "dates.csv", DATES)
     declaration = declare(tmp_path, "dates.csv", "csv",
                           {"date_of_birth": "dob", "date_of_death": "dod"},
                           extra='date_format = "%d/%m/%Y"')
 
-    import_declared_feed(declaration, tmp_path / "feeds")
+    summary = import_declared_feed(declaration, tmp_path / "feeds")
 
+    assert (summary.rejected, summary.unparsed) == (0, {"date_of_birth": 1, "date_of_death": 1})
     lines = feed_lines(tmp_path / "feeds", "clinic", "dates")
-    assert [json.loads(line)["date_of_birth"] for line in lines] == [
-        "2010-03-04", "31/02/2010", None, "2010-03-04"
-    ]
-    assert parse_declared_line("clinic", lines[0]).date_of_death == "2011-06-05"
+    updates = [parse_declared_line("clinic", line) for line in lines]
+    assert [u.date_of_birth for u in updates] == ["2010-03-04", None, None, "2010-03-04"]
+    assert [u.date_of_death for u in updates] == ["2011-06-05", None, None, None]
+    assert json.loads(lines[1])["date_of_birth_as_given"] == "31/02/2010"
+    assert json.loads(lines[2])["date_of_death_as_given"] == "30/02/2011"
+
+
+def test_a_required_date_that_does_not_parse_sends_the_record_to_dead_letters(
+    tmp_path: Path,
+) -> None:
+    write_csv(tmp_path / "dates.csv", DATES)
+    declaration = declare(tmp_path, "dates.csv", "csv",
+                          {"date_of_birth": "dob", "date_of_death": "dod"},
+                          extra='date_format = "%d/%m/%Y"\nrequired = ["date_of_birth"]')
+
+    summary = import_declared_feed(declaration, tmp_path / "feeds")
+
+    assert (summary.rejected, summary.unparsed) == (1, {"date_of_death": 1})
+    lines = feed_lines(tmp_path / "feeds", "clinic", "dates")
     assert refusal(lines[1]) == "field 'date_of_birth' is not a real date: '31/02/2010'"
-    assert refusal(lines[2]) == "field 'date_of_death' is not a real date: '30/02/2011'"
+    assert parse_declared_line("clinic", lines[2]).date_of_death is None
 
 
 def test_event_time_is_read_as_iso_or_date_format_and_defaults_to_the_file_time(
@@ -262,7 +284,8 @@ def test_bad_rows_become_lines_the_adapter_refuses_with_a_reason(tmp_path: Path)
         encoding="utf-8",
     )
     declaration = declare(tmp_path, "rows.csv", "csv",
-                          {"first_name": "name", "date_of_birth": "dob"})
+                          {"first_name": "name", "date_of_birth": "dob"},
+                          extra='required = ["date_of_birth"]')
 
     summary = import_declared_feed(declaration, tmp_path / "feeds")
 
@@ -426,7 +449,7 @@ def test_snapshot_reads_declared_feeds_with_their_adapter(tmp_path: Path) -> Non
 
     snapshot = read_updates(feeds)
 
-    assert (snapshot.files, snapshot.bad_lines) == (1, 1)
+    assert (snapshot.files, snapshot.bad_lines) == (1, 0)  # the impossible date: unknown
     assert set(snapshot.updates.column("feed").to_pylist()) == {"hospital"}
     assert read_updates(feeds, feeds=["hospital"]).updates.num_rows == snapshot.updates.num_rows
 
@@ -484,6 +507,6 @@ def test_example_is_imported_trained_on_run_and_evaluated_with_the_cli(
                  "--reason", "model check", "--json"]) == 0
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
-    assert (run["updates"], run["dead_letters"]) == (230, 1)
+    assert (run["updates"], run["dead_letters"]) == (231, 0)  # the impossible date: unknown
     assert (scores["true_children"], scores["found_children"]) == (150, 150)
     assert (scores["false_merges"], scores["missed_links"]) == (0, 0)

@@ -4,6 +4,7 @@ or fails with one ModelError."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import duckdb
@@ -44,6 +45,30 @@ def test_model_json_round_trip_scores_the_same(
     con = duckdb.connect()
     _predict_between_weights(con, sample, model)
     assert _compiled_weights(con, reloaded, "pairs") == _compiled_weights(con, model, "pairs")
+
+
+def test_a_population_prior_shifts_every_weight_by_the_same_log_odds(
+    sample: pa.Table, model: CompiledModel
+):
+    con = duckdb.connect()
+    _predict_between_weights(con, sample, model)
+    trained = _compiled_weights(con, model, "pairs")
+    smaller = model.probability_two_random_records_match / 10
+    rows = con.execute(
+        "SELECT unique_id_l, unique_id_r, match_weight, match_probability "
+        f"FROM ({model.score_sql('new_tf', 'known_tf', 'pairs', prior=smaller)})"
+    ).fetchall()
+    shift = math.log2(smaller / (1 - smaller)) - math.log2(
+        model.probability_two_random_records_match
+        / (1 - model.probability_two_random_records_match)
+    )
+    for left, right, weight, probability in rows:
+        assert weight == pytest.approx(trained[(left, right)] + shift, abs=1e-9)
+        assert probability == pytest.approx(
+            model.match_probability(trained[(left, right)], prior=smaller), abs=1e-12
+        )
+    assert model.match_probability(0.0) == 0.5
+    assert model.score_sql("a", "b", "c", prior=None) == model.score_sql("a", "b", "c")
 
 
 def test_model_exposes_version_tf_columns_and_equi_join_rules(model: CompiledModel):

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from linkage_models.scoring import CompiledModel
-from linkage_models.settings import TrainingPlan
+from linkage_models.settings import DEFAULT_SPEC_PATH, load_spec
 from linkage_models.training import floor_m_probabilities, train_model
 from streams.generator import generate
 from streams.snapshot import read_updates
 
-SMALL_PLAN = TrainingPlan(u_max_pairs=2e5)
+CHILD_SPEC = load_spec(DEFAULT_SPEC_PATH)
+SMALL_SPEC = replace(CHILD_SPEC, training=replace(CHILD_SPEC.training, u_max_pairs=2e5))
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
 def trained(snapshot: pa.Table, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("model") / "model.json"
     messages: list[str] = []
-    metadata = train_model(snapshot, out, seed=3, progress=messages.append, plan=SMALL_PLAN)
+    metadata = train_model(snapshot, out, seed=3, progress=messages.append, spec=SMALL_SPEC)
     return out, metadata, messages
 
 
@@ -38,7 +40,7 @@ def test_training_writes_a_model_the_scorer_loads(trained, snapshot: pa.Table) -
     assert model.version == metadata["model_version"]
     assert metadata["rows"] == snapshot.num_rows
     assert metadata["splink_version"] == "5.0.0"
-    assert metadata["em_blocking_rules"] == list(SMALL_PLAN.em_blocking_rules)
+    assert metadata["em_blocking_rules"] == list(SMALL_SPEC.training.em_blocking_rules)
     assert metadata["data_fingerprint"].startswith(f"{snapshot.num_rows}-")
     assert any("EM" in message for message in messages)
     assert 0 < model.probability_two_random_records_match < 0.01
@@ -54,7 +56,7 @@ def test_training_report_is_offline_html_with_both_charts(trained) -> None:
 def test_training_is_deterministic_for_a_seed(trained, snapshot, tmp_path: Path) -> None:
     out, metadata, _ = trained
     again = tmp_path / "again.json"
-    again_metadata = train_model(snapshot, again, seed=3, plan=SMALL_PLAN)
+    again_metadata = train_model(snapshot, again, seed=3, spec=SMALL_SPEC)
     assert again_metadata["data_fingerprint"] == metadata["data_fingerprint"]
     first, second = _parameters(out), _parameters(again)
     assert first.keys() == second.keys()

@@ -185,15 +185,29 @@ def _add_evaluate(verbs: argparse._SubParsersAction, default_db: Path) -> None:
                      _evaluate, default_db)
     evaluate.add_argument("--truth", type=Path, required=True,
                           help="truth.csv of the synthetic feeds")
-    evaluate.add_argument("--user", required=True, help="the data manager")
-    evaluate.add_argument("--reason", required=True, help="why (audited)")
+    evaluate.add_argument("--user", help="the data manager (required to read the master)")
+    evaluate.add_argument("--reason", help="why (audited; required to read the master)")
     evaluate.add_argument("--sweep", type=Path, metavar="HTML",
                           help="write the threshold sweep chart")
     evaluate.add_argument("--model", type=Path,
                           help="model for --sweep (default: the shipped model)")
+    evaluate.add_argument("--compare", type=Path, nargs="+", metavar="MODEL",
+                          help="compare two or more model JSONs on the records of --feeds and "
+                          "the same truth (precision, recall, F1 per threshold, one chart); "
+                          "reads no master")
+    evaluate.add_argument("--feeds", type=Path, help="--compare: the feed snapshot to score")
+    evaluate.add_argument("--chart", type=Path, metavar="HTML", help="--compare: the chart to "
+                          "write (default: model-comparison.html beside the first model)")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.compare:
+        from engine.cli import compare_models_verb
+
+        return compare_models_verb(args)
+    if not (args.user and args.reason):
+        raise UsageError("evaluating the master reads every child: give --user and --reason")
+
     def absolute(path: Path | None) -> str | None:  # the engine's process may do the reading
         return str(path.absolute()) if path else None
 
