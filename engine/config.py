@@ -43,9 +43,12 @@ class DecisionConfig:
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Term-frequency adjustments start once a column has this many values in the master."""
+    """Term-frequency adjustments start once a column has this many values in the master; the
+    prior follows the population unless `prior_follows_population` is off (engine.resolution.
+    prior: a master larger than the model's training snapshot lowers the prior in proportion)."""
 
     tf_min_values: int = 10_000
+    prior_follows_population: bool = True
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from engine.master_store import MasterStoreError, scalar
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
+from engine.resolution.prior import probability_sql, weight_shift
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update, updates_to_arrow
 
@@ -172,12 +173,15 @@ class Resolver:
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
         kept = min(self.config.decision.review_threshold,
                    self.config.decision.merge_support_threshold)
+        shift = self._prior_shift()
+        self._support.weight_shift = shift
+        probability = probability_sql("s.match_weight", shift)
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE scored_edges AS
-            SELECT s.unique_id_l, s.unique_id_r, r.child_id, s.match_probability
+            SELECT s.unique_id_l, s.unique_id_r, r.child_id, {probability} AS match_probability
             FROM ({self._score_sql}) s
             JOIN right_records r ON r.unique_id = s.unique_id_r
-            WHERE s.match_probability >= {kept}
+            WHERE {probability} >= {kept}
         """)
         con.execute("""
             INSERT INTO scored_pairs
@@ -192,6 +196,14 @@ class Resolver:
             SELECT x.child_id FROM batch_new b
             JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
         """)
+
+    def _prior_shift(self) -> float:
+        """The population prior's shift of match weights for the master as this batch finds it
+        (engine.resolution.prior), or none if the configuration keeps the trained prior."""
+        if not self.config.scoring.prior_follows_population:
+            return 0.0
+        records = scalar(self.con, "SELECT count(*) FROM records") + self._count("batch_new")
+        return weight_shift(self.model, records)
 
     def _run(self, statements: list[str]) -> None:
         for statement in statements:

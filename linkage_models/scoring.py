@@ -99,9 +99,11 @@ class CompiledModel:
         trained prior), with the prior replaced by `prior` (None: the trained prior). A
         population larger than the training one has a smaller prior: about the trained
         prior × trained_on_records / records in the master, for persons of similar size."""
-        weight = match_weight + _prior_weight_change(self.probability_two_random_records_match,
-                                                     prior)
-        return probability_from_weight(weight)
+        return probability_from_weight(match_weight + self.prior_weight_change(prior))
+
+    def prior_weight_change(self, prior: float | None) -> float:
+        """What scoring with `prior` instead of the trained prior adds to a match weight."""
+        return _prior_weight_change(self.probability_two_random_records_match, prior)
 
     def comparison_levels(self, comparison: str) -> dict[int, str]:
         """Chart label of each level of `comparison`, by its gamma value."""

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from engine.candidates import record_columns_sql, with_term_frequencies_sql
 from engine.resolution.graph import Neighbourhood, Pair, Record
+from engine.resolution.prior import probability_sql
 from linkage_models.scoring import CompiledModel
 
 NEW_RECORDS = "batch_new"
@@ -96,6 +97,7 @@ class SupportLookup:
         self.with_new = with_new
         self._tf_sql = with_term_frequencies_sql(model, "support_records", tf_min_values)
         self._score_sql = model.score_sql("support_tf", "support_tf", "support_pairs")
+        self.weight_shift = 0.0  # the population prior's (engine.resolution.prior), per batch
 
     def __call__(self, queries: list[tuple[list[str], list[str]]]) -> list[bool]:
         con = self.con
@@ -132,7 +134,7 @@ class SupportLookup:
             JOIN support_queries l ON l.unique_id = s.unique_id_l AND l.side = 0
             JOIN support_queries r ON r.unique_id = s.unique_id_r AND r.side = 1
                                   AND r.query = l.query
-            WHERE s.match_probability >= {self.threshold}
+            WHERE {probability_sql("s.match_weight", self.weight_shift)} >= {self.threshold}
         """).fetchall()}
         return [q in supported for q in range(len(queries))]
 

@@ -1,0 +1,36 @@
+"""The prior follows the population (engine.resolution.prior): a master larger than the model's
+training snapshot lowers every pair's match weight by log2 of the ratio."""
+
+import math
+
+from engine.resolution.prior import population_prior, probability_sql, weight_shift
+from linkage_models.scoring import CompiledModel
+
+
+def test_a_master_no_larger_than_the_training_snapshot_keeps_the_trained_prior(
+    model: CompiledModel
+):
+    assert population_prior(model, model.trained_on_records) is None
+    assert population_prior(model, 10) is None
+    assert weight_shift(model, 10) == 0.0
+
+
+def test_ten_times_the_training_population_takes_about_log2_10_bits_off_every_pair(
+    model: CompiledModel
+):
+    n = model.trained_on_records * 10
+    assert math.isclose(population_prior(model, n),
+                        model.probability_two_random_records_match / 10, rel_tol=1e-12)
+    assert math.isclose(weight_shift(model, n), -math.log2(10), abs_tol=0.01)
+
+
+def test_the_shifted_probability_in_sql_is_the_models_own(model: CompiledModel):
+    import duckdb
+
+    shift = weight_shift(model, model.trained_on_records * 50)
+    for weight in (-5.0, 0.0, 7.5, 20.0):
+        sql = probability_sql(str(weight), shift)
+        in_sql = duckdb.sql(f"SELECT {sql}").fetchall()[0][0]
+        expected = model.match_probability(
+            weight, population_prior(model, model.trained_on_records * 50))
+        assert math.isclose(in_sql, expected, rel_tol=1e-12)
