@@ -25,7 +25,8 @@ The rule (README "Decisions", docs/stewardship.md):
    claim without a first name that matches both is ambiguous. A node whose own records vote — one
    of them reaches only one of the parts — is not ambiguous: it joins that part and the other parts
    become children of their own. That is how later evidence (the claim's first name arriving in a
-   change of name) settles an earlier ambiguity without a person.
+   change of name) settles an earlier ambiguity without a person. So does a clear margin: a node
+   whose best pair with one part is `ambiguity_margin_bits` stronger than with any other joins it.
 4. *Review band.* A node alone in its cluster whose best pair with an earlier node (event-time
    order) of another cluster is at or above `review_threshold` is queued for review, as a
    provisional child of its own.
