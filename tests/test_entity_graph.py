@@ -169,34 +169,38 @@ def test_a_split_stays_split_when_a_record_matching_both_parts_arrives(
     assert child_of(master, "gro", "a") != child_of(master, "nhs", "n1")
 
 
-def test_a_merge_keeps_the_shield_and_the_merged_id_resolves_to_the_survivor(
-    master, model: CompiledModel
-):
+def merge_with_a_shielded_child(master, model: CompiledModel) -> tuple[str, str]:
+    """Twin B's census shielded, then merged by a data manager with twin A's birth: (the
+    survivor, the id merged away)."""
     add_staff(master, model)
     ingest(master, model, [TWIN_A, TWIN_B])
     a, b = child_of(master, "gro", "a"), child_of(master, "census", "b")
     act(master, model, "shield", "dana", "at risk", child_id=b, unshield=None)
     survivor = act(master, model, "merge", "dana", "one child after all", child_id=a,
                    other_child_id=b).result["child_id"]
-    merged = b if survivor == a else a
+    return survivor, b if survivor == a else a
+
+
+def shielded(master, child_id: str) -> bool:
+    return master.execute("SELECT shielded FROM children WHERE child_id = ?",
+                          [child_id]).fetchall()[0][0]
+
+
+def test_a_merge_keeps_the_shield_and_the_merged_id_resolves_to_the_survivor(
+    master, model: CompiledModel
+):
+    survivor, merged = merge_with_a_shielded_child(master, model)
     assert resolve_child_id(master, merged) == survivor
-    assert master.execute("SELECT shielded FROM children WHERE child_id = ?",
-                          [survivor]).fetchone() == (True,)
+    assert shielded(master, survivor)
     assert partition(master) == [["census:b", "gro:a"]]
 
 
 def test_an_unshield_sticks_through_later_batches(master, model: CompiledModel):
-    add_staff(master, model)
-    ingest(master, model, [TWIN_A, TWIN_B])
-    a, b = child_of(master, "gro", "a"), child_of(master, "census", "b")
-    act(master, model, "shield", "dana", "at risk", child_id=b, unshield=None)
-    survivor = act(master, model, "merge", "dana", "one child", child_id=a,
-                   other_child_id=b).result["child_id"]
+    survivor, _ = merge_with_a_shielded_child(master, model)
     act(master, model, "shield", "dana", "reviewed", child_id=survivor, unshield=True)
     ingest(master, model, [update("nhs", "n7", first_name="AMELIA", source_key="N7",
                                   nhs_number="N7", **KHAN, event_time="2010-01-01T09:00:00Z")])
-    assert master.execute("SELECT shielded FROM children WHERE child_id = ?",
-                          [survivor]).fetchone() == (False,)
+    assert not shielded(master, survivor)
 
 
 def test_a_later_merge_by_a_person_corrects_an_earlier_split(master, model: CompiledModel):
