@@ -238,7 +238,7 @@ class _ConstrainedUnion:
     def __init__(self, graph: _NodeGraph) -> None:
         self.graph = graph
         self.parent = {node: node for node in graph.members}
-        self.keys = {node: graph.keys(node) for node in graph.members}
+        self.keys: dict[str, dict[str, set[str]]] = {}  # per root, filled when first joined
         self.members = {node: {node} for node in graph.members}
 
     def find(self, node: str) -> str:
@@ -257,7 +257,7 @@ class _ConstrainedUnion:
             for x in self.members[ra] for y in self.members[rb]
         ):
             return _CANNOT_LINK
-        ka, kb = self.keys[ra], self.keys[rb]
+        ka, kb = self._keys(ra), self._keys(rb)
         if any(feed in kb and kb[feed] != keys for feed, keys in ka.items()):
             return _KEY_CONFLICT
         low, high = sorted((ra, rb))
@@ -266,6 +266,11 @@ class _ConstrainedUnion:
             self.keys[low].setdefault(feed, set()).update(keys)
         self.members[low] |= self.members.pop(high)
         return _JOINED
+
+    def _keys(self, root: str) -> dict[str, set[str]]:
+        if root not in self.keys:
+            self.keys[root] = self.graph.keys(root)
+        return self.keys[root]
 
     def components(self) -> list[set[str]]:
         return [set(members) for members in self.members.values()]
@@ -297,10 +302,13 @@ def _split_ambiguous(
     ambiguous: set[str], support: SupportLookup,
 ) -> list[set[str]]:
     """Split clusters at ambiguous nodes until none is left (or the rounds run out)."""
-    settled = [c for c in clusters if len(c) == 1]
-    pending = [c for c in clusters if len(c) > 1]
     cluster_of = {node: i for i, c in enumerate(clusters) for node in c}
-    torn = _torn_nodes(graph, refused, cluster_of)
+    torn = _torn_nodes(graph, refused, clusters, cluster_of)
+    # Two nodes have no articulation node: only a torn one, or a record of a node a person
+    # joined, can split them.
+    splittable = torn | graph.joined_by_people
+    settled = [c for c in clusters if len(c) == 1 or (len(c) == 2 and not c & splittable)]
+    pending = [c for c in clusters if len(c) > 2 or (len(c) == 2 and c & splittable)]
     for _ in range(MAX_SPLIT_ROUNDS):
         if not pending:
             break
@@ -331,7 +339,8 @@ def _records_of(graph: _NodeGraph, nodes: Iterable[str]) -> list[str]:
 
 
 def _torn_nodes(
-    graph: _NodeGraph, refused: set[frozenset[str]], cluster_of: dict[str, int]
+    graph: _NodeGraph, refused: set[frozenset[str]], clusters: list[set[str]],
+    cluster_of: dict[str, int],
 ) -> set[str]:
     """Rule 3(a): endpoints of a refused join whose link-level pairs reach two or more clusters,
     unless their own records vote for their cluster (one reaches it alone, none reaches another
@@ -345,10 +354,9 @@ def _torn_nodes(
             }
             if len(reached) < 2:
                 continue
-            clusters = sorted(reached | {cluster_of[node]})
-            members = [{n for n, c in cluster_of.items() if c == i} for i in clusters]
-            decisive = _decisive(graph, node, members)
-            if decisive is not None and clusters[decisive] == cluster_of[node]:
+            candidates = sorted(reached | {cluster_of[node]})
+            decisive = _decisive(graph, node, [clusters[i] for i in candidates])
+            if decisive is not None and candidates[decisive] == cluster_of[node]:
                 continue  # its own cluster is the clearly stronger match
             votes = set()
             for uid in graph.members[node]:
@@ -553,24 +561,26 @@ def _placements(graph: _NodeGraph, clusters: list[set[str]], ambiguous: set[str]
     child_of = {uid: ids[i] for i, uids in enumerate(records_of) for uid in uids}
     cluster_of_node = {node: i for i, cluster in enumerate(clusters) for node in cluster}
     changes = ChangeSet(merged=merged, new_children=new_children, shrunk=shrunk)
+    survivors = set(merged.values())
     for i, cluster in enumerate(clusters):
         reason = AMBIGUOUS if cluster & ambiguous else (
             REVIEW_BAND if _in_review_band(graph, cluster, cluster_of_node, ambiguous) else None
         )
         review = reason is not None
-        bridging = sum(1 for c in merged.values() if c == ids[i]) > 0
+        bridging = ids[i] in survivors
+        is_new_child = ids[i] in new_children
         for uid in records_of[i]:
-            decision = _decision(hood.records[uid], ids[i], review, bridging, ids[i] in
-                                 new_children, uid == records_of[i][0])
-            placement = Placement(
+            current = hood.records[uid]
+            decision = _decision(current, ids[i], review, bridging, is_new_child,
+                                 uid == records_of[i][0])
+            if current.child_id is not None and (current.child_id, current.decision) == (
+                ids[i], decision
+            ):
+                continue  # unchanged
+            changes.placements.append(Placement(
                 uid, ids[i], decision, _probability(graph, uid, child_of),
                 _candidates(graph, uid, child_of) if review else (), reason,
-            )
-            current = hood.records[uid]
-            if current.child_id is None or (current.child_id, current.decision) != (
-                placement.child_id, placement.decision
-            ):
-                changes.placements.append(placement)
+            ))
     return changes
 
 
