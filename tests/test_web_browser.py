@@ -92,13 +92,15 @@ def submit(driver, label: str) -> None:
 
 def click(driver, element) -> None:
     """Click `element` (a button or link) and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 30).until(staleness_of(page))
+    # chromedriver may answer a question about the old page with an error while it navigates
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(staleness_of(page))
 
 
 def sign_in(driver, base_url: str, name: str, secret: str, shots: str | None = None) -> None:
