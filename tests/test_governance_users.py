@@ -4,10 +4,12 @@ administrative act (refusals too) is audited."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
 import duckdb
+import pyotp
 import pytest
 
 from engine.governance.errors import AccessRefused, GovernanceError
@@ -132,3 +134,25 @@ def test_cli_users_add_list_revoke_with_a_one_line_refusal(
     status, out, _ = run_cli(["users", "list", "--json", "--db", db], capsys)
     assert [(u["name"], u["status"]) for u in json.loads(out)] == [
         ("pat", "revoked"), ("root", "active")]
+
+
+def test_a_password_from_stdin_gives_a_totp_secret_once_and_is_never_audited(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    db = str(tmp_path / "m.duckdb")
+    add = ["users", "add", "--org", "DfE", "--accredited-until", NEXT_YEAR, "--db", db,
+           "--password-stdin", "--json"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    status, out, _ = run_cli([*add, "root", "--role", "admin"], capsys)
+    added = json.loads(out)
+    assert status == 0 and pyotp.TOTP(added["totp_secret"]).now().isdigit()
+    assert added["totp_uri"].startswith("otpauth://totp/ContactPoint%20Stream:root?secret=")
+    status, out, _ = run_cli(["users", "list", "--json", "--db", db], capsys)
+    assert "totp_secret" not in out and json.loads(out)[0]["sign_in"] == "token to enrol"
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    status, _, err = run_cli([*add, "pat", "--role", "practitioner", "--by", "root"], capsys)
+    assert (status, err) == (2, "contactpoint users: a password has at least 12 characters\n")
+    con = duckdb.connect(db, read_only=True)
+    logged = " ".join(str(row) for row in audit_rows(con))
+    assert "a long enough password" not in logged and "short" not in logged
+    assert added["totp_secret"] not in logged

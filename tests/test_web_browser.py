@@ -84,9 +84,23 @@ def fill(driver, **fields: str) -> None:
 
 
 def submit(driver, label: str) -> None:
+    """Press the button `label` and wait for the page it brings."""
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']").click()
+    click(driver, driver.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']"))
+
+
+def click(driver, element) -> None:
+    """Click `element` (a button or link) and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    # chromedriver may answer a question about the old page with an error while it navigates
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(staleness_of(page))
 
 
 def sign_in(driver, base_url: str, name: str, secret: str, shots: str | None = None) -> None:
@@ -116,8 +130,8 @@ def view(driver, first_name: str) -> str:
     """Open the child page of the result whose name starts with `first_name`; its text."""
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.XPATH, f"//button[starts-with(@aria-label, 'View {first_name}')]"
-                        ).click()
+    click(driver, driver.find_element(
+        By.XPATH, f"//button[starts-with(@aria-label, 'View {first_name}')]"))
     return driver.find_element(By.TAG_NAME, "main").text
 
 
@@ -136,7 +150,7 @@ def test_a_practitioner_signs_in_with_totp_searches_with_a_reason_and_sees_a_shi
     assert "SARAH QUARTERMAINE" in page and "Practice code B86001" in page
     screenshot(browser, "practitioner-child")
 
-    browser.find_element(By.LINK_TEXT, "Start a new search").click()
+    click(browser, browser.find_element(By.LINK_TEXT, "Start a new search"))
     search(browser, "health visitor follow-up", "Amelia Fotheringham", "2008-07-14")
     row = browser.find_element(By.XPATH, "//tbody/tr[1]").text
     assert "AMELIA FOTHERINGHAM" in row and "Shielded" in row and "YO1 7HH" not in row
@@ -168,14 +182,14 @@ def test_an_admin_manages_users_and_checks_the_audit_log(browser, base_url: str,
     assert browser.current_url == f"{base_url}/admin/users"
     assert "pip" in browser.find_element(By.TAG_NAME, "table").text
     screenshot(browser, "admin-users")
-    browser.find_element(By.LINK_TEXT, "Sources").click()
+    click(browser, browser.find_element(By.LINK_TEXT, "Sources"))
     assert "census" in browser.find_element(By.TAG_NAME, "table").text
     screenshot(browser, "admin-sources")
-    browser.find_element(By.LINK_TEXT, "Retention").click()
+    click(browser, browser.find_element(By.LINK_TEXT, "Retention"))
     submit(browser, "Show what is due")
     assert "(dry run)" in browser.find_element(By.TAG_NAME, "main").text
     screenshot(browser, "admin-retention")
-    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    click(browser, browser.find_element(By.LINK_TEXT, "Audit log"))
     assert "The audit log is intact" in browser.find_element(By.CSS_SELECTOR, ".done").text
     screenshot(browser, "admin-audit")
 
@@ -190,6 +204,6 @@ def test_a_data_manager_sees_the_shielded_child_in_full_and_the_place_for_review
     page = view(browser, "AMELIA")
     assert "Shielded child." in page and "2 LOW ROAD" in page
     screenshot(browser, "data-manager-child-shielded")
-    browser.find_element(By.PARTIAL_LINK_TEXT, "Review and corrections").click()
+    click(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "Review and corrections"))
     assert "Coming next" in browser.find_element(By.TAG_NAME, "main").text
     screenshot(browser, "data-manager-review")

@@ -6,6 +6,8 @@ revocation takes effect at the next request."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -22,7 +24,8 @@ from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import act
 from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, web_master
 
-EXTRA_USERS = {"rita": "practitioner", "sam": "practitioner", "lou": "practitioner"}
+EXTRA_USERS = {"rita": "practitioner", "sam": "practitioner", "lou": "practitioner",
+               "eve": "practitioner"}
 PAGE_LIMIT_BYTES = 200 * 1024
 
 
@@ -264,6 +267,71 @@ def test_the_retention_page_is_a_dry_run(signed_in: dict[str, FlaskClient], mast
     report = client.post("/admin/retention", data={"csrf_token": token, "as_of": "2027-07-14"})
     assert report.status_code == 200 and "(dry run)" in report.text
     assert json.loads(audit_rows(master["db"], "retention")[-1][2])["apply"] is False
+
+
+# a process holding the master read-write until its stdin ends; with "serve", serving acts on
+# its socket as the running engine does
+HOLDING_PROCESS = """
+import sys
+from pathlib import Path
+from engine.governance.service import start_service
+from engine.master_store import open_master
+from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+con = open_master(Path(sys.argv[1]))
+if sys.argv[2] == "serve":
+    service = start_service(con, Path(sys.argv[1]), CompiledModel.from_json(DEFAULT_MODEL_PATH))
+print("holding", flush=True)
+sys.stdin.read()
+if sys.argv[2] == "serve":
+    service.stop()
+con.close()
+"""
+
+
+def holding_process(db: Path, mode: str) -> subprocess.Popen:
+    """A process holding the master (see HOLDING_PROCESS), once it holds it."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDING_PROCESS, str(db), mode],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).parents[1])
+    assert process.stdout.readline().strip() == "holding"
+    return process
+
+
+def test_the_same_pages_work_while_the_engine_holds_the_master(app: Flask, master: dict):
+    engine = holding_process(master["db"], "serve")
+    try:
+        client = app.test_client()
+        assert sign_in(client, "eve", master["secrets"]["eve"]).status_code == 302
+        token = csrf_token(client.get("/search").text)
+        found = client.post("/search", data={"csrf_token": token, "reason": "GP referral",
+                                             "name": "Oliver Quartermaine", "dob": "2009-03-01"})
+        assert "1 child found" in found.text
+        assert "SARAH QUARTERMAINE" in view_child(client, master["oliver"], "GP referral").text
+    finally:
+        engine.communicate("", timeout=60)
+    audited = [user_act for user_act in audit_acts(master["db"]) if user_act[0] == "eve"]
+    assert [act_name for _, act_name in audited] == [
+        "signin.password", "signin.code", "search", "child.view"]
+
+
+def test_a_master_held_without_a_service_is_a_503_and_the_session_stays(
+    signed_in: dict[str, FlaskClient], master: dict
+):
+    holder = holding_process(master["db"], "hold")
+    try:
+        busy = signed_in["pat"].get("/search")
+        assert busy.status_code == 503 and "Nothing was done" in busy.text
+    finally:
+        holder.communicate("", timeout=60)
+    assert signed_in["pat"].get("/search").status_code == 200
+
+
+def audit_acts(db: Path) -> list[tuple[str, str]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute('SELECT "user", act FROM audit_log ORDER BY seq').fetchall()
+    finally:
+        con.close()
 
 
 def test_sessions_expire_when_idle_and_at_the_end_of_their_lifetime():

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.governance.acts import Outcome, Request, perform, validate
-from engine.governance.errors import GovernanceError
+from engine.governance.errors import GovernanceError, MasterUnavailable
 from engine.governance.policy import DEFAULT_POLICY
 from engine.governance.schema import create_governance_tables
 from engine.governance.service import (
@@ -86,7 +86,7 @@ def _perform_on_file(db_path: Path, request: Request, model_path: Path) -> Outco
     try:
         con = open_master(db_path)
     except MasterStoreError as err:
-        raise GovernanceError(str(err)) from err
+        raise MasterUnavailable(str(err)) from err
     try:
         create_governance_tables(con)
         return perform(con, request, lambda: _load_model(model_path))

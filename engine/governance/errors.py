@@ -12,3 +12,8 @@ class GovernanceError(UsageError):
 class AccessRefused(GovernanceError):
     """The acting user may not do this act (unknown, revoked, accreditation expired, wrong role).
     Refusals are themselves written to the audit log."""
+
+
+class MasterUnavailable(GovernanceError):
+    """The master could not be opened (held by another process that serves no socket, missing,
+    unreadable): nothing was done; trying again later may work."""

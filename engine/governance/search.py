@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import duckdb
 import pyarrow as pa
 
-from engine.candidates import with_term_frequencies_sql
+from engine.candidates import record_columns_sql, with_term_frequencies_sql
 from engine.governance.errors import GovernanceError
 from engine.governance.policy import GovernancePolicy
 from linkage_models.scoring import CompiledModel
@@ -49,8 +49,8 @@ _FULL, _RESTRICTED = "search:full", "search:restricted"
 _PROBE_COLUMN = re.compile(r"\bl\.(\w+)")  # a rule's probe (left-hand) column
 _PARAMETER = re.compile(r"\$(\w+)")
 _PROBE_COLUMNS = ("unique_id", *UPDATE_COLUMNS)
-_TEMP_TABLES = ("search_found", "search_pairs", "search_candidates", "search_probe_tf",
-                "search_candidates_tf")
+_TEMP_TABLES = ("search_found", "search_rows", "search_pairs", "search_candidates",
+                "search_probe_tf", "search_candidates_tf")
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def search_children(
         schema=pa.schema([(c, pa.string()) for c in _PROBE_COLUMNS]),
     ))
     try:
-        _find_candidates(con, probe, rules, restricted_rules, viewer,
+        _find_candidates(con, model, probe, rules, restricted_rules, viewer,
                          policy.max_candidate_pairs)
         best = _best_per_child(con, model, limit, _least_match_weight(model, policy))
         return _shown(con, best, viewer)
@@ -160,31 +160,36 @@ def searchable_rules(probe: SearchProbe, model_rules: Sequence[str]) -> list[str
 
 
 def _find_candidates(
-    con: duckdb.DuckDBPyConnection, probe: SearchProbe, rules: list[str],
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, probe: SearchProbe, rules: list[str],
     restricted_rules: list[str], viewer: Viewer, max_pairs: int,
 ) -> None:
     """Temp tables `search_pairs` (probe row, record) and `search_candidates` (the records).
     Each rule becomes a filter on the record index with the probe's values bound as parameters
-    (`l.surname = r.surname` -> `$surname = r.surname`): the records the probe would join by
-    any rule, found by filtered scans, and only then their children. A shielded child a viewer
-    may not see in full is paired with the restricted probe, and found only by the rules it
-    still allows."""
+    (`l.surname = r.surname` -> `$surname = r.surname`): first the row ids of the records the
+    probe would join by any rule (a scan of the filtered columns only), then those rows' model
+    columns, then their children. A shielded child a viewer may not see in full is paired with
+    the restricted probe, and found only by the rules it still allows."""
     allowed_restricted = " OR ".join(_filters(restricted_rules)) or "false"
     found = "\nUNION\n".join(
-        f"SELECT r.*, ({allowed_restricted}) AS allowed_restricted FROM records r "
-        f"WHERE {rule_filter}"
+        f"SELECT r.rowid AS row_id, ({allowed_restricted}) AS allowed_restricted "
+        f"FROM records r WHERE {rule_filter}"
         for rule_filter in _filters(rules)
     )
     values = probe.row(_FULL)
     con.execute(f"CREATE OR REPLACE TEMP TABLE search_found AS {found}",
                 {column: values[column] for column in set(_PARAMETER.findall(found))})
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE search_rows AS
+        SELECT r.child_id, {record_columns_sql(model, "r")}, f.allowed_restricted
+        FROM records r JOIN search_found f ON r.rowid = f.row_id
+    """)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE search_pairs AS
         SELECT CASE WHEN c.shielded AND NOT $sees_shielded THEN '{_RESTRICTED}'
                     ELSE '{_FULL}' END AS unique_id_l,
                f.unique_id AS unique_id_r
-        FROM search_found f JOIN children c ON c.child_id = f.child_id
+        FROM search_rows f JOIN children c ON c.child_id = f.child_id
         WHERE c.status <> 'merged' AND (c.archived_on IS NULL OR $sees_archived)
           AND (NOT c.shielded OR $sees_shielded OR f.allowed_restricted)
         """,
@@ -198,7 +203,7 @@ def _find_candidates(
         )
     con.execute("""
         CREATE OR REPLACE TEMP TABLE search_candidates AS
-        SELECT * EXCLUDE (allowed_restricted) FROM search_found
+        SELECT * EXCLUDE (allowed_restricted) FROM search_rows
         WHERE unique_id IN (SELECT unique_id_r FROM search_pairs)
     """)
 

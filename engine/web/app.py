@@ -18,7 +18,7 @@ import json
 
 from flask import Flask, Response, g, redirect, request, url_for
 
-from engine.governance.errors import GovernanceError
+from engine.governance.errors import AccessRefused, MasterUnavailable
 from engine.web import admin, practitioner, signin
 from engine.web.context import SESSION_COOKIE, WebSettings, WebState, page, perform, state
 
@@ -42,6 +42,7 @@ def create_app(settings: WebSettings) -> Flask:
     app.before_request(_guard)
     app.after_request(_security_headers)
     app.add_url_rule("/healthz", "healthz", _healthz)
+    app.register_error_handler(MasterUnavailable, _unavailable)
     for blueprint in (signin.blueprint, practitioner.blueprint, admin.blueprint):
         app.register_blueprint(blueprint)
     return app
@@ -67,11 +68,16 @@ def _guard() -> Response | tuple[str, int] | None:
                             "Go back, reload the page and try again.")
     try:
         g.user = perform("session.check").result
-    except GovernanceError as refused:
+    except AccessRefused as refused:
         web.sessions.end(g.session.token)
         g.session = None
         return signin.signed_out(str(refused))
     return None
+
+
+def _unavailable(err: MasterUnavailable) -> tuple[str, int]:
+    return page("problem.html", 503, title="Try again in a moment",
+                problem=f"The index cannot be reached just now ({err}). Nothing was done.")
 
 
 def _security_headers(response: Response) -> Response:

@@ -11,7 +11,7 @@ import segno
 from flask import Blueprint, Response, g, make_response, redirect, request, url_for
 
 from engine.governance.credentials import WRONG_CREDENTIALS
-from engine.governance.errors import GovernanceError
+from engine.governance.errors import GovernanceError, MasterUnavailable
 from engine.web.context import LOGIN_COOKIE, SESSION_COOKIE, page, perform, state
 from engine.web.sessions import AWAITING_ENROLMENT, WebSession
 
@@ -31,6 +31,8 @@ def login() -> Response | tuple[str, int]:
     try:
         outcome = perform("signin.password", actor=name,
                           password=request.form.get("password", ""))
+    except MasterUnavailable:
+        raise
     except GovernanceError:  # a malformed user name: say no more than for a wrong one
         return _login_form(WRONG_CREDENTIALS, 401)
     if not outcome.result["passed"]:
