@@ -28,7 +28,7 @@ from engine.feed_positions import FileOffsets, is_feed_line, load_feed_positions
 from engine.feed_source import FeedFilesSource, StopSignal
 from engine.intake import FeedParser
 from engine.master_sink import MASTER_PARTITION, MasterSink, ServiceFactory
-from engine.master_store import open_master
+from engine.master_store import ENGINE_OPEN_WAIT_S, open_master
 from engine.resolver import BatchOutcome
 from streams.canonical import FEEDS
 
@@ -110,7 +110,7 @@ def _master_positions(options: RunOptions) -> FileOffsets:
     """Where the master says each feed file was read up to (only its owner reads the feeds)."""
     if not options.owns_master:
         return {}
-    con = open_master(options.db_path)
+    con = open_master(options.db_path, wait_s=ENGINE_OPEN_WAIT_S)
     try:
         return load_feed_positions(con)
     finally:

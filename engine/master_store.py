@@ -31,6 +31,7 @@ Tables (DESIGN.md "Master store contract" plus our own):
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
@@ -191,18 +192,34 @@ CREATE TABLE IF NOT EXISTS master_meta (
 """
 
 
-def open_master(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the master DuckDB file with its schema.
+# How long the engine waits for a master another process holds for a moment (a person's act
+# performed on the file while no engine served it) before it gives up.
+ENGINE_OPEN_WAIT_S = 3.0
+
+
+def open_master(
+    path: Path, *, read_only: bool = False, wait_s: float = 0.0
+) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the master DuckDB file with its schema, waiting up to `wait_s`
+    seconds while another process holds it.
 
     Raises MasterStoreError with a one-line reason when the file is locked by another process,
     is not a DuckDB database, or cannot be created.
     """
     if read_only and not path.exists():
         raise MasterStoreError(f"master database {path} does not exist")
+    deadline = time.monotonic() + wait_s
     try:
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path), read_only=read_only)
+        while True:
+            try:
+                con = duckdb.connect(str(path), read_only=read_only)
+                break
+            except duckdb.IOException as err:
+                if "lock" not in str(err).lower() or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
     except duckdb.IOException as err:
         reason = str(err).splitlines()[0]
         if "lock" in reason.lower():

@@ -11,7 +11,7 @@ import duckdb
 from engine.config import ConfigError
 from engine.dataflow import RunOptions, build_flow, run_flow
 from engine.feed_source import StopSignal
-from engine.master_store import open_master, registered_feeds, scalar
+from engine.master_store import ENGINE_OPEN_WAIT_S, open_master, registered_feeds, scalar
 from engine.resolver import BatchOutcome
 from linkage_models.scoring import CompiledModel
 from streams.canonical import FEEDS
@@ -84,7 +84,7 @@ def _preflight(options: RunOptions) -> None:
 
 def _registered_feeds(options: RunOptions) -> tuple[str, ...]:
     """The accredited feeds, built-in ones first in their reading order."""
-    con = open_master(options.db_path)
+    con = open_master(options.db_path, wait_s=ENGINE_OPEN_WAIT_S)
     try:
         registered = registered_feeds(con)
     finally:
@@ -95,7 +95,7 @@ def _registered_feeds(options: RunOptions) -> tuple[str, ...]:
 
 
 def _master_counts(options: RunOptions) -> dict[str, int]:
-    con = open_master(options.db_path)
+    con = open_master(options.db_path, wait_s=ENGINE_OPEN_WAIT_S)
     try:
         return master_counts(con)
     finally:

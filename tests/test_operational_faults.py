@@ -129,3 +129,19 @@ def _query(db: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def test_the_engine_waits_a_moment_for_a_master_a_persons_act_holds(tmp_path: Path):
+    from engine.master_store import open_master
+
+    db = tmp_path / "master.duckdb"
+    open_master(db).close()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+        " time.sleep(1.0); con.close()"), str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        con = open_master(db, wait_s=10.0)  # the act ends within a second: the engine goes on
+        con.close()
+    finally:
+        holder.wait(timeout=30)
