@@ -223,3 +223,22 @@ def test_only_a_data_manager_may_correct_the_index(master, model: CompiledModel)
     ingest(master, model, [TWIN_A])
     with pytest.raises(GovernanceError):
         act(master, model, "unlink", "pat", "curious", record="gro:a")
+
+
+def test_an_ambiguous_record_is_decided_again_only_beside_every_child_it_could_belong_to(
+    master, model: CompiledModel
+):
+    """Twin B's nameless census record matches both twins' children and is queued; a later
+    record of twin A touching it must not settle it to twin A while twin B's child is out of
+    sight."""
+    twin_b = update("gro", "b", first_name="ISLA", source_key="R2", **KHAN,
+                    event_time="2009-02-10T09:05:00Z")
+    ingest(master, model, [TWIN_A, twin_b])
+    ingest(master, model, [update("census", "x", source_key="UPN9", upn="UPN9", **KHAN,
+                                  event_time="2013-10-03T08:00:00Z")])
+    assert decision(master, "census", "x") == "review"
+    ingest(master, model, [update("census", "a2", first_name="AMELIA", source_key="UPN1",
+                                  upn="UPN1", **KHAN, event_time="2013-10-04T08:00:00Z")])
+    assert decision(master, "census", "x") == "review"
+    assert child_of(master, "census", "x") not in {child_of(master, "gro", "a"),
+                                                    child_of(master, "gro", "b")}

@@ -39,6 +39,7 @@ The rule (README "Decisions", docs/stewardship.md):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -141,6 +142,7 @@ class _NodeGraph:
         for uid in sorted(hood.records, key=lambda u: hood.records[u].order):
             self.members[self.node_of[uid]].append(uid)
         self.order = {node: hood.records[uids[0]].order for node, uids in self.members.items()}
+        self.apart: set[frozenset[str]] = set()  # node pairs a split put in different clusters
         # nodes a person joined: only there can one record hold the node to a part of its cluster
         self.joined_by_people = {
             self.node_of[a] for a, b in hood.must_link
@@ -421,7 +423,22 @@ def _record_cuts(graph: _NodeGraph, cluster: set[str], supporting: float) -> lis
 def _resolve_cut(
     graph: _NodeGraph, cut: _Cut, supported: list[bool], torn: bool, ambiguous: set[str]
 ) -> list[set[str]] | None:
-    """The cluster's new clusters if the cut splits it (rule 3), None if it holds."""
+    """The cluster's new clusters if the cut splits it (rule 3), None if it holds. Nodes that
+    end in different clusters are kept apart from then on (`graph.apart`): a pair between them
+    does not queue either for review."""
+    split = _cut_clusters(graph, cut, supported, torn, ambiguous)
+    if split is not None:
+        for first, second in itertools.combinations(split, 2):
+            graph.apart |= {
+                frozenset((node, other)) for node in first for other in graph.neighbours[node]
+                if other in second
+            }
+    return split
+
+
+def _cut_clusters(
+    graph: _NodeGraph, cut: _Cut, supported: list[bool], torn: bool, ambiguous: set[str]
+) -> list[set[str]] | None:
     groups = _join_supported(cut.node_parts, supported)
     if cut.kind == "record":
         if len(groups) < 2:
@@ -633,7 +650,8 @@ def _in_review_band(
     (node,) = cluster
     return any(
         p >= graph.config.review_threshold and graph.order[other] < graph.order[node]
-        and frozenset((node, other)) not in graph.cannot and other not in ambiguous
+        and other not in ambiguous and frozenset((node, other)) not in graph.cannot
+        and frozenset((node, other)) not in graph.apart
         for other, p in graph.neighbours[node].items()
         if cluster_of[other] != cluster_of[node]
     )

@@ -1,9 +1,11 @@
 """Reading what a decision must see from the master: a neighbourhood, and the support lookup.
 
 A neighbourhood is seeded by children (table `hood_seeds(child_id)`: those a batch's new records
-scored against or share a source key with, or those a person acts on) and grows by one step of
-redo: the open review items (provisional children) holding a record that scored against a record
-of a seed child, and the children of records a person must-linked to one of theirs. It holds every
+scored against or share a source key with, or those a person acts on) and grows by redo: the open
+review items (provisional children) holding a record that scored against a record of a seed
+child, the children of records a person must-linked to one of theirs, and then every child a
+record of a provisional child in it scored against (an open item is decided again only beside
+all the children it was a candidate for). It holds every
 record of those children, the batch's new records (table `batch_new`, if any), the stored scored
 pairs among them, and the people's constraints among them (engine.resolution.graph).
 """
@@ -47,6 +49,25 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool) -> Neighb
             SELECT uid_a FROM constraints
             WHERE kind = 'must' AND uid_b IN (SELECT unique_id FROM seed_records)
         ) m JOIN records r ON r.unique_id = m.other
+    """)
+    # An open item is decided again only beside every child it was a candidate for: one more
+    # step from the provisional children's records.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE provisional_records AS
+        SELECT unique_id FROM records
+        WHERE child_id IN (SELECT child_id FROM hood_children)
+          AND child_id IN (SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
+    """)
+    con.execute("""
+        INSERT INTO hood_children
+        SELECT DISTINCT r.child_id FROM (
+            SELECT uid_b AS other FROM scored_pairs
+            WHERE uid_a IN (SELECT unique_id FROM provisional_records)
+            UNION ALL
+            SELECT uid_a FROM scored_pairs
+            WHERE uid_b IN (SELECT unique_id FROM provisional_records)
+        ) p JOIN records r ON r.unique_id = p.other
+        WHERE r.child_id NOT IN (SELECT child_id FROM hood_children)
     """)
     new_part = f"""
         UNION ALL
@@ -140,6 +161,6 @@ class SupportLookup:
 
 
 HOOD_TABLES = (
-    "hood_seeds", "seed_records", "hood_children", "hood_records", "support_records",
-    "support_queries", "support_pairs", "support_tf",
+    "hood_seeds", "seed_records", "hood_children", "provisional_records", "hood_records",
+    "support_records", "support_queries", "support_pairs", "support_tf",
 )
