@@ -36,6 +36,9 @@ class DecisionConfig:
     # weights (log2 Bayes factor) against them are within this margin; a clearly stronger match
     # (by 2**6 = 64 times the evidence, by default) wins.
     ambiguity_margin_bits: float = 6.0
+    # Redo: a batch also decides again the open review items next to the children it touches
+    # (and beside every child they were candidates for). Off only to measure what it costs.
+    redo: bool = True
     # Feeds whose source key is one person's alone: a child never holds two of one feed's keys.
     # (The census is not one: a pupil can be issued a new UPN at a change of school.)
     exclusive_key_feeds: tuple[str, ...] = ("gro", "dwp", "nhs")

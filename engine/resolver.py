@@ -137,7 +137,7 @@ class Resolver:
         con.execute(self._tf_count_sql)
         outcome.xref = self._resolve_known_identifiers()
         self._score_new_records()
-        hood = read_neighbourhood(con, with_new=True)
+        hood = read_neighbourhood(con, with_new=True, redo=self.config.decision.redo)
         changes = decide(hood, self.config.decision, self._support)
         self._writer.apply(
             con, changes, hood, Provenance("engine", self.model.version, self._batch_id),

@@ -23,52 +23,23 @@ from linkage_models.scoring import CompiledModel
 NEW_RECORDS = "batch_new"
 
 
-def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool) -> Neighbourhood:
-    """The neighbourhood of the seed children in `hood_seeds` (and of `batch_new`'s records)."""
+def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool,
+                       redo: bool = True) -> Neighbourhood:
+    """The neighbourhood of the seed children in `hood_seeds` (and of `batch_new`'s records);
+    `redo=False` leaves out the open review items next to them (DecisionConfig.redo)."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE seed_records AS
         SELECT unique_id FROM records WHERE child_id IN (SELECT child_id FROM hood_seeds)
     """)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE hood_children AS
         SELECT child_id FROM hood_seeds
         UNION
-        SELECT r.child_id FROM (
-            SELECT uid_b AS other FROM scored_pairs
-            WHERE uid_a IN (SELECT unique_id FROM seed_records)
-            UNION ALL
-            SELECT uid_a FROM scored_pairs
-            WHERE uid_b IN (SELECT unique_id FROM seed_records)
-        ) p JOIN records r ON r.unique_id = p.other
-        WHERE r.child_id IN (SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
-        UNION
-        SELECT r.child_id FROM (
-            SELECT uid_b AS other FROM constraints
-            WHERE kind = 'must' AND uid_a IN (SELECT unique_id FROM seed_records)
-            UNION ALL
-            SELECT uid_a FROM constraints
-            WHERE kind = 'must' AND uid_b IN (SELECT unique_id FROM seed_records)
-        ) m JOIN records r ON r.unique_id = m.other
+        SELECT r.child_id FROM ({_others_sql("constraints", "seed_records", "kind = 'must'")}) m
+        JOIN records r ON r.unique_id = m.other
     """)
-    # An open item is decided again only beside every child it was a candidate for: one more
-    # step from the provisional children's records.
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE provisional_records AS
-        SELECT unique_id FROM records
-        WHERE child_id IN (SELECT child_id FROM hood_children)
-          AND child_id IN (SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
-    """)
-    con.execute("""
-        INSERT INTO hood_children
-        SELECT DISTINCT r.child_id FROM (
-            SELECT uid_b AS other FROM scored_pairs
-            WHERE uid_a IN (SELECT unique_id FROM provisional_records)
-            UNION ALL
-            SELECT uid_a FROM scored_pairs
-            WHERE uid_b IN (SELECT unique_id FROM provisional_records)
-        ) p JOIN records r ON r.unique_id = p.other
-        WHERE r.child_id NOT IN (SELECT child_id FROM hood_children)
-    """)
+    if redo:
+        _add_open_items_and_their_candidates(con)
     new_part = f"""
         UNION ALL
         SELECT unique_id, NULL, feed, source_key, event_time || unique_id, NULL
@@ -104,6 +75,43 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool) -> Neighb
         [(a, b) for kind, a, b in constraints if kind == "must"],
         [(a, b) for kind, a, b in constraints if kind == "cannot"],
     )
+
+
+def _others_sql(table: str, records: str, condition: str = "true") -> str:
+    """The record ids paired in `table` (scored_pairs or constraints) with a record of
+    `records`, as column `other`."""
+    return f"""
+        SELECT uid_b AS other FROM {table}
+        WHERE {condition} AND uid_a IN (SELECT unique_id FROM {records})
+        UNION ALL
+        SELECT uid_a FROM {table}
+        WHERE {condition} AND uid_b IN (SELECT unique_id FROM {records})
+    """
+
+
+def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection) -> None:
+    """Redo: the open review items (provisional children) whose records scored against a seed
+    child's, then every child a provisional child's record scored against — an open item is
+    decided again only beside all the children it was a candidate for."""
+    con.execute(f"""
+        INSERT INTO hood_children
+        SELECT DISTINCT r.child_id FROM ({_others_sql("scored_pairs", "seed_records")}) p
+        JOIN records r ON r.unique_id = p.other
+        WHERE r.child_id IN (SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
+          AND r.child_id NOT IN (SELECT child_id FROM hood_children)
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE provisional_records AS
+        SELECT unique_id FROM records
+        WHERE child_id IN (SELECT child_id FROM hood_children)
+          AND child_id IN (SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
+    """)
+    con.execute(f"""
+        INSERT INTO hood_children
+        SELECT DISTINCT r.child_id FROM ({_others_sql("scored_pairs", "provisional_records")}) p
+        JOIN records r ON r.unique_id = p.other
+        WHERE r.child_id NOT IN (SELECT child_id FROM hood_children)
+    """)
 
 
 class SupportLookup:
