@@ -20,7 +20,7 @@ from engine.governance.search import CONTACT_DATA_MANAGER
 from engine.web.app import create_app
 from engine.web.context import WebSettings
 from linkage_models.scoring import CompiledModel
-from tests.web_helpers import PASSWORD, code_for, web_master
+from tests.web_helpers import PASSWORD, add_review_case, code_for, web_master
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -37,7 +37,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 @pytest.fixture(scope="module")
 def master(tmp_path_factory: pytest.TempPathFactory, model: CompiledModel) -> dict:
     db = tmp_path_factory.mktemp("browser") / "m.duckdb"
-    return {"db": db, **web_master(db, model, EXTRA_USERS)}
+    return {"db": db, **web_master(db, model, EXTRA_USERS), **add_review_case(db, model)}
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +68,13 @@ def browser(tmp_path: Path) -> Iterator:
     shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
-def screenshot(driver, name: str) -> None:
+def screenshot(driver, name: str, height: int | None = None) -> None:
+    """Save the window (`height`: made this tall for a long page) as <name>.png."""
     folder = os.environ.get("CONTACTPOINT_SCREENSHOTS")
     if folder:
+        if height:
+            width = driver.get_window_size()["width"]
+            driver.set_window_size(width, height)
         driver.save_screenshot(str(Path(folder) / f"{name}.png"))
 
 
@@ -180,7 +184,7 @@ def test_an_admin_manages_users_and_checks_the_audit_log(browser, base_url: str,
     screenshot(browser, "admin-audit")
 
 
-def test_a_data_manager_sees_the_shielded_child_in_full_and_the_place_for_review(
+def test_a_data_manager_settles_a_review_item_and_splits_a_child(
     browser, base_url: str, master: dict
 ):
     from selenium.webdriver.common.by import By
@@ -190,6 +194,30 @@ def test_a_data_manager_sees_the_shielded_child_in_full_and_the_place_for_review
     page = view(browser, "AMELIA")
     assert "Shielded child." in page and "2 LOW ROAD" in page
     screenshot(browser, "data-manager-child-shielded")
-    browser.find_element(By.PARTIAL_LINK_TEXT, "Review and corrections").click()
-    assert "Coming next" in browser.find_element(By.TAG_NAME, "main").text
-    screenshot(browser, "data-manager-review")
+
+    browser.find_element(By.LINK_TEXT, "Review queue").click()
+    item = browser.find_element(By.CSS_SELECTOR, "section.item")
+    assert "dwp:c" in item.text and "ISLA" in item.text and "AMELIA" in item.text
+    waterfall = item.find_element(By.CSS_SELECTOR, "table.waterfall").text  # oldest: shown
+    assert "Exact match on date_of_birth" in waterfall
+    screenshot(browser, "data-manager-review", height=2000)
+    item.find_element(By.CSS_SELECTOR, f"input[value='link:{master['twin_a']}']").click()
+    item.find_element(By.CSS_SELECTOR, "input[name=reason]").send_keys(
+        "claimant confirmed by phone")
+    item.find_element(By.XPATH, ".//button[starts-with(normalize-space(), 'Settle item')]").click()
+    assert "settled: the record joined child" in browser.find_element(By.CSS_SELECTOR, ".done").text
+    assert "The review queue is empty" in browser.find_element(By.TAG_NAME, "main").text
+
+    browser.find_element(By.LINK_TEXT, "Find a child").click()
+    search(browser, "data quality check", "Amelia Khan", "2009-02-10")
+    view(browser, "AMELIA")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Manage this child").click()
+    assert "claimant confirmed" not in browser.page_source  # reasons stay in the audit log
+    assert "user:dana" in browser.find_element(By.TAG_NAME, "main").text
+    browser.find_element(By.CSS_SELECTOR, "input[aria-label='Split off dwp:c']").click()
+    fill(browser, **{"reason-split": "the claim is for a third sibling"})
+    submit(browser, "Split into a new child")
+    assert "Split dwp:c into a new child" in browser.find_element(By.CSS_SELECTOR, ".done").text
+    records = browser.find_element(By.ID, "records").find_element(By.XPATH, "following::table")
+    assert "gro:a" in records.text and "dwp:c" not in records.text
+    screenshot(browser, "data-manager-manage", height=2300)

@@ -137,6 +137,9 @@ def test_a_data_manager_splits_the_claim_off_into_a_child_of_its_own(
     assert f"Split {CLAIM} into a new child {new}" in split.text
     assert last_audited(master["db"], "split") == (
         "dana", "the claim is for a third sibling", [new, twin_a])
+    assert f'href="/children/{new}/manage"' in split.text
+    history = split.text[split.text.index("History of decisions"):]
+    assert f'<td class="mono">{new}</td><td>user:dana</td>' in history.replace("\n      ", "")
     master["split_off"] = new
 
 

@@ -83,16 +83,19 @@ def _child_basics(con: duckdb.DuckDBPyConnection, child_id: str) -> dict:
 
 
 def _child_history(ctx: Context) -> Outcome:
-    """A child (a merged-away id: its survivor) with its records, every decision made on
-    them or naming the child, and the children merged into it."""
+    """A child (a merged-away id: its survivor) with its records, every decision on any
+    record it holds or once held (so a record split off shows where it went), and the
+    children merged into it."""
     child_id = resolve_child_id(ctx.con, ctx.args["child_id"])
     view = child_view(ctx.con, child_id, viewer_for(ctx.actor.role))
     decisions = ctx.con.execute("""
         SELECT seq, feed || ':' || record_id, child_id, decision, match_probability,
                candidates, model_version, decided_by, decided_at
         FROM decision_history
-        WHERE child_id = $child OR feed || ':' || record_id IN (
-            SELECT feed || ':' || record_id FROM links WHERE child_id = $child)
+        WHERE feed || ':' || record_id IN (
+            SELECT feed || ':' || record_id FROM links WHERE child_id = $child
+            UNION SELECT feed || ':' || record_id FROM decision_history
+            WHERE child_id = $child)
         ORDER BY seq
     """, {"child": child_id}).fetchall()
     records = ctx.con.execute(f"""

@@ -51,54 +51,58 @@ def correct(child_id: str, action: str) -> tuple[str, int]:
     if action not in CHILD_ACTIONS:
         return page("problem.html", 404, title="Not found", problem="No such action.")
     try:
-        done = _CORRECTIONS[action](child_id)
+        done, other = _CORRECTIONS[action](child_id)
     except GovernanceError as err:
         return _manage_page(child_id, problem=str(err), status=400)
-    return _manage_page(child_id, done=done)
+    return _manage_page(child_id, done=done, other=other)
 
 
 def _reason() -> str | None:
     return request.form.get("reason", "").strip() or None
 
 
-def _unlink(child_id: str) -> str:
+# A correction returns what was done and the other child it made or touched (None: none).
+Done = tuple[str, str | None]
+
+
+def _unlink(child_id: str) -> Done:
     record = request.form.get("record", "")
     child = perform("unlink", _reason(), record=record).result["child_id"]
-    return f"Unlinked {record}: it is now child {child}."
+    return f"Unlinked {record}: it is now child {child}.", child
 
 
-def _split(child_id: str) -> str:
+def _split(child_id: str) -> Done:
     records = request.form.getlist("record")
     if not records:
         raise GovernanceError("tick the records that belong to another child")
     child = perform("split", _reason(), child_id=child_id,
                     records=",".join(records)).result["child_id"]
-    return f"Split {', '.join(records)} into a new child {child}."
+    return f"Split {', '.join(records)} into a new child {child}.", child
 
 
-def _merge(child_id: str) -> str:
+def _merge(child_id: str) -> Done:
     other = request.form.get("other_child_id", "").strip()
     child = perform("merge", _reason(), child_id=child_id,
                     other_child_id=other).result["child_id"]
-    return f"Merged {child_id} and {other}: they are child {child}."
+    return f"Merged {child_id} and {other}: they are child {child}.", None
 
 
-def _link(child_id: str) -> str:
+def _link(child_id: str) -> Done:
     record = request.form.get("record", "").strip()
     perform("link", _reason(), record=record, child_id=child_id)
-    return f"Linked {record} to this child."
+    return f"Linked {record} to this child.", None
 
 
-def _shielding(unshield: bool) -> Callable[[str], str]:
-    def act(child_id: str) -> str:
+def _shielding(unshield: bool) -> Callable[[str], Done]:
+    def act(child_id: str) -> Done:
         shielded = perform("shield", _reason(), child_id=child_id,
                            unshield=unshield).result["shielded"]
-        return "Shielded: practitioners now see only the name, sex and date of birth." \
-            if shielded else "The shield is removed."
+        return ("Shielded: practitioners now see only the name, sex and date of birth."
+                if shielded else "The shield is removed."), None
     return act
 
 
-_CORRECTIONS: dict[str, Callable[[str], str]] = {
+_CORRECTIONS: dict[str, Callable[[str], Done]] = {
     "unlink": _unlink, "split": _split, "merge": _merge, "link": _link,
     "shield": _shielding(False), "unshield": _shielding(True),
 }
@@ -112,7 +116,7 @@ def _review_page(problem: str | None = None, done: str | None = None,
 
 
 def _manage_page(child_id: str, problem: str | None = None, done: str | None = None,
-                 status: int | None = None) -> tuple[str, int]:
+                 other: str | None = None, status: int | None = None) -> tuple[str, int]:
     try:
         history = perform("child.history", child_id=child_id).result
     except GovernanceError as err:
@@ -121,4 +125,4 @@ def _manage_page(child_id: str, problem: str | None = None, done: str | None = N
     name = " ".join(filter(None, (child.get("first_name"), child.get("surname")))) or "Child"
     return page("manage.html", status or (400 if problem else 200),
                 title=f"Manage {name.title()}", history=history, child=child,
-                asked_for=child_id, problem=problem, done=done)
+                asked_for=child_id, other=other, problem=problem, done=done)
