@@ -21,7 +21,7 @@ from engine.web.context import WebSettings
 from engine.web.sessions import AWAITING_CODE, SessionStore, SessionTimes
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import act
-from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, web_master
+from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, signed_in_clients, web_master
 
 EXTRA_USERS = {"rita": "practitioner", "sam": "practitioner", "lou": "practitioner"}
 PAGE_LIMIT_BYTES = 200 * 1024
@@ -40,12 +40,7 @@ def app(master: dict) -> Flask:
 
 @pytest.fixture(scope="module")
 def signed_in(app: Flask, master: dict) -> dict[str, FlaskClient]:
-    """One signed-in client per role (a TOTP code is accepted once: sign in once per user)."""
-    clients = {}
-    for name in ("root", "pat", "dana"):
-        clients[name] = app.test_client()
-        assert sign_in(clients[name], name, master["secrets"][name]).status_code == 302
-    return clients
+    return signed_in_clients(app, master["secrets"])
 
 
 def audit_rows(db: Path, act_name: str) -> list[tuple]:

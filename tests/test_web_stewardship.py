@@ -19,7 +19,7 @@ from engine.web.app import create_app
 from engine.web.context import WebSettings
 from linkage_models.scoring import CompiledModel
 from tests.test_web_http import PAGE_LIMIT_BYTES, audit_rows, last_audited
-from tests.web_helpers import add_review_case, csrf_token, sign_in, web_master
+from tests.web_helpers import add_review_case, csrf_token, signed_in_clients, web_master
 
 CLAIM = "dwp:c"
 
@@ -38,11 +38,7 @@ def app(master: dict) -> Flask:
 
 @pytest.fixture(scope="module")
 def signed_in(app: Flask, master: dict) -> dict[str, FlaskClient]:
-    clients = {}
-    for name in ("root", "pat", "dana"):
-        clients[name] = app.test_client()
-        assert sign_in(clients[name], name, master["secrets"][name]).status_code == 302
-    return clients
+    return signed_in_clients(app, master["secrets"])
 
 
 def child_of(db: Path, record: str) -> str:

@@ -73,6 +73,16 @@ def csrf_token(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
+def signed_in_clients(app, secrets: dict[str, str]) -> dict:
+    """One signed-in Flask test client for each of root, pat and dana (a TOTP code is accepted
+    once: sign in once per user)."""
+    clients = {}
+    for name in ROLES:
+        clients[name] = app.test_client()
+        assert sign_in(clients[name], name, secrets[name]).status_code == 302
+    return clients
+
+
 def code_for(secret: str) -> str:
     return pyotp.TOTP(secret).now()
 
