@@ -163,7 +163,7 @@ def test_unlink_link_merge_and_shield_from_the_stewardship_page(
         "court order", "order lifted"]
 
 
-def test_a_refused_correction_shows_its_one_line_reason(
+def test_a_refused_or_forged_correction_changes_nothing_and_says_why(
     signed_in: dict[str, FlaskClient], master: dict
 ):
     client = signed_in["dana"]
@@ -175,6 +175,11 @@ def test_a_refused_correction_shows_its_one_line_reason(
                    reason="found it")
     assert unknown.status_code == 400 and "no record nhs:nobody in the master" in unknown.text
     assert signed_in["dana"].get("/children/NOSUCHCHILD/manage").status_code == 404
+    for token in ("forged", ""):
+        forged = client.post(f"/children/{master['oliver']}/unlink", data={
+            "csrf_token": token, "record": "census:oliver", "reason": "a forged form"})
+        assert forged.status_code == 400 and "This form has expired" in forged.text
+    assert child_of(master["db"], "census:oliver") == master["oliver"]
 
 
 @pytest.mark.parametrize("user", ["pat", "root"])

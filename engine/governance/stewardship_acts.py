@@ -76,7 +76,12 @@ def _record_basics(con: duckdb.DuckDBPyConnection, record: str) -> dict:
 
 
 def _child_basics(con: duckdb.DuckDBPyConnection, child_id: str) -> dict:
-    survivor = resolve_child_id(con, child_id)
+    """The golden basics of `child_id` (a merged-away id: its survivor's); only the id and
+    `gone` once retention has deleted the child."""
+    try:
+        survivor = resolve_child_id(con, child_id)
+    except StewardshipError:
+        return {"child_id": child_id, "gone": True}
     row = con.execute(f"SELECT child_id, shielded, {', '.join(BASICS)} FROM children "
                       "WHERE child_id = ?", [survivor]).fetchone()
     return dict(zip(("child_id", "shielded", *BASICS), row, strict=True))
