@@ -87,10 +87,22 @@ def fill(driver, **fields: str) -> None:
         box.send_keys(value)
 
 
+def navigate(driver, element) -> None:
+    """Click `element` (a link or a form's button) and wait until the next page replaces this
+    one, so that what is looked up next is on the new page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+
+
 def submit(driver, label: str) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']").click()
+    navigate(driver, driver.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']"))
 
 
 def sign_in(driver, base_url: str, name: str, secret: str, shots: str | None = None) -> None:
@@ -120,8 +132,8 @@ def view(driver, first_name: str) -> str:
     """Open the child page of the result whose name starts with `first_name`; its text."""
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.XPATH, f"//button[starts-with(@aria-label, 'View {first_name}')]"
-                        ).click()
+    navigate(driver, driver.find_element(
+        By.XPATH, f"//button[starts-with(@aria-label, 'View {first_name}')]"))
     return driver.find_element(By.TAG_NAME, "main").text
 
 
@@ -140,7 +152,7 @@ def test_a_practitioner_signs_in_with_totp_searches_with_a_reason_and_sees_a_shi
     assert "SARAH QUARTERMAINE" in page and "Practice code B86001" in page
     screenshot(browser, "practitioner-child")
 
-    browser.find_element(By.LINK_TEXT, "Start a new search").click()
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Start a new search"))
     search(browser, "health visitor follow-up", "Amelia Fotheringham", "2008-07-14")
     row = browser.find_element(By.XPATH, "//tbody/tr[1]").text
     assert "AMELIA FOTHERINGHAM" in row and "Shielded" in row and "YO1 7HH" not in row
@@ -172,14 +184,14 @@ def test_an_admin_manages_users_and_checks_the_audit_log(browser, base_url: str,
     assert browser.current_url == f"{base_url}/admin/users"
     assert "pip" in browser.find_element(By.TAG_NAME, "table").text
     screenshot(browser, "admin-users")
-    browser.find_element(By.LINK_TEXT, "Sources").click()
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Sources"))
     assert "census" in browser.find_element(By.TAG_NAME, "table").text
     screenshot(browser, "admin-sources")
-    browser.find_element(By.LINK_TEXT, "Retention").click()
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Retention"))
     submit(browser, "Show what is due")
     assert "(dry run)" in browser.find_element(By.TAG_NAME, "main").text
     screenshot(browser, "admin-retention")
-    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Audit log"))
     assert "The audit log is intact" in browser.find_element(By.CSS_SELECTOR, ".done").text
     screenshot(browser, "admin-audit")
 
@@ -195,7 +207,7 @@ def test_a_data_manager_settles_a_review_item_and_splits_a_child(
     assert "Shielded child." in page and "2 LOW ROAD" in page
     screenshot(browser, "data-manager-child-shielded")
 
-    browser.find_element(By.LINK_TEXT, "Review queue").click()
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Review queue"))
     item = browser.find_element(By.CSS_SELECTOR, "section.item")
     assert "dwp:c" in item.text and "ISLA" in item.text and "AMELIA" in item.text
     waterfall = item.find_element(By.CSS_SELECTOR, "table.waterfall").text  # oldest: shown
@@ -204,14 +216,15 @@ def test_a_data_manager_settles_a_review_item_and_splits_a_child(
     item.find_element(By.CSS_SELECTOR, f"input[value='link:{master['twin_a']}']").click()
     item.find_element(By.CSS_SELECTOR, "input[name=reason]").send_keys(
         "claimant confirmed by phone")
-    item.find_element(By.XPATH, ".//button[starts-with(normalize-space(), 'Settle item')]").click()
+    navigate(browser, item.find_element(
+        By.XPATH, ".//button[starts-with(normalize-space(), 'Settle item')]"))
     assert "settled: the record joined child" in browser.find_element(By.CSS_SELECTOR, ".done").text
     assert "The review queue is empty" in browser.find_element(By.TAG_NAME, "main").text
 
-    browser.find_element(By.LINK_TEXT, "Find a child").click()
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Find a child"))
     search(browser, "data quality check", "Amelia Khan", "2009-02-10")
     view(browser, "AMELIA")
-    browser.find_element(By.PARTIAL_LINK_TEXT, "Manage this child").click()
+    navigate(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "Manage this child"))
     assert "claimant confirmed" not in browser.page_source  # reasons stay in the audit log
     assert "user:dana" in browser.find_element(By.TAG_NAME, "main").text
     browser.find_element(By.CSS_SELECTOR, "input[aria-label='Split off dwp:c']").click()
