@@ -96,7 +96,7 @@ def navigate(driver, element) -> None:
 
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
 
 
 def submit(driver, label: str) -> None:

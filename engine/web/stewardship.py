@@ -14,7 +14,6 @@ from engine.web.context import for_roles, page, perform
 
 blueprint = Blueprint("stewardship", __name__)
 REVIEW_PAGE_ITEMS = 20  # the oldest items, each with its evidence scored now
-CHILD_ACTIONS = ("unlink", "split", "merge", "link", "shield", "unshield")
 
 
 @blueprint.route("/review")
@@ -48,7 +47,7 @@ def manage(child_id: str) -> tuple[str, int]:
 @blueprint.route("/children/<child_id>/<action>", methods=["POST"])
 @for_roles("data_manager")
 def correct(child_id: str, action: str) -> tuple[str, int]:
-    if action not in CHILD_ACTIONS:
+    if action not in _CORRECTIONS:
         return page("problem.html", 404, title="Not found", problem="No such action.")
     try:
         done, other = _CORRECTIONS[action](child_id)
