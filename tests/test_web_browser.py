@@ -20,7 +20,7 @@ from engine.governance.search import CONTACT_DATA_MANAGER
 from engine.web.app import create_app
 from engine.web.context import WebSettings
 from linkage_models.scoring import CompiledModel
-from tests.web_helpers import PASSWORD, code_for, web_master
+from tests.web_helpers import PASSWORD, add_review_case, code_for, web_master
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -37,7 +37,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 @pytest.fixture(scope="module")
 def master(tmp_path_factory: pytest.TempPathFactory, model: CompiledModel) -> dict:
     db = tmp_path_factory.mktemp("browser") / "m.duckdb"
-    return {"db": db, **web_master(db, model, EXTRA_USERS)}
+    return {"db": db, **web_master(db, model, EXTRA_USERS), **add_review_case(db, model)}
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +68,13 @@ def browser(tmp_path: Path) -> Iterator:
     shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
-def screenshot(driver, name: str) -> None:
+def screenshot(driver, name: str, height: int | None = None) -> None:
+    """Save the window (`height`: made this tall for a long page) as <name>.png."""
     folder = os.environ.get("CONTACTPOINT_SCREENSHOTS")
     if folder:
+        if height:
+            width = driver.get_window_size()["width"]
+            driver.set_window_size(width, height)
         driver.save_screenshot(str(Path(folder) / f"{name}.png"))
 
 
@@ -83,15 +87,9 @@ def fill(driver, **fields: str) -> None:
         box.send_keys(value)
 
 
-def submit(driver, label: str) -> None:
-    """Press the button `label` and wait for the page it brings."""
-    from selenium.webdriver.common.by import By
-
-    click(driver, driver.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']"))
-
-
-def click(driver, element) -> None:
-    """Click `element` (a button or link) and wait until the next page has replaced this one."""
+def navigate(driver, element) -> None:
+    """Click `element` (a link or a form's button) and wait until the next page replaces this
+    one, so that what is looked up next is on the new page."""
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.expected_conditions import staleness_of
@@ -101,6 +99,13 @@ def click(driver, element) -> None:
     element.click()
     # chromedriver may answer a question about the old page with an error while it navigates
     WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(staleness_of(page))
+
+
+def submit(driver, label: str) -> None:
+    """Press the button `label` and wait for the page it brings."""
+    from selenium.webdriver.common.by import By
+
+    navigate(driver, driver.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']"))
 
 
 def sign_in(driver, base_url: str, name: str, secret: str, shots: str | None = None) -> None:
@@ -130,7 +135,7 @@ def view(driver, first_name: str) -> str:
     """Open the child page of the result whose name starts with `first_name`; its text."""
     from selenium.webdriver.common.by import By
 
-    click(driver, driver.find_element(
+    navigate(driver, driver.find_element(
         By.XPATH, f"//button[starts-with(@aria-label, 'View {first_name}')]"))
     return driver.find_element(By.TAG_NAME, "main").text
 
@@ -150,7 +155,7 @@ def test_a_practitioner_signs_in_with_totp_searches_with_a_reason_and_sees_a_shi
     assert "SARAH QUARTERMAINE" in page and "Practice code B86001" in page
     screenshot(browser, "practitioner-child")
 
-    click(browser, browser.find_element(By.LINK_TEXT, "Start a new search"))
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Start a new search"))
     search(browser, "health visitor follow-up", "Amelia Fotheringham", "2008-07-14")
     row = browser.find_element(By.XPATH, "//tbody/tr[1]").text
     assert "AMELIA FOTHERINGHAM" in row and "Shielded" in row and "YO1 7HH" not in row
@@ -182,19 +187,19 @@ def test_an_admin_manages_users_and_checks_the_audit_log(browser, base_url: str,
     assert browser.current_url == f"{base_url}/admin/users"
     assert "pip" in browser.find_element(By.TAG_NAME, "table").text
     screenshot(browser, "admin-users")
-    click(browser, browser.find_element(By.LINK_TEXT, "Sources"))
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Sources"))
     assert "census" in browser.find_element(By.TAG_NAME, "table").text
     screenshot(browser, "admin-sources")
-    click(browser, browser.find_element(By.LINK_TEXT, "Retention"))
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Retention"))
     submit(browser, "Show what is due")
     assert "(dry run)" in browser.find_element(By.TAG_NAME, "main").text
     screenshot(browser, "admin-retention")
-    click(browser, browser.find_element(By.LINK_TEXT, "Audit log"))
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Audit log"))
     assert "The audit log is intact" in browser.find_element(By.CSS_SELECTOR, ".done").text
     screenshot(browser, "admin-audit")
 
 
-def test_a_data_manager_sees_the_shielded_child_in_full_and_the_place_for_review(
+def test_a_data_manager_settles_a_review_item_and_splits_a_child(
     browser, base_url: str, master: dict
 ):
     from selenium.webdriver.common.by import By
@@ -204,6 +209,31 @@ def test_a_data_manager_sees_the_shielded_child_in_full_and_the_place_for_review
     page = view(browser, "AMELIA")
     assert "Shielded child." in page and "2 LOW ROAD" in page
     screenshot(browser, "data-manager-child-shielded")
-    click(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "Review and corrections"))
-    assert "Coming next" in browser.find_element(By.TAG_NAME, "main").text
-    screenshot(browser, "data-manager-review")
+
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Review queue"))
+    item = browser.find_element(By.CSS_SELECTOR, "section.item")
+    assert "dwp:c" in item.text and "ISLA" in item.text and "AMELIA" in item.text
+    waterfall = item.find_element(By.CSS_SELECTOR, "table.waterfall").text  # oldest: shown
+    assert "Exact match on date_of_birth" in waterfall
+    screenshot(browser, "data-manager-review", height=2000)
+    item.find_element(By.CSS_SELECTOR, f"input[value='link:{master['twin_a']}']").click()
+    item.find_element(By.CSS_SELECTOR, "input[name=reason]").send_keys(
+        "claimant confirmed by phone")
+    navigate(browser, item.find_element(
+        By.XPATH, ".//button[starts-with(normalize-space(), 'Settle item')]"))
+    assert "settled: the record joined child" in browser.find_element(By.CSS_SELECTOR, ".done").text
+    assert "The review queue is empty" in browser.find_element(By.TAG_NAME, "main").text
+
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Find a child"))
+    search(browser, "data quality check", "Amelia Khan", "2009-02-10")
+    view(browser, "AMELIA")
+    navigate(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "Manage this child"))
+    assert "claimant confirmed" not in browser.page_source  # reasons stay in the audit log
+    assert "user:dana" in browser.find_element(By.TAG_NAME, "main").text
+    browser.find_element(By.CSS_SELECTOR, "input[aria-label='Split off dwp:c']").click()
+    fill(browser, **{"reason-split": "the claim is for a third sibling"})
+    submit(browser, "Split into a new child")
+    assert "Split dwp:c into a new child" in browser.find_element(By.CSS_SELECTOR, ".done").text
+    records = browser.find_element(By.ID, "records").find_element(By.XPATH, "following::table")
+    assert "gro:a" in records.text and "dwp:c" not in records.text
+    screenshot(browser, "data-manager-manage", height=2300)

@@ -6,6 +6,7 @@ revocation takes effect at the next request."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from engine.web.context import WebSettings
 from engine.web.sessions import AWAITING_CODE, SessionStore, SessionTimes
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import act
-from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, web_master
+from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, signed_in_clients, web_master
 
 EXTRA_USERS = {"rita": "practitioner", "sam": "practitioner", "lou": "practitioner",
                "eve": "practitioner"}
@@ -42,12 +43,7 @@ def app(master: dict) -> Flask:
 
 @pytest.fixture(scope="module")
 def signed_in(app: Flask, master: dict) -> dict[str, FlaskClient]:
-    """One signed-in client per role (a TOTP code is accepted once: sign in once per user)."""
-    clients = {}
-    for name in ("root", "pat", "dana"):
-        clients[name] = app.test_client()
-        assert sign_in(clients[name], name, master["secrets"][name]).status_code == 302
-    return clients
+    return signed_in_clients(app, master["secrets"])
 
 
 def audit_rows(db: Path, act_name: str) -> list[tuple]:
@@ -83,7 +79,7 @@ def test_every_other_route_refuses_a_request_without_a_session(app: Flask):
              if rule.endpoint not in OPEN_ENDPOINTS | {"static"}]
     assert len(rules) >= 10
     for rule in rules:
-        path = rule.rule.replace("<action>", "add")
+        path = re.sub(r"<[^>]+>", "1", rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = client.open(path, method=method)
             if path.startswith("/api/"):

@@ -5,11 +5,14 @@ secrets as `users add --password-stdin --json` returns them, and signing in over
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
+import duckdb
 import pyotp
 
 from linkage_models.scoring import CompiledModel
+from tests.test_entity_graph import NAMELESS_CLAIM, TWIN_A, TWIN_B
 from tests.test_governance_helpers import (
     AMELIA,
     NEXT_YEAR,
@@ -53,9 +56,31 @@ def web_master(path: Path, model: CompiledModel, extra_users: dict[str, str]) ->
     return {"secrets": secrets, **ids}
 
 
+def add_review_case(path: Path, model: CompiledModel) -> dict:
+    """Twins Amelia and Isla Khan and a child benefit claim without a first name, which the
+    engine queues for review (it could be either twin). Returns their child IDs."""
+    con = duckdb.connect(str(path))
+    twin_a = replace(TWIN_A, source_key="R9")  # R1 is Oliver's birth registration here
+    ingest(con, model, [twin_a, TWIN_B, NAMELESS_CLAIM])
+    ids = {"twin_a": child_of(con, "gro", "a"), "twin_b": child_of(con, "census", "b"),
+           "claim": child_of(con, "dwp", "c")}
+    con.close()
+    return ids
+
+
 def csrf_token(html: str) -> str:
     """The CSRF token of the first form on a page."""
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def signed_in_clients(app, secrets: dict[str, str]) -> dict:
+    """One signed-in Flask test client for each of root, pat and dana (a TOTP code is accepted
+    once: sign in once per user)."""
+    clients = {}
+    for name in ROLES:
+        clients[name] = app.test_client()
+        assert sign_in(clients[name], name, secrets[name]).status_code == 302
+    return clients
 
 
 def code_for(secret: str) -> str:

@@ -19,7 +19,7 @@ import json
 from flask import Flask, Response, g, redirect, request, url_for
 
 from engine.governance.errors import AccessRefused, MasterUnavailable
-from engine.web import admin, practitioner, signin
+from engine.web import admin, practitioner, signin, stewardship
 from engine.web.context import SESSION_COOKIE, WebSettings, WebState, page, perform, state
 
 OPEN_ENDPOINTS = frozenset({"healthz", "signin.login", "signin.code"})
@@ -43,7 +43,8 @@ def create_app(settings: WebSettings) -> Flask:
     app.after_request(_security_headers)
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.register_error_handler(MasterUnavailable, _unavailable)
-    for blueprint in (signin.blueprint, practitioner.blueprint, admin.blueprint):
+    for blueprint in (signin.blueprint, practitioner.blueprint, stewardship.blueprint,
+                      admin.blueprint):
         app.register_blueprint(blueprint)
     return app
 

@@ -54,12 +54,6 @@ def child() -> tuple[str, int]:
                 feed_names=FEED_NAMES)
 
 
-@blueprint.route("/review")
-@for_roles("data_manager")
-def review() -> tuple[str, int]:
-    return page("review.html", title="Review and corrections")
-
-
 @blueprint.route("/api/session")
 def session_info() -> Response:
     current = session()
