@@ -90,27 +90,34 @@ def _others_sql(table: str, records: str, condition: str = "true") -> str:
 
 
 def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection) -> None:
-    """Redo: the open review items (provisional children) whose records scored against a seed
-    child's, then every child a provisional child's record scored against — an open item is
-    decided again only beside all the children it was a candidate for."""
-    con.execute(f"""
-        INSERT INTO hood_children
-        SELECT DISTINCT r.child_id FROM ({_others_sql("scored_pairs", "seed_records")}) p
-        JOIN records r ON r.unique_id = p.other
-        WHERE r.child_id IN (SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
-          AND r.child_id NOT IN (SELECT child_id FROM hood_children)
+    """Redo: the open review items (provisional children) whose queued record scored against a
+    seed child's record, then every child such a record scored against — an open item is decided
+    again only beside all the children it was a candidate for. Driven by the open items (a few
+    hundred), so `scored_pairs` is probed by them, not joined whole with the seeds."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE open_pairs AS
+        WITH open_items AS (
+            SELECT feed || ':' || record_id AS uid, child_id FROM review_queue
+            WHERE resolved_at IS NULL)
+        SELECT o.child_id AS item_child, p.uid_b AS other
+        FROM scored_pairs p JOIN open_items o ON p.uid_a = o.uid
+        UNION ALL
+        SELECT o.child_id, p.uid_a FROM scored_pairs p JOIN open_items o ON p.uid_b = o.uid
     """)
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE provisional_records AS
-        SELECT unique_id FROM records
-        WHERE child_id IN (SELECT child_id FROM hood_children)
-          AND child_id IN (SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
+        CREATE OR REPLACE TEMP TABLE next_items AS
+        SELECT item_child AS child_id FROM open_pairs
+        WHERE other IN (SELECT unique_id FROM seed_records)
+           OR item_child IN (SELECT child_id FROM hood_children)
     """)
-    con.execute(f"""
+    con.execute("""
         INSERT INTO hood_children
-        SELECT DISTINCT r.child_id FROM ({_others_sql("scored_pairs", "provisional_records")}) p
-        JOIN records r ON r.unique_id = p.other
-        WHERE r.child_id NOT IN (SELECT child_id FROM hood_children)
+        SELECT DISTINCT child_id FROM (
+            SELECT child_id FROM next_items
+            UNION ALL
+            SELECT r.child_id FROM open_pairs p JOIN records r ON r.unique_id = p.other
+            WHERE p.item_child IN (SELECT child_id FROM next_items)
+        ) WHERE child_id NOT IN (SELECT child_id FROM hood_children)
     """)
 
 
@@ -169,6 +176,6 @@ class SupportLookup:
 
 
 HOOD_TABLES = (
-    "hood_seeds", "seed_records", "hood_children", "provisional_records", "hood_records",
+    "hood_seeds", "seed_records", "hood_children", "open_pairs", "next_items", "hood_records",
     "support_records", "support_queries", "support_pairs", "support_tf",
 )
