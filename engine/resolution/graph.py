@@ -47,11 +47,16 @@ from dataclasses import dataclass, field
 
 from engine.config import DecisionConfig
 
+# An existing record's decision as the neighbourhood knows it: `review` (an open item) or
+# settled (its label in `links` — new, link, bridge — stays unless its child changes).
+SETTLED = "settled"
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
     """One record of the neighbourhood. `child_id` is None for a record new in this batch;
-    `order` sorts records by event time (the founding record of a child sorts first)."""
+    `order` sorts records by event time (the founding record of a child sorts first);
+    `decision` is `review` or SETTLED for an existing record."""
 
     unique_id: str
     child_id: str | None

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.candidates import record_columns_sql, with_term_frequencies_sql
-from engine.resolution.graph import Neighbourhood, Pair, Record
+from engine.resolution.graph import SETTLED, Neighbourhood, Pair, Record
 from engine.resolution.prior import probability_sql
 from linkage_models.scoring import CompiledModel
 
@@ -49,8 +49,10 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool,
         CREATE OR REPLACE TEMP TABLE hood_records AS
         SELECT r.unique_id, r.child_id, r.feed, r.source_key,
                r.event_time || r.unique_id AS ord,
-               coalesce(l.decision, 'link') AS decision  -- this batch's fast-path records
-        FROM records r LEFT JOIN links l USING (feed, record_id)
+               CASE WHEN q.feed IS NULL THEN '{SETTLED}' ELSE 'review' END AS decision
+        FROM records r
+        LEFT JOIN (SELECT feed, record_id FROM review_queue WHERE resolved_at IS NULL) q
+          USING (feed, record_id)
         WHERE r.child_id IN (SELECT child_id FROM hood_children)
         {new_part}
     """)
