@@ -60,12 +60,18 @@ class ChangeWriter:
         self, con: duckdb.DuckDBPyConnection, changes: ChangeSet, hood: Neighbourhood,
         by: Provenance, known: str | None = None,
     ) -> None:
-        """Write `changes` (and the fast-path records of table `known`, already indexed)."""
+        """Write `changes` (and the fast-path records of table `known`, already indexed). A batch
+        passes `known` and has its tables `batch_new` and `scored_edges`; a person's act has
+        neither."""
         con.register("placed_arrow", _placements_to_arrow(changes, hood))
         con.execute("CREATE OR REPLACE TEMP TABLE placed_now AS SELECT * FROM placed_arrow")
         con.unregister("placed_arrow")
         moved = any(hood.records[p.unique_id].child_id is not None for p in changes.placements)
-        self._index_new_records(con)
+        if known:
+            self._index_new_records(con)
+        else:
+            con.execute("CREATE OR REPLACE TEMP TABLE new_records AS "
+                        "SELECT * EXCLUDE (record_no) FROM records LIMIT 0")
         self._write_links(con, by, known)
         con.execute("CREATE OR REPLACE TEMP TABLE moved_now AS "
                     "SELECT * FROM placed_now WHERE NOT is_new")
@@ -80,13 +86,9 @@ class ChangeWriter:
                                     updated_at = now()
                 FROM merges_now m WHERE children.child_id = m.merged_child_id
             """)
-        shield_by_safety_rule(con, self.config.decision.review_threshold)
+        shield_by_safety_rule(con, self.config.decision.review_threshold, scored=bool(known))
 
     def _index_new_records(self, con: duckdb.DuckDBPyConnection) -> None:
-        if not _exists(con, "batch_new"):  # a person's act: no new records
-            con.execute("CREATE OR REPLACE TEMP TABLE new_records AS "
-                        "SELECT * EXCLUDE (record_no) FROM records LIMIT 0")
-            return
         con.execute("""
             CREATE OR REPLACE TEMP TABLE new_records AS
             SELECT p.child_id, b.* FROM batch_new b JOIN placed_now p USING (unique_id)
@@ -214,9 +216,11 @@ class ChangeWriter:
             con.execute(statement)
 
 
-def shield_by_safety_rule(con: duckdb.DuckDBPyConnection, review_threshold: float) -> None:
+def shield_by_safety_rule(
+    con: duckdb.DuckDBPyConnection, review_threshold: float, scored: bool
+) -> None:
     """Shield every child that, in this change, received a record scoring at least the review
-    threshold against a record of a shielded child (table `scored_edges`, if a batch scored any),
+    threshold against a record of a shielded child (table `scored_edges`, when `scored`: a batch),
     or a record that belonged to a shielded child (a merge, a split, a move), so that the feeds
     never make an unshielded duplicate of a shielded child. A data manager can lift it; it is not
     applied again unless a later change does the same."""
@@ -226,7 +230,7 @@ def shield_by_safety_rule(con: duckdb.DuckDBPyConnection, review_threshold: floa
         JOIN scored_edges e ON e.unique_id_l = p.unique_id
         JOIN children s ON s.child_id = e.child_id
         WHERE s.shielded AND e.match_probability >= ?
-    """ if _exists(con, "scored_edges") else ""
+    """ if scored else ""
     con.execute(f"""
         UPDATE children SET shielded = true, shielded_by = '{SAFETY_RULE}', shielded_at = now()
         WHERE NOT shielded AND child_id IN (
@@ -236,12 +240,6 @@ def shield_by_safety_rule(con: duckdb.DuckDBPyConnection, review_threshold: floa
             {scored}
         )
     """, [review_threshold] if scored else [])
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary", [table]
-    ).fetchall()[0][0])
 
 
 def _placements_to_arrow(changes: ChangeSet, hood: Neighbourhood) -> pa.Table:
