@@ -18,12 +18,11 @@ from flask.testing import FlaskClient
 
 from engine.governance.credentials import WRONG_CREDENTIALS
 from engine.governance.search import CONTACT_DATA_MANAGER
-from engine.web.app import OPEN_ENDPOINTS, create_app
-from engine.web.context import WebSettings
+from engine.web.app import OPEN_ENDPOINTS
 from engine.web.sessions import AWAITING_CODE, SessionStore, SessionTimes
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import act
-from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, signed_in_clients, web_master
+from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, web_master
 
 EXTRA_USERS = {"rita": "practitioner", "sam": "practitioner", "lou": "practitioner",
                "eve": "practitioner"}
@@ -34,16 +33,6 @@ PAGE_LIMIT_BYTES = 200 * 1024
 def master(tmp_path_factory: pytest.TempPathFactory, model: CompiledModel) -> dict:
     db = tmp_path_factory.mktemp("web") / "m.duckdb"
     return {"db": db, **web_master(db, model, EXTRA_USERS)}
-
-
-@pytest.fixture(scope="module")
-def app(master: dict) -> Flask:
-    return create_app(WebSettings(master["db"]))
-
-
-@pytest.fixture(scope="module")
-def signed_in(app: Flask, master: dict) -> dict[str, FlaskClient]:
-    return signed_in_clients(app, master["secrets"])
 
 
 def audit_rows(db: Path, act_name: str) -> list[tuple]:

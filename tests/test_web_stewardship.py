@@ -12,14 +12,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from engine.web.app import create_app
-from engine.web.context import WebSettings
 from linkage_models.scoring import CompiledModel
 from tests.test_web_http import PAGE_LIMIT_BYTES, audit_rows, last_audited
-from tests.web_helpers import add_review_case, csrf_token, signed_in_clients, web_master
+from tests.web_helpers import add_review_case, csrf_token, web_master
 
 CLAIM = "dwp:c"
 
@@ -29,16 +26,6 @@ def master(tmp_path_factory: pytest.TempPathFactory, model: CompiledModel) -> di
     db = tmp_path_factory.mktemp("web-dm") / "m.duckdb"
     ids = web_master(db, model, {})
     return {"db": db, **ids, **add_review_case(db, model)}
-
-
-@pytest.fixture(scope="module")
-def app(master: dict) -> Flask:
-    return create_app(WebSettings(master["db"]))
-
-
-@pytest.fixture(scope="module")
-def signed_in(app: Flask, master: dict) -> dict[str, FlaskClient]:
-    return signed_in_clients(app, master["secrets"])
 
 
 def child_of(db: Path, record: str) -> str:
