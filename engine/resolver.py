@@ -35,7 +35,7 @@ from engine.master_store import MasterStoreError, scalar
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
-from engine.resolution.prior import probability_sql, weight_shift
+from engine.resolution.prior import master_weight_shift, probability_sql
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update, updates_to_arrow
 
@@ -173,7 +173,8 @@ class Resolver:
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
         kept = min(self.config.decision.review_threshold,
                    self.config.decision.merge_support_threshold)
-        shift = self._prior_shift()
+        shift = master_weight_shift(con, self.model, self.config.scoring,
+                                    self._count("batch_new"))
         self._support.weight_shift = shift
         probability = probability_sql("s.match_weight", shift)
         con.execute(f"""
@@ -196,14 +197,6 @@ class Resolver:
             SELECT x.child_id FROM batch_new b
             JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
         """)
-
-    def _prior_shift(self) -> float:
-        """The population prior's shift of match weights for the master as this batch finds it
-        (engine.resolution.prior), or none if the configuration keeps the trained prior."""
-        if not self.config.scoring.prior_follows_population:
-            return 0.0
-        records = scalar(self.con, "SELECT count(*) FROM records") + self._count("batch_new")
-        return weight_shift(self.model, records)
 
     def _run(self, statements: list[str]) -> None:
         for statement in statements:

@@ -20,7 +20,7 @@ from engine.config import EngineConfig
 from engine.resolution.changes import ChangeWriter, Provenance
 from engine.resolution.graph import decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
-from engine.resolution.prior import weight_shift
+from engine.resolution.prior import master_weight_shift
 from linkage_models.scoring import CompiledModel
 
 
@@ -210,9 +210,7 @@ class Steward:
         hood = read_neighbourhood(con, with_new=False)
         support = SupportLookup(con, self.model, decision.merge_support_threshold,
                                 self.config.scoring.tf_min_values, with_new=False)
-        if self.config.scoring.prior_follows_population:
-            records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
-            support.weight_shift = weight_shift(self.model, records)
+        support.weight_shift = master_weight_shift(con, self.model, self.config.scoring)
         changes = decide(hood, decision, support)
         ChangeWriter(self.model, self.config).apply(
             con, changes, hood, Provenance(self.by, self.model.version)

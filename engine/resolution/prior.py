@@ -17,6 +17,9 @@ not say how many records it was trained on keeps its prior.
 
 from __future__ import annotations
 
+import duckdb
+
+from engine.config import ScoringConfig
 from linkage_models.scoring import CompiledModel
 
 
@@ -31,6 +34,16 @@ def population_prior(model: CompiledModel, master_records: int) -> float | None:
 def weight_shift(model: CompiledModel, master_records: int) -> float:
     """What the population prior adds to every match weight the model's SQL gives (≤ 0)."""
     return model.prior_weight_change(population_prior(model, master_records))
+
+
+def master_weight_shift(con: duckdb.DuckDBPyConnection, model: CompiledModel,
+                        config: ScoringConfig, pending_records: int = 0) -> float:
+    """The shift for the master on `con` with `pending_records` about to join it (0 when the
+    configuration keeps the trained prior)."""
+    if not config.prior_follows_population:
+        return 0.0
+    records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+    return weight_shift(model, records + pending_records)
 
 
 def probability_sql(weight: str, shift: float) -> str:
