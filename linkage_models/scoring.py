@@ -94,11 +94,21 @@ class CompiledModel:
         count = self.metadata.get("trained_on_records", self.metadata.get("rows"))
         return int(count) if count is not None else None
 
+    @property
+    def trained_on_children(self) -> int | None:
+        """How many children (persons) the training records held, as the trained prior says:
+        `estimated_persons(trained_on_records, prior)` (None for a model that does not say how
+        many records it was trained on)."""
+        records = self.trained_on_records
+        if records is None:
+            return None
+        return estimated_persons(records, self.probability_two_random_records_match)
+
     def match_probability(self, match_weight: float, prior: float | None = None) -> float:
         """The match probability of a pair this model scored `match_weight` (which holds the
         trained prior), with the prior replaced by `prior` (None: the trained prior). A
         population larger than the training one has a smaller prior: about the trained
-        prior × trained_on_records / records in the master, for persons of similar size."""
+        prior × trained_on_children / children in the master (engine.resolution.prior)."""
         return probability_from_weight(match_weight + self.prior_weight_change(prior))
 
     def prior_weight_change(self, prior: float | None) -> float:
@@ -173,6 +183,12 @@ class CompiledModel:
             link_type=settings._link_type,
             sql_dialect_str="duckdb",
         )
+
+
+def estimated_persons(records: int, prior: float) -> int:
+    """The number of persons `records` records hold if the chance that two of them are one
+    person is `prior` and persons have similar numbers of records: n / (1 + prior·(n − 1))."""
+    return round(records / (1 + prior * (records - 1)))
 
 
 def probability_from_weight(match_weight: float) -> float:

@@ -24,6 +24,7 @@ from splink import DuckDBAPI, Linker
 from linkage_models.blocking import count_blocked_pairs
 from linkage_models.charts import offline_charts_html
 from linkage_models.records import register_model_records
+from linkage_models.scoring import estimated_persons
 from linkage_models.settings import DEFAULT_SPEC_PATH, ModelSpec, TrainingPlan, load_spec
 from linkage_models.truth import register_truth
 
@@ -88,12 +89,6 @@ def data_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
         f"SELECT count(*), coalesce(bit_xor(hash(t)), 0) FROM {table} AS t"
     ).fetchall()[0]
     return f"{rows}-{digest:016x}"
-
-
-def estimated_persons(records: int, prior: float) -> int:
-    """The number of persons `records` records hold if the chance that two of them are one
-    person is `prior` and persons have similar numbers of records: n / (1 + prior·(n − 1))."""
-    return round(records / (1 + prior * (records - 1)))
 
 
 def floor_m_probabilities(settings: dict[str, Any], floor: float) -> dict[str, Any]:

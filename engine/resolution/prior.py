@@ -1,15 +1,21 @@
 """The prior follows the population (DESIGN.md principle 6).
 
 A Splink model's prior λ is the chance that two records picked at random are one child, estimated
-on the training snapshot of N₀ records. For a population of persons with a similar number of
-records each, the number of true pairs grows like N while the number of pairs grows like N², so
-λ ∝ 1/N: a master holding N records has λ(N) = λ₀ · N₀ / N. The same agreement pattern is weaker
-evidence of a match among more candidates — at 1M children a near-match is one of 50 times more
-possible children than at 20k — and keeping λ₀ would crowd the review band and let near-matches
-cross the link threshold.
+on a training snapshot of R₀ records holding C₀ children (k₀ = R₀/C₀ records each). With k records
+per child, λ = (k − 1)/(R − 1) ≈ 1/C: the prior is about one over the number of children, so a
+master holding C children has λ(C) = λ₀ · C₀ / C. The same agreement pattern is weaker evidence of
+a match among more children — at 1M children a popular first name, a sex and a date of birth are
+often shared by two children, at 20k rarely — and keeping λ₀ would crowd the review band and let
+near-matches cross the link threshold.
+
+Children, not records: a first load reads one feed after another, so the master passes through
+states of one record per child (all of Child Benefit before any birth). Scaled by records, λ would
+then be up to 8× (3 bits) too lenient exactly while most children are being created; scaled by
+children it follows the population whatever the feeds' order. C₀ is the model's
+`trained_on_children` (R₀ / (1 + λ₀(R₀ − 1)), what λ₀ itself says the snapshot held).
 
 In match weights (log2 odds) the change is a shift of every pair's weight by
-log2(λ/(1−λ)) − log2(λ₀/(1−λ₀)) ≈ −log2(N / N₀), applied to the scores the model's SQL gives. The
+log2(λ/(1−λ)) − log2(λ₀/(1−λ₀)) ≈ −log2(C / C₀), applied to the scores the model's SQL gives. The
 prior is never raised above λ₀: a master smaller than the training snapshot is one being filled
 (a first load), whose population is at least the one the model was trained on. A model that does
 not say how many records it was trained on keeps its prior.
@@ -23,27 +29,32 @@ from engine.config import ScoringConfig
 from linkage_models.scoring import CompiledModel
 
 
-def population_prior(model: CompiledModel, master_records: int) -> float | None:
-    """λ for a master of `master_records` records (None: the trained prior)."""
-    trained_on = model.trained_on_records
-    if not trained_on or master_records <= trained_on:
+def population_prior(model: CompiledModel, children: int) -> float | None:
+    """λ for a master of `children` children (None: the trained prior)."""
+    trained_on = model.trained_on_children
+    if not trained_on or children <= trained_on:
         return None
-    return model.probability_two_random_records_match * trained_on / master_records
+    return model.probability_two_random_records_match * trained_on / children
 
 
-def weight_shift(model: CompiledModel, master_records: int) -> float:
+def weight_shift(model: CompiledModel, children: int) -> float:
     """What the population prior adds to every match weight the model's SQL gives (≤ 0)."""
-    return model.prior_weight_change(population_prior(model, master_records))
+    return model.prior_weight_change(population_prior(model, children))
 
 
 def master_weight_shift(con: duckdb.DuckDBPyConnection, model: CompiledModel,
                         config: ScoringConfig, pending_records: int = 0) -> float:
     """The shift for the master on `con` with `pending_records` about to join it (0 when the
-    configuration keeps the trained prior)."""
+    configuration keeps the trained prior). Pending records count as children in the master's
+    own proportion of children to records (all of them in an empty master)."""
     if not config.prior_follows_population:
         return 0.0
-    records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
-    return weight_shift(model, records + pending_records)
+    children, records = con.execute("""
+        SELECT (SELECT count(*) FROM children WHERE status <> 'merged'),
+               (SELECT count(*) FROM records)
+    """).fetchall()[0]
+    pending_children = pending_records * children / records if records else pending_records
+    return weight_shift(model, round(children + pending_children))
 
 
 def probability_sql(weight: str, shift: float) -> str:
