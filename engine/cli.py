@@ -285,6 +285,10 @@ def _add_run(verbs: argparse._SubParsersAction) -> None:
     sub.add_argument("--process-id", type=int, help="this process's index in a cluster")
     sub.add_argument("--addresses", help="cluster: comma-separated host:port of every process")
     sub.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    sub.add_argument("--profile", action="store_true",
+                     help="add where the batches' time went: seconds, ms per batch and share "
+                          "per resolver stage (intake, xref, candidates, scores, neighbourhood, "
+                          "decide, write, commit)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -321,7 +325,8 @@ def _run(args: argparse.Namespace) -> int:
     if summary is None:
         err_console.print(f"process {args.process_id} done; process 0 prints the run summary")
         return 0
-    _print_result(summary.to_dict(), args.json, "Run summary")
+    result = summary.to_dict() | ({"profile": progress.profile()} if args.profile else {})
+    _print_result(result, args.json, "Run summary")
     return 0
 
 

@@ -24,7 +24,8 @@ Tables (DESIGN.md "Master store contract" plus our own):
 - `merges`        children merged into another (by a batch, a redo or a person);
 - `batches`       one row per committed micro-batch: sizes, outcome counts, start and commit
                   time (`links.batch_id` says which batch decided a record: latency is measured
-                  from a line's append to its batch's `committed_at`);
+                  from a line's append to its batch's `committed_at`), milliseconds per resolver
+                  stage but the commit (`stage_ms`, engine.stage_clock: cost against master size);
 - `sources`       the accredited feeds (the engine reads only registered feeds' lines);
 - `master_meta`   `(key, value)`: the schema version, what the blocking index was built for.
 """
@@ -50,8 +51,9 @@ GOLDEN_FIELDS: tuple[str, ...] = (
 
 SOURCES_SEEDED_BY = "DfE (sources frozen June 2010)"
 
-# Bumped whenever a table changes shape; a master of another version is refused, not guessed at.
-SCHEMA_VERSION = "3"
+# Bumped whenever a table changes shape; a master of another version is refused, not guessed at,
+# unless a migration below takes it to this version.
+SCHEMA_VERSION = "4"
 
 
 class MasterStoreError(RuntimeError):
@@ -63,8 +65,12 @@ def _schema_sql() -> str:
     record_columns = ",\n    ".join(f"{name} VARCHAR" for name in UPDATE_COLUMNS)
     golden_columns = ",\n    ".join(f"{name} VARCHAR" for name in GOLDEN_FIELDS)
     return f"""
--- No primary key on children: every batch replaces its children's rows, and an ART index on
--- such a table doubles the checkpoint stalls (the golden fold keeps child_id unique).
+-- No primary key (ART index) on the tables that grow with the master: children, links, records,
+-- blocking_keys, xref. DuckDB writes a table's whole ART index at every checkpoint, so a commit
+-- would cost time in proportion to the master's size (with links' and xref's keys at 7.7M records,
+-- 1.7-4.3 s a commit instead of 0.1-0.5 s). The resolver keeps the keys unique instead: a batch
+-- takes only records not yet in links, xref gains only keys the batch did not find in it, and the
+-- golden fold replaces a child's row.
 CREATE TABLE IF NOT EXISTS children (
     child_id VARCHAR NOT NULL,
     {golden_columns},
@@ -86,8 +92,7 @@ CREATE TABLE IF NOT EXISTS links (
     match_probability DOUBLE,
     model_version VARCHAR,
     decided_at TIMESTAMPTZ NOT NULL,
-    batch_id BIGINT,
-    PRIMARY KEY (feed, record_id)
+    batch_id BIGINT
 );
 CREATE TABLE IF NOT EXISTS records (
     record_no BIGINT NOT NULL,
@@ -103,8 +108,7 @@ CREATE TABLE IF NOT EXISTS blocking_keys (
 CREATE TABLE IF NOT EXISTS xref (
     feed VARCHAR NOT NULL,
     source_key VARCHAR NOT NULL,
-    child_id VARCHAR NOT NULL,
-    PRIMARY KEY (feed, source_key)
+    child_id VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS term_frequencies (
     column_name VARCHAR NOT NULL,
@@ -171,7 +175,8 @@ CREATE TABLE IF NOT EXISTS batches (
     updates BIGINT NOT NULL,
     new_children BIGINT NOT NULL,
     review BIGINT NOT NULL,
-    dead_letters BIGINT NOT NULL
+    dead_letters BIGINT NOT NULL,
+    stage_ms JSON
 );
 CREATE TABLE IF NOT EXISTS merges (
     merged_child_id VARCHAR PRIMARY KEY,
@@ -249,6 +254,9 @@ def _create_or_check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                 "SELECT value FROM master_meta WHERE key = 'schema_version'"
             ).fetchall()
             version = rows[0][0] if rows else "1"
+        if version == "3":
+            _migrate_3_to_4(con)
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise MasterStoreError(
                 f"master database {path} has schema version {version}, this engine writes "
@@ -262,6 +270,21 @@ def _create_or_check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         "INSERT INTO sources VALUES (?, ?, now()) ON CONFLICT DO NOTHING",
         [[feed, SOURCES_SEEDED_BY] for feed in FEEDS],
     )
+
+
+def _migrate_3_to_4(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 4 drops the primary keys of links and xref (see the schema's first comment): the
+    tables are copied into keyless ones, in one transaction; batches gain `stage_ms`."""
+    con.execute("BEGIN")
+    for table in ("links", "xref"):
+        con.execute(f"ALTER TABLE {table} RENAME TO {table}_v3")
+    con.execute(_schema_sql())
+    for table in ("links", "xref"):
+        con.execute(f"INSERT INTO {table} SELECT * FROM {table}_v3")
+        con.execute(f"DROP TABLE {table}_v3")
+    con.execute("ALTER TABLE batches ADD COLUMN stage_ms JSON")
+    con.execute("UPDATE master_meta SET value = '4' WHERE key = 'schema_version'")
+    con.execute("COMMIT")
 
 
 def configure_checkpoints(con: duckdb.DuckDBPyConnection, config: StoreConfig) -> None:

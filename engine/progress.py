@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.resolver import BatchOutcome
+from engine.stage_clock import STAGES, StageClock
 
 
 @dataclass
@@ -24,10 +25,14 @@ class RunProgress:
     new_children: int = 0
     review: int = 0
     dead_letters: int = 0
+    batches: int = 0
+    stages: StageClock = field(default_factory=StageClock)
     started: float = field(default_factory=time.monotonic)
     _last_plain: float = 0.0
 
     def __call__(self, outcome: BatchOutcome) -> None:
+        self.batches += 1
+        self.stages.add(outcome.stage_seconds)
         self.updates += outcome.updates
         self.new_children += outcome.new_children
         self.review += outcome.review
@@ -41,6 +46,23 @@ class RunProgress:
             f"{self.new_children:,} new children · {self.review:,} for review · "
             f"{self.dead_letters:,} dead letters"
         )
+
+    def profile(self) -> dict[str, object]:
+        """Where the batches' time went (`run --profile`): per resolver stage the seconds, the
+        milliseconds per batch and the share of all stages' time."""
+        total = sum(self.stages.seconds.values()) or 1e-9
+        batches = max(self.batches, 1)
+        return {
+            "batches": self.batches,
+            "stages": {
+                name: {
+                    "seconds": round(self.stages.seconds[name], 3),
+                    "ms_per_batch": round(self.stages.seconds[name] * 1000 / batches, 1),
+                    "share": round(self.stages.seconds[name] / total, 3),
+                }
+                for name in STAGES
+            },
+        }
 
     def _show(self) -> None:
         if self.console.is_terminal:

@@ -13,9 +13,10 @@ its neighbourhood, so that later evidence can settle the item.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import duckdb
@@ -36,6 +37,7 @@ from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
 from engine.resolution.prior import master_weight_shift, probability_sql
+from engine.stage_clock import StageClock
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update, updates_to_arrow
 
@@ -60,6 +62,7 @@ class BatchOutcome:
     merged_children: int = 0
     redone: int = 0
     dead_letters: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # engine.stage_clock.STAGES
 
 
 class Resolver:
@@ -92,24 +95,29 @@ class Resolver:
         dead = [i for i in items if isinstance(i, DeadLetter)]
         positions = [i for i in items if isinstance(i, FeedPosition)]
         outcome = BatchOutcome()
+        clock = StageClock()
         started_at = datetime.now(UTC)
-        with self._transaction():
+        with self._transaction(clock):
             self._batch_id = self._next_batch_id()
-            outcome.dead_letters = self._write_dead_letters(dead)
+            with clock.stage("intake"):
+                outcome.dead_letters = self._write_dead_letters(dead)
             if updates:
-                self._resolve_updates(updates, outcome)
-            save_feed_positions(self.con, positions)
-            self._record_batch(len(updates) + len(dead), outcome, started_at)
+                self._resolve_updates(updates, outcome, clock)
+            with clock.stage("write"):
+                save_feed_positions(self.con, positions)
+            self._record_batch(len(updates) + len(dead), outcome, started_at, clock)
+        outcome.stage_seconds = dict(clock.seconds)
         return outcome
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, clock: StageClock | None = None) -> Iterator[None]:
         """One DuckDB transaction: committed (then the batch's temporary tables are dropped), or
         rolled back (which drops them) and reported as MasterStoreError."""
         self.con.begin()
         try:
             yield
-            self.con.commit()
+            with clock.stage("commit") if clock else contextlib.nullcontext():
+                self.con.commit()
         except duckdb.Error as err:
             self._rollback()
             raise MasterStoreError(f"writing the master failed: {_first_line(err)}") from err
@@ -118,7 +126,34 @@ class Resolver:
             raise
         self._drop_batch_tables()
 
-    def _resolve_updates(self, updates: list[Update], outcome: BatchOutcome) -> None:
+    def _resolve_updates(
+        self, updates: list[Update], outcome: BatchOutcome, clock: StageClock
+    ) -> None:
+        with clock.stage("intake"):
+            outcome.updates = self._take_new_updates(updates)
+        outcome.duplicates = len(updates) - outcome.updates
+        if not outcome.updates:
+            return
+        with clock.stage("xref"):
+            outcome.xref = self._resolve_known_identifiers()
+        with clock.stage("candidates"):
+            self._run(self._candidate_sqls)
+        with clock.stage("scores"):
+            self._score_new_records()
+        with clock.stage("neighbourhood"):
+            hood = read_neighbourhood(self.con, with_new=True, redo=self.config.decision.redo)
+        with clock.stage("decide"):
+            changes = decide(hood, self.config.decision, self._support)
+        with clock.stage("write"):
+            self._writer.apply(
+                self.con, changes, hood, Provenance("engine", self.model.version, self._batch_id),
+                known="known_records",
+            )
+        _count_outcome(changes, hood, outcome)
+
+    def _take_new_updates(self, updates: list[Update]) -> int:
+        """Table `batch`: the updates not yet in `links`, each (feed, record_id) once; their
+        values counted in the term frequencies. Returns how many."""
         con = self.con
         con.register("incoming", updates_to_arrow(updates))
         con.execute("""
@@ -130,29 +165,22 @@ class Resolver:
             QUALIFY row_number() OVER (PARTITION BY feed, record_id ORDER BY event_time) = 1
         """)
         con.unregister("incoming")
-        outcome.updates = self._count("batch")
-        outcome.duplicates = len(updates) - outcome.updates
-        if not outcome.updates:
-            return
         con.execute(self._tf_count_sql)
-        outcome.xref = self._resolve_known_identifiers()
-        self._score_new_records()
-        hood = read_neighbourhood(con, with_new=True, redo=self.config.decision.redo)
-        changes = decide(hood, self.config.decision, self._support)
-        self._writer.apply(
-            con, changes, hood, Provenance("engine", self.model.version, self._batch_id),
-            known="known_records",
-        )
-        _count_outcome(changes, hood, outcome)
+        return self._count("batch")
 
     def _resolve_known_identifiers(self) -> int:
         """Records whose (feed, source_key) is already linked go to that child: no scoring.
-        They join the record index at once, so the batch's new records can match them."""
+        They join the record index at once, so the batch's new records can match them.
+        `batch_xref`: every record of the batch whose key is in xref, with that key's child."""
         con = self.con
         con.execute("""
-            CREATE OR REPLACE TEMP TABLE known_records AS
-            SELECT x.child_id, b.* FROM batch b
+            CREATE OR REPLACE TEMP TABLE batch_xref AS
+            SELECT b.unique_id, b.feed, b.source_key, x.child_id FROM batch b
             JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
+        """)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE known_records AS
+            SELECT x.child_id, b.* FROM batch b JOIN batch_xref x USING (unique_id)
             WHERE x.child_id NOT IN (
                 SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
         """)
@@ -168,7 +196,6 @@ class Resolver:
         indexed records (`child_id` their child) and the batch's other new records (NULL);
         stored in `scored_pairs`. `hood_seeds`: the children they touch."""
         con = self.con
-        self._run(self._candidate_sqls)
         con.execute(f"CREATE OR REPLACE TEMP TABLE left_tf AS {self._left_tf_sql}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
         kept = min(self.config.decision.review_threshold,
@@ -194,8 +221,7 @@ class Resolver:
             CREATE OR REPLACE TEMP TABLE hood_seeds AS
             SELECT DISTINCT child_id FROM scored_edges WHERE child_id IS NOT NULL
             UNION
-            SELECT x.child_id FROM batch_new b
-            JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
+            SELECT x.child_id FROM batch_new b JOIN batch_xref x USING (unique_id)
         """)
 
     def _run(self, statements: list[str]) -> None:
@@ -205,12 +231,14 @@ class Resolver:
     def _next_batch_id(self) -> int:
         return scalar(self.con, "SELECT coalesce(max(batch_id), 0) + 1 FROM batches")
 
-    def _record_batch(self, items: int, outcome: BatchOutcome, started_at: datetime) -> None:
+    def _record_batch(self, items: int, outcome: BatchOutcome, started_at: datetime,
+                      clock: StageClock) -> None:
         """The batch's row; `committed_at` is taken last, just before the commit."""
+        stage_ms = {name: round(seconds * 1000, 1) for name, seconds in clock.seconds.items()}
         self.con.execute(
-            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [self._batch_id, started_at, datetime.now(UTC), items, outcome.updates,
-             outcome.new_children, outcome.review, outcome.dead_letters],
+             outcome.new_children, outcome.review, outcome.dead_letters, json.dumps(stage_ms)],
         )
 
     def _write_dead_letters(self, dead: list[DeadLetter]) -> int:
@@ -245,8 +273,8 @@ class Resolver:
 
 
 _BATCH_TABLES = (
-    "batch", "known_records", "batch_new", "batch_keys", "index_pairs", "right_records",
-    "pairs", "left_tf", "right_tf", "scored_edges", *HOOD_TABLES, *CHANGE_TABLES,
+    "batch", "batch_xref", "known_records", "batch_new", "batch_keys", "index_pairs",
+    "right_records", "pairs", "left_tf", "right_tf", "scored_edges", *HOOD_TABLES, *CHANGE_TABLES,
 )
 
 

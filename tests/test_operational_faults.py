@@ -57,6 +57,33 @@ def test_master_of_an_earlier_schema_is_refused_untouched(feeds: Path, tmp_path:
     assert _query(db, "SELECT table_name FROM duckdb_tables()") == [("children",)]
 
 
+def test_a_version_3_master_is_migrated_keeping_its_rows_without_keyed_indexes(
+    feeds: Path, tmp_path: Path, capsys
+):
+    """Version 4 drops links' and xref's primary keys (an ART index is rewritten whole at every
+    checkpoint); a version 3 master is taken there in place, its rows kept."""
+    db = tmp_path / "master.duckdb"
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    before = {t: _query(db, f"SELECT * FROM {t} ORDER BY ALL") for t in ("links", "xref")}
+    con = duckdb.connect(str(db))  # as version 3 was: keyed links and xref, no stage_ms
+    for table, key in (("links", "feed, record_id"), ("xref", "feed, source_key")):
+        con.execute(f"CREATE TABLE {table}_keyed AS SELECT * FROM {table} LIMIT 0")
+        con.execute(f"ALTER TABLE {table}_keyed ADD PRIMARY KEY ({key})")
+        con.execute(f"INSERT INTO {table}_keyed SELECT * FROM {table}")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE {table}_keyed RENAME TO {table}")
+    con.execute("ALTER TABLE batches DROP COLUMN stage_ms")
+    con.execute("UPDATE master_meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    assert {t: _query(db, f"SELECT * FROM {t} ORDER BY ALL") for t in before} == before
+    assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [("4",)]
+    assert _query(db, "SELECT count(*) FROM duckdb_indexes() WHERE table_name IN "
+                      "('links', 'xref')") == [(0,)]
+    assert _query(db, "SELECT count(*) FROM duckdb_constraints() WHERE table_name IN "
+                      "('links', 'xref') AND constraint_type = 'PRIMARY KEY'") == [(0,)]
+
+
 @pytest.mark.parametrize("make_feeds", ["missing", "a file"])
 def test_unusable_feeds_folder(make_feeds: str, tmp_path: Path, capsys):
     feeds = tmp_path / "feeds"

@@ -61,8 +61,8 @@ class ChangeWriter:
         by: Provenance, known: str | None = None,
     ) -> None:
         """Write `changes` (and the fast-path records of table `known`, already indexed). A batch
-        passes `known` and has its tables `batch_new` and `scored_edges`; a person's act has
-        neither."""
+        passes `known` and has its tables `batch_new`, `batch_xref` and `scored_edges`; a
+        person's act has none of them."""
         con.register("placed_arrow", _placements_to_arrow(changes, hood))
         con.execute("CREATE OR REPLACE TEMP TABLE placed_now AS SELECT * FROM placed_arrow")
         con.unregister("placed_arrow")
@@ -127,13 +127,15 @@ class ChangeWriter:
                    ?, CASE WHEN is_new THEN ? ELSE ? END, ?, now()
             FROM decided_now
         """, [by.model_version, by.decided_by, by.redone_by, by.batch_id])
-        con.execute("""
-            INSERT INTO xref
-            SELECT DISTINCT ON (feed, source_key) feed, source_key, child_id
-            FROM new_records WHERE source_key IS NOT NULL
-            ORDER BY feed, source_key, event_time, unique_id
-            ON CONFLICT DO NOTHING
-        """)
+        if known:  # only a batch places new records; keys it found in xref are there already
+            con.execute("""
+                INSERT INTO xref
+                SELECT DISTINCT ON (feed, source_key) feed, source_key, child_id
+                FROM new_records n
+                WHERE source_key IS NOT NULL AND unique_id NOT IN (
+                    SELECT unique_id FROM batch_xref)
+                ORDER BY feed, source_key, event_time, unique_id
+            """)
 
     def _move_existing_records(self, con: duckdb.DuckDBPyConnection, by: Provenance) -> None:
         con.execute("""
