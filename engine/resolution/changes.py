@@ -201,12 +201,18 @@ class ChangeWriter:
         con.execute("CREATE OR REPLACE TEMP TABLE rebuilt AS SELECT * FROM rebuilt_arrow")
         con.unregister("rebuilt_arrow")
         fast_path = f"UNION ALL BY NAME SELECT * FROM {known}" if known else ""
+        # Two semi-joins, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by
+        # row over the whole record index.
         moved_records = """
             UNION ALL BY NAME
             SELECT r.* EXCLUDE (record_no) FROM records r
             WHERE r.unique_id IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
                                   (SELECT child_id FROM rebuilt))
-               OR r.child_id IN (SELECT child_id FROM rebuilt)
+            UNION ALL BY NAME
+            SELECT r.* EXCLUDE (record_no) FROM records r
+            WHERE r.child_id IN (SELECT child_id FROM rebuilt)
+              AND r.unique_id NOT IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
+                                      (SELECT child_id FROM rebuilt))
         """ if moved else ""
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE placed AS
