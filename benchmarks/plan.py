@@ -15,11 +15,16 @@ CACHE_DIR = REPO / "data" / "bench"
 class FollowPlan:
     """The `run --follow` latency phase: the newest lines of the feeds are held back from the
     bulk load and appended at `rate` lines/s for up to `seconds` (fewer lines if they would be
-    more than `max_share` of the feeds: small sizes get a shorter phase)."""
+    more than `max_share` of the feeds: small sizes get a shorter phase). Then, the engine
+    still following and idle, `quiet_updates` more held-back lines are appended one at a
+    time, each once the engine is idle again and at least `quiet_gap_s` after the previous
+    one: the latency of a single update on a quiet master."""
 
     rate: int = 1000
     seconds: float = 30.0
     max_share: float = 0.10
+    quiet_updates: int = 20
+    quiet_gap_s: float = 0.5
     # idle = below this share of one core for `idle_settle_s` (engine started / caught up)
     idle_below: float = 0.15
     idle_settle_s: float = 1.0
