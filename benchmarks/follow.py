@@ -125,7 +125,7 @@ def append_quietly(
     for line in lines:
         appended.append(append_at_rate([line], feeds, rate=1 / _TICK_S))
         proc.wait_until_idle(below=plan.idle_below, settle_s=0.0, min_s=plan.quiet_gap_s,
-                             max_s=plan.drain_max_s)
+                             max_s=plan.quiet_max_wait_s)
     return pa.concat_tables(appended) if appended else _APPENDED.empty_table()
 
 

@@ -25,6 +25,7 @@ class FollowPlan:
     max_share: float = 0.10
     quiet_updates: int = 20
     quiet_gap_s: float = 0.5
+    quiet_max_wait_s: float = 10.0  # per line: the next one goes even if the engine is busy
     # idle = below this share of one core for `idle_settle_s` (engine started / caught up)
     idle_below: float = 0.15
     idle_settle_s: float = 1.0
@@ -35,6 +36,10 @@ class FollowPlan:
 @dataclass(frozen=True)
 class AnchorPlan:
     """Bounds of the Splink anchors (each runs in its own subprocess)."""
+
+    # both anchors are skipped above this many feed lines: their canonical snapshot is read
+    # whole into memory (a 3M-children size, 23M lines, would not fit in 24 GiB)
+    max_feed_lines: int = 8_000_000
 
     # batch predict + cluster is skipped above this many records (memory and time)
     batch_max_records: int = 3_000_000

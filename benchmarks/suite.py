@@ -42,7 +42,13 @@ def bench_size(plan: BenchPlan, children: int, console: Console) -> dict[str, An
         **_engine(plan, feeds, folder / "run", console),
     }
     if "engine" in result and not plan.skip_anchors:
-        result.update(_anchors(plan, feeds.feeds, feeds.truth, folder, console))
+        if feeds.lines > plan.anchors.max_feed_lines:
+            skipped = {"skipped": f"{feeds.lines:,} feed lines > cap "
+                                  f"{plan.anchors.max_feed_lines:,} (snapshot in memory)"}
+            _say(console, "anchors", f"[yellow]{skipped['skipped']}")
+            result.update({"anchor_batch": skipped, "anchor_incremental": skipped})
+        else:
+            result.update(_anchors(plan, feeds.feeds, feeds.truth, folder, console))
         result["ratios"] = _ratios(result)
     return result
 
