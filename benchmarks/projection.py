@@ -10,7 +10,8 @@ measurement: every figure says the fit and the measured sizes it comes from.
     bulk seconds   ∫₀ᴿ c(r) dr, c(r) = a + b·r the end-to-end seconds per update of the bulk
                    loads' cost-curve bins against records in the master (least squares weighted
                    by updates, all sizes pooled; a falling fit is held flat at the cost of the
-                   largest master's last quarter); R = 11M × records per child measured
+                   largest master's last quarter), scaled so that it reproduces the largest
+                   measured load; R = 11M × records per child measured
     RSS, disk, follow p99, quiet-update p50, fixed cost per batch
                    least-squares line against children through the measured sizes (a falling
                    line is held at the largest size's value), and for comparison a power law
@@ -49,8 +50,7 @@ def project(sizes: Sequence[dict[str, Any]], children: int = TARGET_CHILDREN) ->
     """The projection to `children` from at least two measured sizes (ValueError otherwise)."""
     if len(sizes) < 2:
         raise ValueError(f"a projection needs at least two measured sizes, got {len(sizes)}")
-    largest = sizes[-1]
-    records_per_child = largest["engine"]["bulk"]["updates"] / largest["children"]
+    records_per_child = _records_per_child(sizes[-1])
 
     def linear(value_of) -> dict[str, Any]:
         return _linear_in_children(sizes, value_of, children)
@@ -71,6 +71,15 @@ def project(sizes: Sequence[dict[str, Any]], children: int = TARGET_CHILDREN) ->
             lambda size: _follow(size).get("batch_cost", {}).get("small_batch_median_ms")),
         "targets": _targets(sizes),
     }
+
+
+def _records_per_child(size: dict[str, Any]) -> float:
+    """Records per child of a size's feeds: its bulk load's updates, scaled up by the share of
+    the feed lines held back from it for the `--follow` phase."""
+    follow = _follow(size)
+    held = follow.get("appended", 0) + follow.get("quiet_single_update_ms", {}).get("appended", 0)
+    bulk_share = (size["feed_lines"] - held) / size["feed_lines"]
+    return size["engine"]["bulk"]["updates"] / bulk_share / size["children"]
 
 
 def _follow(size: dict[str, Any]) -> dict[str, Any]:
@@ -118,18 +127,24 @@ def _bulk_seconds(sizes: Sequence[dict[str, Any]], records: float) -> dict[str, 
     def integral(r: float) -> float:
         return intercept * r + slope * r * r / 2
 
+    check = [{"children": size["children"], "measured_s": size["engine"]["bulk"]["seconds"],
+              "fitted_s": round(integral(size["engine"]["bulk"]["updates"]), 1)}
+             for size in sizes]
+    # the batches' intervals leave out the time before the first batch and after the last:
+    # scale so that the fit reproduces the largest measured load as a whole
+    calibration = check[-1]["measured_s"] / check[-1]["fitted_s"] if check[-1]["fitted_s"] else 1
     return {
-        "value": round(integral(records)),
+        "value": round(integral(records) * calibration),
         "fit": ("seconds per update = a + b × master records, least squares weighted by "
                 "updates over the cost-curve bins of all sizes, integrated from 0 to the "
                 "projected records" + ("; the fitted slope was negative, so the cost is held "
                                        "flat at the largest master's last quarter"
-                                       if held_flat else "")),
+                                       if held_flat else "")
+                + f"; × {calibration:.2f}, the largest load's measured ÷ fitted seconds"),
         "a_ms_per_update": round(intercept * 1000, 4),
         "b_ms_per_update_per_million_records": round(slope * 1e9, 4),
-        "check": [{"children": size["children"], "measured_s": size["engine"]["bulk"]["seconds"],
-                   "fitted_s": round(integral(size["engine"]["bulk"]["updates"]), 1)}
-                  for size in sizes],
+        "calibration": round(calibration, 3),
+        "check": check,
     }
 
 
