@@ -1,8 +1,9 @@
 """`python -m benchmarks --sizes 10000,100000`: the engine against Splink batch and incremental on
 synthetic feeds (generated once per size under data/bench/<size>/), same run, same machine.
 
-Writes benchmarks/results/bench-<timestamp>.json, latest.json, latest.md (markdown tables) and
-throughput.png, latency.png (with matplotlib). See benchmarks/plan.py for every default.
+Writes benchmarks/results/bench-<timestamp>.json, latest.json, latest.md (markdown tables, with
+the 11M-children projection from two sizes on: benchmarks.projection) and throughput.png,
+latency.png, stages.png (with matplotlib). See benchmarks/plan.py for every default.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="--follow offered rate, lines/s (default %(default)s)")
     parser.add_argument("--follow-seconds", type=float, default=defaults.follow.seconds,
                         help="--follow phase length at most (default %(default)s)")
+    parser.add_argument("--quiet-updates", type=int, default=defaults.follow.quiet_updates,
+                        help="single lines appended one at a time to the idle engine after "
+                             "the --follow phase (default %(default)s)")
     return parser
 
 
@@ -70,10 +74,13 @@ def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BenchPla
         parser.error(f"--sizes: expected comma-separated integers, got {args.sizes!r}")
     if not sizes or min(sizes) < 1:
         parser.error("--sizes: at least one size, each at least 1")
+    if args.quiet_updates < 0:
+        parser.error("--quiet-updates: at least 0")
     return BenchPlan(
         sizes=sizes, seed=args.seed, cache_dir=args.cache, out_dir=args.out,
         skip_anchors=args.skip_anchors,
-        follow=replace(FollowPlan(), rate=args.rate, seconds=args.follow_seconds),
+        follow=replace(FollowPlan(), rate=args.rate, seconds=args.follow_seconds,
+                       quiet_updates=args.quiet_updates),
     )
 
 

@@ -1,8 +1,11 @@
 """Latency of `contactpoint run --follow`: lines appended to live feed files at a fixed offered
 rate, each line's latency = its batch's `committed_at` − the wall-clock time it was appended.
 
-    run = run_follow(python, db, lines, rate=1000, plan=FollowPlan(), work_dir=tmp)
+    run = run_follow(python, db, lines, rate=1000, plan=FollowPlan(), work_dir=tmp,
+                     quiet_lines=more_lines)
     percentiles_ms(run.latencies_ms)   # {"p50": …, "p95": …, "p99": …, "max": …}
+    percentiles_ms(run.quiet_latencies_ms)   # single lines appended to the idle engine
+    run.batch_cost                     # fixed cost per batch of the session's batches
 
 The engine cannot be queried while it runs (one DuckDB writer), so latencies are read from the
 master after it stops; readiness and catching up are judged from its CPU use (idle = polling).
@@ -15,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -28,6 +31,9 @@ from streams.canonical import FEEDS
 
 APPEND_FILE = "tail.jsonl"
 _TICK_S = 0.01
+_APPENDED = pa.schema(
+    [("feed", pa.string()), ("record_id", pa.string()), ("appended_at", pa.float64())]
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,10 @@ class FollowRun:
     engine_summary: dict[str, float | int]
     process: MeasuredRun
     started_epoch: float  # when the engine process started
+    quiet_appended: int = 0  # single lines appended one at a time to the idle engine
+    quiet_latencies_ms: list[float] = field(default_factory=list)  # of those committed
+    quiet_seconds: float = 0.0
+    batch_cost: dict[str, float | int | None] = field(default_factory=dict)
 
     @property
     def achieved_rate(self) -> float:
@@ -54,10 +64,13 @@ class FollowRun:
 def run_follow(
     python: str, db: Path, lines: Sequence[HeldBackLine], rate: float, plan: FollowPlan,
     work_dir: Path, on_progress: Callable[[int, int], None] | None = None,
+    quiet_lines: Sequence[HeldBackLine] = (),
 ) -> FollowRun:
     """Start `run --follow` on master `db` over empty feed folders in `work_dir`, append
-    `lines` at `rate` lines/s once it is idle, wait until it has caught up, stop it (SIGTERM)
-    and read each line's latency from the master. MeasuredCommandError if the engine fails."""
+    `lines` at `rate` lines/s once it is idle, wait until it has caught up, then append each of
+    `quiet_lines` alone, each once the engine is idle again (`append_quietly`), stop it
+    (SIGTERM) and read each line's latency from the master. MeasuredCommandError if the engine
+    fails."""
     feeds = work_dir / "feeds"
     for feed in FEEDS:
         (feeds / feed).mkdir(parents=True, exist_ok=True)
@@ -77,8 +90,12 @@ def run_follow(
         drain = proc.wait_until_idle(
             below=plan.idle_below, settle_s=plan.idle_settle_s, min_s=0.5, max_s=plan.drain_max_s
         )
+        began = time.monotonic()
+        quiet = append_quietly(proc, quiet_lines, feeds, plan)
+        quiet_seconds = time.monotonic() - began
         result = proc.succeeded(proc.stop(timeout_s=plan.drain_max_s))
     latencies = line_latencies(db, appended)
+    quiet_latencies = line_latencies(db, quiet)
     return FollowRun(
         appended=len(lines),
         committed=latencies.num_rows,
@@ -90,7 +107,26 @@ def run_follow(
         engine_summary=json.loads(result.last_json_line()),
         process=result,
         started_epoch=started_epoch,
+        quiet_appended=len(quiet_lines),
+        quiet_latencies_ms=quiet_latencies["latency_ms"].to_pylist(),
+        quiet_seconds=round(quiet_seconds, 2),
+        batch_cost=batch_fixed_cost(db, started_epoch),
     )
+
+
+def append_quietly(
+    proc: MeasuredProcess, lines: Sequence[HeldBackLine], feeds: Path, plan: FollowPlan
+) -> pa.Table:
+    """Append `lines` one at a time, each once the engine is idle (below `plan.idle_below` of
+    a core over half a second, at least `plan.quiet_gap_s` after the previous line): the
+    latency of a single update on a quiet master. Returns the appended lines as
+    `append_at_rate` does."""
+    appended = []
+    for line in lines:
+        appended.append(append_at_rate([line], feeds, rate=1 / _TICK_S))
+        proc.wait_until_idle(below=plan.idle_below, settle_s=0.0, min_s=plan.quiet_gap_s,
+                             max_s=plan.quiet_max_wait_s)
+    return pa.concat_tables(appended) if appended else _APPENDED.empty_table()
 
 
 def append_at_rate(
@@ -126,9 +162,7 @@ def append_at_rate(
             if on_progress:
                 on_progress(done, len(lines))
             time.sleep(max(_TICK_S, start + done / rate - time.monotonic()))
-    return pa.table(rows, schema=pa.schema(
-        [("feed", pa.string()), ("record_id", pa.string()), ("appended_at", pa.float64())]
-    ))
+    return pa.table(rows, schema=_APPENDED)
 
 
 def line_latencies(db: Path, appended: pa.Table) -> pa.Table:
@@ -158,3 +192,40 @@ def percentiles_ms(latencies_ms: Sequence[float]) -> dict[str, float | None]:
         return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 1)
 
     return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": round(ordered[-1], 1)}
+
+
+SMALL_BATCH_UPDATES = 20
+
+
+def batch_fixed_cost(db: Path, since_epoch: float) -> dict[str, float | int | None]:
+    """The fixed cost of a batch, from the batches committed since `since_epoch` (a `--follow`
+    session: small batches): `small_batch_median_ms` = median resolver ms (start to commit) of
+    the batches of at most SMALL_BATCH_UPDATES updates, and a least-squares line of resolver ms
+    against updates per batch over all of them (`intercept_ms`, `ms_per_update`)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute(
+            """
+            WITH b AS (SELECT updates, epoch(committed_at - started_at) * 1000 AS ms
+                       FROM batches WHERE committed_at >= to_timestamp($since) AND updates > 0)
+            SELECT count(*), count(*) FILTER (updates <= $small),
+                   median(ms) FILTER (updates <= $small),
+                   regr_intercept(ms, updates), regr_slope(ms, updates)
+            FROM b
+            """,
+            {"since": since_epoch, "small": SMALL_BATCH_UPDATES},
+        ).fetchone()
+    finally:
+        con.close()
+    batches, small, median_ms, intercept, slope = row
+    return {
+        "batches": batches,
+        "small_batches": small,
+        "small_batch_median_ms": _round(median_ms, 1),
+        "intercept_ms": _round(intercept, 1),
+        "ms_per_update": _round(slope, 3),
+    }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

@@ -15,11 +15,17 @@ CACHE_DIR = REPO / "data" / "bench"
 class FollowPlan:
     """The `run --follow` latency phase: the newest lines of the feeds are held back from the
     bulk load and appended at `rate` lines/s for up to `seconds` (fewer lines if they would be
-    more than `max_share` of the feeds: small sizes get a shorter phase)."""
+    more than `max_share` of the feeds: small sizes get a shorter phase). Then, the engine
+    still following and idle, `quiet_updates` more held-back lines are appended one at a
+    time, each once the engine is idle again and at least `quiet_gap_s` after the previous
+    one: the latency of a single update on a quiet master."""
 
     rate: int = 1000
     seconds: float = 30.0
     max_share: float = 0.10
+    quiet_updates: int = 20
+    quiet_gap_s: float = 0.5
+    quiet_max_wait_s: float = 10.0  # per line: the next one goes even if the engine is busy
     # idle = below this share of one core for `idle_settle_s` (engine started / caught up)
     idle_below: float = 0.15
     idle_settle_s: float = 1.0
@@ -30,6 +36,10 @@ class FollowPlan:
 @dataclass(frozen=True)
 class AnchorPlan:
     """Bounds of the Splink anchors (each runs in its own subprocess)."""
+
+    # both anchors are skipped above this many feed lines: their canonical snapshot is read
+    # whole into memory (a 3M-children size, 23M lines, would not fit in 24 GiB)
+    max_feed_lines: int = 8_000_000
 
     # batch predict + cluster is skipped above this many records (memory and time)
     batch_max_records: int = 3_000_000

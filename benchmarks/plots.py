@@ -1,4 +1,5 @@
-"""PNG plots of a benchmark document: `throughput.png` and `latency.png` against master size.
+"""PNG plots of a benchmark document: `throughput.png`, `latency.png` and `stages.png` (resolver
+ms per update by stage) against master size.
 
 matplotlib is optional (not a runtime dependency of the engine): without it `write_plots`
 returns no paths and says how to get them.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from benchmarks.engine_bench import stage_points
 
 PLOTS_MISSING = "plots skipped: matplotlib is not installed (.venv/bin/pip install matplotlib)"
 
@@ -25,6 +28,9 @@ def write_plots(document: dict[str, Any], out_dir: Path) -> tuple[list[Path], st
     followed = [size for size in measured if "failed" not in size["engine"]["follow"]]
     paths = [_throughput(plt, measured, out_dir / "throughput.png"),
              _latency(plt, followed, out_dir / "latency.png")]
+    staged = [size for size in measured if stage_points(size)]
+    if staged:
+        paths.append(_stages(plt, staged, out_dir / "stages.png"))
     return paths, None
 
 
@@ -91,6 +97,32 @@ def _latency(plt, sizes: list[dict[str, Any]], path: Path) -> Path:
                   title="p99 over the follow phase")
     over_time.set_ylim(bottom=0)
     over_time.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+
+def _stages(plt, sizes: list[dict[str, Any]], path: Path) -> Path:
+    """Resolver ms per update of each stage against records in the master: one colour per
+    stage, one line style per size (which stage grows with the master)."""
+    figure, axes = plt.subplots(figsize=(9, 5.5))
+    styles = ("-", "--", ":", "-.")
+    colours = {}
+    for index, size in enumerate(sizes):
+        points = stage_points(size)
+        for stage in points[0]["stages"]:
+            line, = axes.plot([p["master_records"] for p in points],
+                              [p["stages"][stage]["ms_per_update"] for p in points],
+                              ls=styles[index % len(styles)], marker="o", ms=2,
+                              color=colours.get(stage),
+                              label=f"{stage}, {size['children']:,} children")
+            colours.setdefault(stage, line.get_color())
+    axes.set(xlabel="records in the master", ylabel="resolver ms per update",
+             title="Per-stage cost as the master grows (bulk load)")
+    axes.set_ylim(bottom=0)
+    axes.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

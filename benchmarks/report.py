@@ -17,7 +17,9 @@ from typing import Any
 
 import psutil
 
+from benchmarks.engine_bench import TIMED_STAGES, stage_points
 from benchmarks.plan import BenchPlan
+from benchmarks.projection import measured_sizes, project, projection_markdown
 from engine.config import EngineConfig
 from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
 
@@ -25,8 +27,9 @@ from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
 def bench_document(
     plan: BenchPlan, sizes: list[dict[str, Any]], started: datetime, seconds: float
 ) -> dict[str, Any]:
-    """The whole run as one JSON-ready dict: machine, versions, model, plan and per-size results."""
-    return {
+    """The whole run as one JSON-ready dict: machine, versions, model, plan, per-size results
+    and, from two measured sizes on, the 11M-children projection (benchmarks.projection)."""
+    document = {
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seconds": round(seconds, 1),
         "machine": machine(),
@@ -40,6 +43,10 @@ def bench_document(
         },
         "sizes": sizes,
     }
+    measured = measured_sizes([document])
+    if len(measured) >= 2:
+        document["projection_11m"] = project(measured)
+    return document
 
 
 def machine() -> dict[str, Any]:
@@ -95,10 +102,65 @@ def markdown_tables(document: dict[str, Any]) -> str:
             f"{_num(follow.get('p99_ms'))} | "
             f"{acc['precision']:.4f} | {acc['recall']:.4f} | {acc['f1']:.4f} |"
         )
+    engines = [size for size in sizes if "engine" in size]
+    lines += ["", *_quiet_table(engines)]
+    if any(stage_points(size) for size in engines):
+        lines += ["", *_stage_table(engines)]
     if any("anchor_batch" in size for size in sizes):
         lines += ["", *_anchor_table(sizes)]
     lines += ["", _LEGEND]
+    if "projection_11m" in document:
+        lines += ["", projection_markdown(document["projection_11m"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def _quiet_table(sizes: list[dict[str, Any]]) -> list[str]:
+    """Per size: single updates on the idle following engine, the fixed cost of a batch and
+    the master's size on disk."""
+    lines = [
+        "| children | quiet single update p50 / p95 / max ms | fixed cost per batch ms "
+        "(median, batches ≤ 20 updates) | intercept ms + ms/update | master on disk MiB |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        follow, bulk = size["engine"]["follow"], size["engine"]["bulk"]
+        quiet, cost = follow.get("quiet_single_update_ms", {}), follow.get("batch_cost", {})
+        disk = bulk.get("master_bytes")
+        lines.append(
+            f"| {size['children']:,} | {_num(quiet.get('p50'))} / {_num(quiet.get('p95'))} / "
+            f"{_num(quiet.get('max'))} | {_num(cost.get('small_batch_median_ms'))} "
+            f"({cost.get('small_batches', 0)} batches) | {_num(cost.get('intercept_ms'))} + "
+            f"{_num(cost.get('ms_per_update'), digits=2)} | "
+            f"{_num(disk / 2**20 if disk else None)} |"
+        )
+    return lines
+
+
+
+def _stage_table(sizes: list[dict[str, Any]]) -> list[str]:
+    """Resolver ms per update by stage at the first, a third, two thirds and the last bin of
+    each bulk load, and each stage's growth (last quarter ÷ first)."""
+    stages = (*TIMED_STAGES, "other")
+    lines = [
+        "| children | master records | updates / batch | " + " | ".join(stages) + " |",
+        "|---:|---:|---:|" + "---:|" * len(stages),
+    ]
+    for size in sizes:
+        points = stage_points(size)
+        if not points:
+            continue
+        picks = sorted({0, len(points) // 3, 2 * len(points) // 3, len(points) - 1})
+        for index in picks:
+            point = points[index]
+            lines.append(
+                f"| {size['children']:,} | {point['master_records']:,} | "
+                f"{point['updates'] / point['batches']:,.0f} | "
+                + " | ".join(f"{point['stages'][s]['ms_per_update']:.3f}" for s in stages)
+                + " |")
+        growth = size["engine"]["cost_curve"].get("stage_growth") or {}
+        lines.append(f"| {size['children']:,} | growth, last ÷ first quarter | | "
+                     + " | ".join(_num(growth.get(s), digits=2) for s in stages) + " |")
+    return lines
 
 
 def _anchor_table(sizes: list[dict[str, Any]]) -> list[str]:
@@ -130,7 +192,12 @@ _LEGEND = (
     "without their newest lines), then `run --follow` with those lines appended at the offered "
     "rate (latency = the line's batch `committed_at` − its append time), then `evaluate` over "
     "all records. Cost growth: resolver seconds per update in the last quarter of the bulk "
-    "load ÷ the first quarter (1 = flat). Splink batch: `predict` + "
+    "load ÷ the first quarter (1 = flat). Quiet single update: after the rate phase, single "
+    "lines appended one at a time to the idle following engine, append → commit. Fixed cost "
+    "per batch: resolver ms (start → commit) of the follow session's batches of at most 20 "
+    "updates (median), and the least-squares line of resolver ms against updates per batch. "
+    "Stages: resolver ms per update from `batches.stage_ms` (other = the commit and what no "
+    "stage covers). Splink batch: `predict` + "
     "`cluster_pairwise_predictions_at_threshold` at the link threshold on the same canonical "
     "records (parsing excluded). Splink incremental: `predict_between` of 1,000-record "
     "batches against the growing master, scoring only (no clustering, decisions or writes; "

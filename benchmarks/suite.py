@@ -19,7 +19,7 @@ from benchmarks.feeds import (
     hold_back_newest,
     snapshot_records,
 )
-from benchmarks.follow import FollowRun, percentiles_ms, run_follow
+from benchmarks.follow import SMALL_BATCH_UPDATES, FollowRun, percentiles_ms, run_follow
 from benchmarks.measure import MeasuredCommandError
 from benchmarks.plan import BenchPlan
 from engine.config import EngineConfig
@@ -42,7 +42,13 @@ def bench_size(plan: BenchPlan, children: int, console: Console) -> dict[str, An
         **_engine(plan, feeds, folder / "run", console),
     }
     if "engine" in result and not plan.skip_anchors:
-        result.update(_anchors(plan, feeds.feeds, feeds.truth, folder, console))
+        if feeds.lines > plan.anchors.max_feed_lines:
+            skipped = {"skipped": f"{feeds.lines:,} feed lines > cap "
+                                  f"{plan.anchors.max_feed_lines:,} (snapshot in memory)"}
+            _say(console, "anchors", f"[yellow]{skipped['skipped']}")
+            result.update({"anchor_batch": skipped, "anchor_incremental": skipped})
+        else:
+            result.update(_anchors(plan, feeds.feeds, feeds.truth, folder, console))
         result["ratios"] = _ratios(result)
     return result
 
@@ -53,7 +59,8 @@ def _engine(
     """`{"engine": {bulk, cost_curve, follow, accuracy}}`, or `{"failed": reason}` if the bulk
     load failed (nothing else can be measured without a master)."""
     follow = plan.follow
-    held = min(int(follow.rate * follow.seconds), math.floor(follow.max_share * feeds.lines))
+    held = min(int(follow.rate * follow.seconds) + follow.quiet_updates,
+               math.floor(follow.max_share * feeds.lines))
     with console.status(f"holding back the newest {held:,} lines for --follow"):
         split = hold_back_newest(feeds.feeds, held, run_dir / "bulk")
     db = run_dir / "master.duckdb"
@@ -81,19 +88,28 @@ def _engine(
 def _follow(
     plan: BenchPlan, db: Path, lines: list[HeldBackLine], work_dir: Path, console: Console
 ) -> dict[str, Any]:
-    """The `--follow` latency phase on the loaded master, or `{"failed": reason}`."""
+    """The `--follow` latency phase on the loaded master, or `{"failed": reason}`: `lines` at
+    the offered rate, the last `quiet_updates` of them (at most half) one at a time after."""
     rate = plan.follow.rate
-    description = f"--follow: appending {len(lines):,} lines at {rate:,}/s"
+    quiet = min(plan.follow.quiet_updates, len(lines) // 2)
+    at_rate, one_by_one = lines[:len(lines) - quiet], lines[len(lines) - quiet:]
+    description = (f"--follow: appending {len(at_rate):,} lines at {rate:,}/s, "
+                   f"then {quiet} one at a time")
     with progress_bar(console, description) as advance:
         try:
-            run = run_follow(plan.python, db, lines, rate, plan.follow, work_dir, advance)
+            run = run_follow(plan.python, db, at_rate, rate, plan.follow, work_dir, advance,
+                             quiet_lines=one_by_one)
         except MeasuredCommandError as err:
             console.print(f"  [red]✗ engine --follow failed: {err}")
             return {"failed": str(err)[:500]}
     latency = _follow_result(run)
+    single, cost = latency["quiet_single_update_ms"], latency["batch_cost"]
     _say(console, "engine --follow",
          f"p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms "
-         f"({latency['committed']:,}/{latency['appended']:,} lines)")
+         f"({latency['committed']:,}/{latency['appended']:,} lines); single updates on the "
+         f"idle engine p50 {single['p50']} ms, max {single['max']} ms; fixed cost per batch "
+         f"{cost['small_batch_median_ms']} ms (median of {cost['small_batches']} batches of "
+         f"≤ {SMALL_BATCH_UPDATES} updates)")
     return latency
 
 
@@ -153,6 +169,13 @@ def _follow_result(run: FollowRun) -> dict[str, Any]:
         **{f"{name}_ms": value for name, value in percentiles.items()},
         "peak_rss_mib": run.process.peak_rss_mib,
         "p99_by_second": _p99_by_second(run),
+        "quiet_single_update_ms": {
+            "appended": run.quiet_appended,
+            "committed": len(run.quiet_latencies_ms),
+            "seconds": run.quiet_seconds,
+            **percentiles_ms(run.quiet_latencies_ms),
+        },
+        "batch_cost": run.batch_cost,
     }
 
 

@@ -1,18 +1,28 @@
 """Smoke test of the benchmark harness on a tiny size: every step runs, the results hold the
-figures the README table is made of, and the engine saw exactly the records the anchors saw."""
+figures the README table is made of, and the engine saw exactly the records the anchors saw;
+and the 11M projection, computed from stored results of real runs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
+from benchmarks import projection
 from benchmarks.__main__ import main
+from benchmarks.engine_bench import TIMED_STAGES
+from benchmarks.plan import RESULTS_DIR
+
+# a real run of 10,000 and 100,000 children, before batches had stage times or the follow phase
+# quiet single updates (a projection must still be computable from such files)
+STORED_RESULT = RESULTS_DIR / "bench-20261201T100903Z.json"
 
 
 def test_benchmark_of_300_children_writes_every_figure(tmp_path: Path):
     out = tmp_path / "results"
     status = main(["--sizes", "300", "--cache", str(tmp_path / "cache"), "--out", str(out),
-                   "--rate", "200", "--follow-seconds", "1"])
+                   "--rate", "200", "--follow-seconds", "1", "--quiet-updates", "3"])
 
     assert status == 0
     document = json.loads((out / "latest.json").read_text())
@@ -30,9 +40,50 @@ def test_benchmark_of_300_children_writes_every_figure(tmp_path: Path):
     assert engine["accuracy"]["unlinked_records"] == 0
     assert engine["accuracy"]["records"] == size["anchor_batch"]["records"]
     assert engine["cost_curve"]["points"][0]["master_records"] == 0
+    assert engine["bulk"]["master_bytes"] > 0
+    quiet = follow["quiet_single_update_ms"]
+    assert quiet["appended"] == 3
+    assert 0 < quiet["committed"] <= 3  # a line the engine dead-letters never reaches links
+    assert 0 < quiet["p50"] <= quiet["max"]
+    assert follow["batch_cost"]["small_batches"] >= quiet["committed"]  # one batch each
+    assert follow["batch_cost"]["small_batch_median_ms"] > 0
+    stages = engine["cost_curve"]["points"][-1]["stages"]
+    assert set(stages) == {*TIMED_STAGES, "other"}
+    assert all(stage["ms_per_batch"] >= 0 for stage in stages.values())
+    assert set(engine["cost_curve"]["stage_growth"]) == set(TIMED_STAGES)
     assert {"seconds", "peak_rss_mib", "f1"} <= size["anchor_batch"].keys()
     assert size["anchor_incremental"]["records_per_second"] > 0
     assert set(size["ratios"]) == {"bulk_throughput_vs_batch", "bulk_throughput_vs_incremental",
                                    "peak_rss_vs_batch", "f1_vs_batch"}
     assert "| 300 |" in (out / "latest.md").read_text()
     assert len(list(out.glob("bench-*.json"))) == 1
+    assert "| 300 | growth, last ÷ first quarter |" in (out / "latest.md").read_text()
+    assert (out / "stages.png").stat().st_size > 0
+
+
+def test_projection_of_two_sizes_passes_through_both_and_is_labelled(tmp_path: Path):
+    status = projection.main([str(STORED_RESULT), "--out", str(tmp_path)])
+
+    assert status == 0
+    projected = json.loads((tmp_path / "projection-latest.json").read_text())
+    assert projected["children"] == 11_000_000
+    assert projected["from_sizes"] == [10_000, 100_000]
+    assert projected["kind"].startswith("projection")
+    assert projected["bulk_seconds"]["value"] > 0
+    assert projected["peak_rss_mib"]["value"] > 1072.4  # above the 100k size's measured peak
+    assert projected["master_bytes"]["value"] is None  # not measured by that run
+    assert "extrapolated, not measured" in (tmp_path / "projection-latest.md").read_text()
+    sizes = projection.measured_sizes([json.loads(STORED_RESULT.read_text())])
+    at_100k = projection.project(sizes, children=100_000)
+    assert at_100k["peak_rss_mib"]["value"] == pytest.approx(1072.4, abs=0.1)
+    assert at_100k["follow_p99_ms"]["value"] == pytest.approx(
+        sizes[1]["engine"]["follow"]["p99_ms"], abs=0.1)
+
+
+def test_projection_of_one_size_is_refused(tmp_path: Path, capsys):
+    one_size = tmp_path / "one.json"
+    document = json.loads(STORED_RESULT.read_text())
+    one_size.write_text(json.dumps({**document, "sizes": document["sizes"][:1]}))
+
+    assert projection.main([str(one_size), "--out", str(tmp_path)]) == 2
+    assert "at least two measured sizes" in capsys.readouterr().err
