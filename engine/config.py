@@ -7,7 +7,7 @@ Override any of them with a TOML file (`contactpoint run --config engine.toml`),
     review_threshold = 0.5
 
     [batch]
-    max_records = 20000
+    max_records = 100000
     max_latency_ms = 50
 """
 
@@ -59,7 +59,11 @@ class BatchConfig:
     """A batch closes at `max_records` items or, while following, at most `max_latency_ms` after
     its first item and at least that long after the previous batch (engine.batcher)."""
 
-    max_records: int = 20000
+    # A backlog (a first load, a census, catching up after downtime) is resolved in large
+    # set-based passes, which pay the master's per-batch costs (scans, checkpoints) less often
+    # and decide more of a child's records together (docs/scale.md); following, batches stay
+    # small by their deadline.
+    max_records: int = 100000
     max_latency_ms: int = 50
 
 
