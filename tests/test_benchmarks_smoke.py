@@ -4,6 +4,7 @@ and the 11M projection, computed from stored results of real runs."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def test_benchmark_of_300_children_writes_every_figure(tmp_path: Path):
     assert "| 300 |" in (out / "latest.md").read_text()
     assert len(list(out.glob("bench-*.json"))) == 1
     assert "| 300 | growth, last ÷ first quarter |" in (out / "latest.md").read_text()
-    assert (out / "stages.png").stat().st_size > 0
+    if importlib.util.find_spec("matplotlib"):  # plots need requirements-bench.lock
+        assert (out / "stages.png").stat().st_size > 0
 
 
 def test_projection_of_two_sizes_passes_through_both_and_is_labelled(tmp_path: Path):
