@@ -46,6 +46,7 @@ def con(tmp_path: Path, model: CompiledModel) -> duckdb.DuckDBPyConnection:
 def candidates(con: duckdb.DuckDBPyConnection, model: CompiledModel,
                probe: search.SearchProbe) -> set[str]:
     """The unique ids of the records the indexed lookup finds for `probe`."""
+    search.prepare_search_index(con, model)
     rules = search.searchable_rules(probe, model.blocking_rules)
     con.register("search_probe", search.pa.Table.from_pylist(
         [probe.row("search:full"), probe.row("search:restricted")]))

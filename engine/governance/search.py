@@ -143,6 +143,12 @@ def search_children(
         con.unregister("search_probe")
 
 
+def prepare_search_index(con: duckdb.DuckDBPyConnection, model: CompiledModel) -> None:
+    """Bring the search index up to date with the record index (before a search's
+    transaction, so that the search reads it as of now)."""
+    ensure_search_index(con, model, index_rules(model.blocking_rules))
+
+
 def searchable_rules(probe: SearchProbe, model_rules: Sequence[str]) -> list[str]:
     """The blocking rules (the model's, then the fallbacks) whose every probe column is known;
     GovernanceError if there is none."""
@@ -176,10 +182,9 @@ def _find_candidates(
     """Temp table `search_candidates`: the model columns and `record_no` of every record the
     probe would join by any of `rules`, and whether it joins by one of `restricted_rules` (what
     a shielded child a viewer may not see in full may be found by), looked up by key in the
-    search index (engine.governance.search_index) after bringing it up to date. GovernanceError
-    if there are more than `max_pairs`."""
+    search index (engine.governance.search_index; `prepare_search_index` brings it up to date).
+    GovernanceError if there are more than `max_pairs`."""
     keyed = index_rules(model.blocking_rules)
-    ensure_search_index(con, model, keyed)
     numbers = {keyed.index(rule): rule for rule in _broadest(rules)}
     restricted = [keyed.index(rule) for rule in _broadest(restricted_rules)] or [-1]
     keys = con.execute(probe_keys_sql(keyed, list(numbers), "search_probe")
