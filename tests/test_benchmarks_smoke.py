@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from benchmarks.__main__ import main
+from benchmarks.feeds import HeldBackLine
+from benchmarks.web_search import as_other_child
 
 
 def test_benchmark_of_300_children_writes_every_figure(tmp_path: Path):
@@ -36,3 +38,16 @@ def test_benchmark_of_300_children_writes_every_figure(tmp_path: Path):
                                    "peak_rss_vs_batch", "f1_vs_batch"}
     assert "| 300 |" in (out / "latest.md").read_text()
     assert len(list(out.glob("bench-*.json"))) == 1
+
+
+def test_follow_lines_for_an_existing_master_are_other_childrens():
+    line = HeldBackLine("gro", "G000000007", json.dumps({
+        "record_id": "G000000007", "event": "birth", "registration_id": "R12",
+        "nhs_number": "9434765919", "forenames": "OLIVER"}) + "\n")
+    other = as_other_child(line)
+    record = json.loads(other.text)
+    assert (other.feed, other.record_id) == ("gro", "WSG000000007")
+    assert record == {"record_id": "WSG000000007", "event": "birth", "registration_id": "WSR12",
+                      "nhs_number": "4434765919", "forenames": "OLIVER"}
+    bad = HeldBackLine("gro", None, "not json\n")
+    assert as_other_child(bad) == bad
