@@ -135,11 +135,12 @@ def search_children(
     ))
     try:
         _find_candidates(con, model, probe, rules, restricted_rules, policy.max_candidate_pairs)
-        _score_candidates(con, model, viewer, _least_match_weight(model, policy))
-        return _best_children(con, viewer, limit)
-    finally:
-        for table in _TEMP_TABLES:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+        # without a postcode the restricted probe is the probe: one score per candidate
+        withheld = restricted != probe
+        _score_candidates(con, model, withheld, _least_match_weight(model, policy))
+        return _best_children(con, viewer, withheld, limit)
+    finally:  # one call, not five
+        con.execute(";".join(f"DROP TABLE IF EXISTS {table}" for table in _TEMP_TABLES))
         con.unregister("search_probe")
 
 
@@ -216,27 +217,28 @@ def _find_candidates(
 
 
 def _score_candidates(
-    con: duckdb.DuckDBPyConnection, model: CompiledModel, viewer: Viewer, least_weight: float
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, withheld: bool, least_weight: float
 ) -> None:
     """Temp table `search_scores(probe, record_no, child_id, match_weight, match_probability)`:
-    every candidate scored against the full probe and, for a viewer who does not see shielded
-    children, each candidate a restricted rule found against the restricted probe too (which of
-    the two counts depends on the record's child); only scores of at least `least_weight`,
-    which alone can make a child a hit, and only those records' children are read."""
+    every candidate scored against the full probe and, if the restricted probe withholds
+    something (`withheld`), each candidate a restricted rule found against the restricted probe
+    too (which of the two counts depends on the record's child); only scores of at least
+    `least_weight`, which alone can make a child a hit, and only those records' children are
+    read."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE search_pairs AS
         SELECT '{_FULL}' AS unique_id_l, unique_id AS unique_id_r FROM search_candidates
         UNION ALL
         SELECT '{_RESTRICTED}', unique_id FROM search_candidates
-        WHERE allowed_restricted AND NOT $sees_shielded
+        WHERE allowed_restricted AND $withheld
         """,
-        {"sees_shielded": viewer.sees_shielded},
+        {"withheld": withheld},
     )
-    for table in ("search_probe", "search_candidates"):
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table}_tf AS {with_term_frequencies_sql(model, table)}"
-        )
+    con.execute(";".join(
+        f"CREATE OR REPLACE TEMP TABLE {table}_tf AS {with_term_frequencies_sql(model, table)}"
+        for table in ("search_probe", "search_candidates")
+    ))
     scores = model.score_sql("search_probe_tf", "search_candidates_tf", "search_pairs")
     con.execute(
         f"""
@@ -258,11 +260,11 @@ def _score_candidates(
 
 
 def _best_children(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer, limit: int
+    con: duckdb.DuckDBPyConnection, viewer: Viewer, withheld: bool, limit: int
 ) -> list[dict]:
     """Each child of a kept score that the viewer may see, with the best probability of its
-    records under the probe that applies to it (the restricted one for a shielded child the
-    viewer may not see in full), best first, as the viewer may see them."""
+    records under the probe that applies to it (the restricted one for a shielded child, if it
+    withholds something), best first, as the viewer may see them."""
     columns = ", ".join(FULL_VIEW)
     rows = con.execute(
         f"""
@@ -278,17 +280,17 @@ def _best_children(
         "SELECT probe, child_id, match_weight, match_probability FROM search_scores"
     ).fetchall():
         child = children.get(child_id)
-        if child is None or probe != _probe_for(child[1], viewer):
+        if child is None or probe != _probe_for(child[1], withheld):
             continue
         best[child_id] = max(best.get(child_id, (weight, probability)), (weight, probability))
     ranked = sorted(best, key=lambda child_id: (-best[child_id][0], child_id))[:limit]
     return [_hit(children[child_id], best[child_id][1], viewer) for child_id in ranked]
 
 
-def _probe_for(shielded: bool, viewer: Viewer) -> str:
-    """Which probe a child is scored with: the restricted one for a shielded child the viewer
-    may not see in full."""
-    return _RESTRICTED if shielded and not viewer.sees_shielded else _FULL
+def _probe_for(shielded: bool, withheld: bool) -> str:
+    """Which probe a child is scored with: the restricted one for a shielded child, if the
+    restricted probe withholds something from this viewer."""
+    return _RESTRICTED if shielded and withheld else _FULL
 
 
 def _known_columns(probe: SearchProbe) -> set[str]:
