@@ -108,7 +108,7 @@ class Act:
     the act checks the user's credentials itself (sign-in), so it is not authorised first;
     `effect`: what it writes (READ, GOVERNANCE or INDEX), which decides the locks it takes;
     `prepare`: upkeep of a structure the act reads that only acts write (the search index),
-    done in a transaction of its own before the act's, one act at a time."""
+    done before the act's transaction (in one of its own, serialised by the upkeep itself)."""
 
     name: str
     roles: frozenset[str] | None
@@ -150,9 +150,7 @@ def perform(
     engine_lock = (write_lock or nullcontext()) if act.effect == INDEX else nullcontext()
     audited = act.roles is not None and act.audited
     if act.prepare is not None:
-        prepare = act.prepare
-        with acts_lock:
-            _in_transaction(con, lambda: prepare(con, model()))
+        act.prepare(con, model())
     try:
         if act.effect == READ:
             outcome, actor = _run_in_transaction(con, act, actor_name, reason, args, today,

@@ -19,6 +19,7 @@ the few candidates a search keeps. Retention deletes the purged records' rows.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -28,6 +29,9 @@ from splink.internals.blocking import BlockingRule
 from linkage_models.scoring import CompiledModel, equi_join_key
 
 TABLE = "search_index"
+# One upkeep at a time in a process (the engine's service serves searches on several cursors);
+# its own lock, so that other acts (a sign-in) never wait for a build.
+_UPKEEP = threading.Lock()
 _META = "search_index_meta"  # (signature, sorted_rows): what the index was built for
 # An unsorted tail longer than this share of the sorted part is merged in by sorting again.
 RESORT_TAIL_SHARE = 0.25
@@ -38,7 +42,21 @@ def ensure_search_index(
 ) -> None:
     """Make the index cover every record of `records` for `rules` (the index rules, numbered by
     position): build it if it is missing or was built for other rules, columns or DuckDB, add
-    the records appended since, and sort it again when the unsorted tail has grown too long."""
+    the records appended since, and sort it again when the unsorted tail has grown too long.
+    In a transaction of its own (`con` must not be in one), one upkeep at a time."""
+    with _UPKEEP:  # up to the commit: the next upkeep must see this one's rows
+        con.begin()
+        try:
+            _bring_up_to_date(con, model, rules)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+
+def _bring_up_to_date(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, rules: Sequence[str]
+) -> None:
     signature = _signature(model, rules)
     built = _built_for(con)
     if built is None or built[0] != signature:
