@@ -264,21 +264,31 @@ def _best_children(
 ) -> list[dict]:
     """Each child of a kept score that the viewer may see, with the best probability of its
     records under the probe that applies to it (the restricted one for a shielded child, if it
-    withholds something), best first, as the viewer may see them."""
-    columns = ", ".join(FULL_VIEW)
-    rows = con.execute(
-        f"""
-        SELECT child_id, shielded, archived_on, {columns} FROM children
-        WHERE child_id IN (SELECT DISTINCT child_id FROM search_scores)
+    withholds something), best first, as the viewer may see them. Run in a transaction (row
+    ids hold within one)."""
+    scores = con.execute(
+        "SELECT probe, child_id, match_weight, match_probability FROM search_scores"
+    ).fetchall()
+    # first the rows, by the child_id column alone, then their columns by row id: reading the
+    # 22 columns while filtering by child_id costs 4x as much on a million children
+    row_ids = con.execute(
+        """
+        SELECT rowid FROM children
+        WHERE child_id IN (SELECT unnest($children::VARCHAR[]))
           AND status <> 'merged' AND (archived_on IS NULL OR $sees_archived)
         """,
-        {"sees_archived": viewer.sees_archived},
+        {"children": sorted({child_id for _, child_id, _, _ in scores}),
+         "sees_archived": viewer.sees_archived},
+    ).fetchall()
+    columns = ", ".join(FULL_VIEW)
+    rows = con.execute(
+        f"SELECT child_id, shielded, archived_on, {columns} FROM children "
+        "WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
+        [[row_id for (row_id,) in row_ids]],
     ).fetchall()
     children = {row[0]: row for row in rows}
     best: dict[str, tuple[float, float]] = {}
-    for probe, child_id, weight, probability in con.execute(
-        "SELECT probe, child_id, match_weight, match_probability FROM search_scores"
-    ).fetchall():
+    for probe, child_id, weight, probability in scores:
         child = children.get(child_id)
         if child is None or probe != _probe_for(child[1], withheld):
             continue
