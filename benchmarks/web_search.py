@@ -80,11 +80,8 @@ def web_search(plan: WebSearchPlan, console: Console) -> dict[str, Any]:
         db, follow_lines, records = _bulk_loaded_master(plan, feeds.feeds, held, run_dir, console)
     else:
         run_dir = plan.cache_dir / "web-search-on-master"
-        others = max(1_000, held // FOLLOW_LINES_PER_CHILD)
-        with console.status(f"feeds of {others:,} other children"):
-            feeds = cached_feeds(run_dir / f"others-{others}", others, plan.seed + 1)
-        db, follow_lines, records = _copied_master(plan.master, feeds.feeds, held, run_dir,
-                                                   console)
+        db, records = _copied_master(plan.master, run_dir, console)
+        follow_lines = _other_childrens_lines(plan, held, run_dir, console) if held else []
     with console.status("building the search index"):
         index_seconds = _build_search_index(db)
     console.print(f"  search index built in {index_seconds:.1f} s")
@@ -92,12 +89,7 @@ def web_search(plan: WebSearchPlan, console: Console) -> dict[str, Any]:
     probes = _probes(db, plan.probes, plan.seed)
     page = SearchPage(db, secret)
 
-    searcher = _Searcher(page, probes, socket_path_for(db))
-    follow = replace(FollowPlan(), rate=plan.rate)
-    console.print(f"  following {len(follow_lines):,} lines at {plan.rate}/s while searching")
-    run = run_follow(plan.python, db, follow_lines, plan.rate, follow, run_dir / "follow",
-                     on_progress=searcher.follow_progress, append_file=FOLLOW_FILE)
-    following = searcher.stop()
+    followed = _search_while_following(plan, db, follow_lines, run_dir, page, probes, console)
     console.print(f"  searching without the engine: {plan.idle_searches} searches")
     idle = [page.search(probes[i % len(probes)])[0] for i in range(plan.idle_searches)]
     return {
@@ -108,11 +100,29 @@ def web_search(plan: WebSearchPlan, console: Console) -> dict[str, Any]:
                  "master": str(plan.master) if plan.master else None},
         "master": {"records": records, "children": _children(db)},
         "search_index_build_seconds": round(index_seconds, 1),
-        "follow": {"offered_rate": plan.rate, "achieved_rate": round(run.achieved_rate, 1),
-                   "latency_ms": percentiles_ms(run.latencies_ms)},
-        "search_while_following": _summary(following),
+        **followed,
         "search_without_engine": _summary(idle),
         "largest_page_bytes": page.largest_page,
+    }
+
+
+def _search_while_following(
+    plan: WebSearchPlan, db: Path, lines: list[HeldBackLine], run_dir: Path,
+    page: SearchPage, probes: list[dict[str, str]], console: Console,
+) -> dict[str, Any]:
+    """The engine's follow latency and the searches' while it follows `lines` (both None when
+    there are no lines: `--follow-seconds 0`)."""
+    if not lines:
+        return {"follow": None, "search_while_following": None}
+    searcher = _Searcher(page, probes, socket_path_for(db))
+    follow = replace(FollowPlan(), rate=plan.rate)
+    console.print(f"  following {len(lines):,} lines at {plan.rate}/s while searching")
+    run = run_follow(plan.python, db, lines, plan.rate, follow, run_dir / "follow",
+                     on_progress=searcher.follow_progress, append_file=FOLLOW_FILE)
+    return {
+        "follow": {"offered_rate": plan.rate, "achieved_rate": round(run.achieved_rate, 1),
+                   "latency_ms": percentiles_ms(run.latencies_ms)},
+        "search_while_following": _summary(searcher.stop()),
     }
 
 
@@ -132,11 +142,8 @@ def _bulk_loaded_master(
     return db, split.held_back, bulk["updates"]
 
 
-def _copied_master(
-    master: Path, feeds: Path, held: int, run_dir: Path, console: Console
-) -> tuple[Path, list[HeldBackLine], int]:
-    """A copy of `master` (and its write-ahead log) in `run_dir`, and the `held` newest lines of
-    `feeds` made new to it."""
+def _copied_master(master: Path, run_dir: Path, console: Console) -> tuple[Path, int]:
+    """A copy of `master` (and its write-ahead log) in `run_dir`, and its record count."""
     run_dir.mkdir(parents=True, exist_ok=True)
     db = run_dir / "master.duckdb"
     with console.status(f"copying {master}"):
@@ -144,16 +151,25 @@ def _copied_master(
             target.unlink(missing_ok=True)
             if source.exists():
                 shutil.copyfile(source, target)
-    with console.status(f"the newest {held:,} lines of {feeds}, as other children"):
-        split = hold_back_newest(feeds, held, run_dir / "unused-bulk")
-        shutil.rmtree(split.bulk_feeds)
     con = duckdb.connect(str(db), read_only=True)
     try:
         records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
     finally:
         con.close()
     console.print(f"  copied master: {records:,} records")
-    return db, [as_other_child(line) for line in split.held_back], records
+    return db, records
+
+
+def _other_childrens_lines(
+    plan: WebSearchPlan, held: int, run_dir: Path, console: Console
+) -> list[HeldBackLine]:
+    """The `held` newest lines of a small population of another seed, made new to a master."""
+    others = max(1_000, held // FOLLOW_LINES_PER_CHILD)
+    with console.status(f"feeds of {others:,} other children"):
+        feeds = cached_feeds(run_dir / f"others-{others}", others, plan.seed + 1)
+        split = hold_back_newest(feeds.feeds, held, run_dir / "unused-bulk")
+        shutil.rmtree(split.bulk_feeds)
+    return [as_other_child(line) for line in split.held_back]
 
 
 def as_other_child(line: HeldBackLine) -> HeldBackLine:
@@ -304,11 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--children", type=int, default=WebSearchPlan.children)
     parser.add_argument("--rate", type=int, default=WebSearchPlan.rate,
                         help="lines/s the engine follows")
-    parser.add_argument("--follow-seconds", type=float, default=WebSearchPlan.follow_seconds)
+    parser.add_argument("--follow-seconds", type=float, default=WebSearchPlan.follow_seconds,
+                        help="0: search only without the engine")
     parser.add_argument("--master", type=Path,
                         help="search a copy of this master (no bulk load), following lines of "
                              "other children")
     parser.add_argument("--idle-searches", type=int, default=WebSearchPlan.idle_searches)
+    parser.add_argument("--results-name", default="web-search",
+                        help="results file prefix (NAME-latest.json, NAME-<timestamp>.json)")
     args = parser.parse_args(argv)
     if args.master is not None and not args.master.is_file():
         parser.error(f"no master at {args.master}")
@@ -316,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                          follow_seconds=args.follow_seconds, idle_searches=args.idle_searches)
     console = Console(stderr=True)
     result = web_search(plan, console)
-    for path in write_json(result, plan.out_dir, "web-search"):
+    for path in write_json(result, plan.out_dir, args.results_name):
         console.print(f"wrote {path}")
     print(json.dumps({key: result[key] for key in (
         "follow", "search_while_following", "search_without_engine")}))
