@@ -64,17 +64,17 @@ class FollowRun:
 def run_follow(
     python: str, db: Path, lines: Sequence[HeldBackLine], rate: float, plan: FollowPlan,
     work_dir: Path, on_progress: Callable[[int, int], None] | None = None,
-    quiet_lines: Sequence[HeldBackLine] = (),
+    quiet_lines: Sequence[HeldBackLine] = (), append_file: str = APPEND_FILE,
 ) -> FollowRun:
     """Start `run --follow` on master `db` over empty feed folders in `work_dir`, append
-    `lines` at `rate` lines/s once it is idle, wait until it has caught up, then append each of
-    `quiet_lines` alone, each once the engine is idle again (`append_quietly`), stop it
-    (SIGTERM) and read each line's latency from the master. MeasuredCommandError if the engine
-    fails."""
+    `lines` at `rate` lines/s to `<feed>/<append_file>` once it is idle, wait until it has
+    caught up, then append each of `quiet_lines` alone, each once the engine is idle again
+    (`append_quietly`), stop it (SIGTERM) and read each line's latency from the master.
+    MeasuredCommandError if the engine fails."""
     feeds = work_dir / "feeds"
     for feed in FEEDS:
         (feeds / feed).mkdir(parents=True, exist_ok=True)
-        (feeds / feed / APPEND_FILE).unlink(missing_ok=True)
+        (feeds / feed / append_file).unlink(missing_ok=True)
     cmd = [python, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db), "--follow",
            "--json"]
     started_epoch = time.time()
@@ -85,13 +85,13 @@ def run_follow(
         if not proc.running:  # failed at start-up: raise with its reason, append nothing
             proc.succeeded(proc.wait(timeout_s=1.0))
         began = time.monotonic()
-        appended = append_at_rate(lines, feeds, rate, on_progress)
+        appended = append_at_rate(lines, feeds, rate, on_progress, append_file)
         append_seconds = time.monotonic() - began
         drain = proc.wait_until_idle(
             below=plan.idle_below, settle_s=plan.idle_settle_s, min_s=0.5, max_s=plan.drain_max_s
         )
         began = time.monotonic()
-        quiet = append_quietly(proc, quiet_lines, feeds, plan)
+        quiet = append_quietly(proc, quiet_lines, feeds, plan, append_file)
         quiet_seconds = time.monotonic() - began
         result = proc.succeeded(proc.stop(timeout_s=plan.drain_max_s))
     latencies = line_latencies(db, appended)
@@ -115,7 +115,8 @@ def run_follow(
 
 
 def append_quietly(
-    proc: MeasuredProcess, lines: Sequence[HeldBackLine], feeds: Path, plan: FollowPlan
+    proc: MeasuredProcess, lines: Sequence[HeldBackLine], feeds: Path, plan: FollowPlan,
+    append_file: str = APPEND_FILE,
 ) -> pa.Table:
     """Append `lines` one at a time, each once the engine is idle (below `plan.idle_below` of
     a core over half a second, at least `plan.quiet_gap_s` after the previous line): the
@@ -123,7 +124,7 @@ def append_quietly(
     `append_at_rate` does."""
     appended = []
     for line in lines:
-        appended.append(append_at_rate([line], feeds, rate=1 / _TICK_S))
+        appended.append(append_at_rate([line], feeds, rate=1 / _TICK_S, append_file=append_file))
         proc.wait_until_idle(below=plan.idle_below, settle_s=0.0, min_s=plan.quiet_gap_s,
                              max_s=plan.quiet_max_wait_s)
     return pa.concat_tables(appended) if appended else _APPENDED.empty_table()
@@ -131,16 +132,16 @@ def append_quietly(
 
 def append_at_rate(
     lines: Sequence[HeldBackLine], feeds: Path, rate: float,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None, append_file: str = APPEND_FILE,
 ) -> pa.Table:
-    """Append `lines` to `feeds/<feed>/tail.jsonl` at `rate` lines/s (in small flushed chunks);
+    """Append `lines` to `feeds/<feed>/<append_file>` at `rate` lines/s (in small flushed chunks);
     returns `(feed, record_id, appended_at)` of the lines with a record_id, appended_at in
     epoch seconds taken right after the flush."""
     rows: dict[str, list] = {"feed": [], "record_id": [], "appended_at": []}
     with ExitStack() as files:
         handles = {
-            feed: files.enter_context((feeds / feed / APPEND_FILE).open("a", encoding="utf-8",
-                                                                      errors="surrogateescape"))
+            feed: files.enter_context((feeds / feed / append_file).open(
+                "a", encoding="utf-8", errors="surrogateescape"))
             for feed in FEEDS
         }
         start = time.monotonic()

@@ -1,11 +1,16 @@
-"""`python -m benchmarks.web_search --children 100000 [--rate 500]`: how long a practitioner waits
-for the search page, while `run --follow` streams updates into the master and without it.
+"""`python -m benchmarks.web_search --children 100000 [--rate 500] [--master FILE]`: how long a
+practitioner waits for the search page, while `run --follow` streams updates into the master and
+without it.
 
-A warm master (bulk load of the feeds without their newest lines), a practitioner signed in to
-the web application (its real Flask app, in this process), then searches by name and date of
+A warm master: the bulk load of the feeds of `--children` without their newest lines, or with
+`--master FILE` a copy of an existing master (never the file itself), followed with the newest
+lines of a small population generated with another seed, made new to it (record ids and the
+feeds' own person keys prefixed, NHS numbers' first digit changed). The
+search index is built before timing (how long that took is reported). A practitioner signs in
+to the web application (its real Flask app, in this process) and searches by name and date of
 birth of children sampled from the master, one after another, timed from the POST to the
-rendered page: first while the engine follows the held-back lines at `rate` lines/s (every page
-goes through the engine's socket), then with the engine stopped (every page opens the file).
+rendered page: first while the engine follows the lines at `rate` lines/s (every page goes
+through the engine's socket), then with the engine stopped (every page opens the file).
 Writes benchmarks/results/web-search-latest.json (and web-search-<timestamp>.json).
 """
 
@@ -16,6 +21,7 @@ import datetime as dt
 import json
 import random
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -30,7 +36,7 @@ import pyotp
 from rich.console import Console
 
 from benchmarks.engine_bench import bulk_load
-from benchmarks.feeds import cached_feeds, hold_back_newest
+from benchmarks.feeds import HeldBackLine, cached_feeds, hold_back_newest
 from benchmarks.follow import percentiles_ms, run_follow
 from benchmarks.plan import CACHE_DIR, RESULTS_DIR, FollowPlan
 from benchmarks.report import machine, write_json
@@ -38,6 +44,12 @@ from engine.governance.service import socket_path_for
 
 PASSWORD = "benchmark password"
 SEARCHER = "bench-searcher"
+# The follow lines of `--master`: a file name of their own (the master knows how far it read
+# the suite's `tail.jsonl`), ids and person keys prefixed so that they are new to the master.
+FOLLOW_FILE = "web-search.jsonl"
+NEW_ID_PREFIX = "WS"
+PERSON_KEY_FIELDS = ("registration_id", "claim_reference", "child_reference", "upn")
+FOLLOW_LINES_PER_CHILD = 4  # a generated child has ~7 lines: enough children for the newest
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class WebSearchPlan:
     """Master size, follow rate and length, how many searches without the engine."""
 
     children: int = 100_000
+    master: Path | None = None  # an existing master to copy and search (no bulk load)
     rate: int = 500
     follow_seconds: float = 60.0
     idle_searches: int = 200
@@ -58,44 +71,141 @@ class WebSearchPlan:
 
 def web_search(plan: WebSearchPlan, console: Console) -> dict[str, Any]:
     """Run the benchmark and return its JSON-ready result (see the module docstring)."""
-    folder = plan.cache_dir / str(plan.children)
-    run_dir = folder / "web-search"
-    with console.status(f"feeds for {plan.children:,} children"):
-        feeds = cached_feeds(folder, plan.children, plan.seed)
     held = int(plan.rate * plan.follow_seconds)
-    with console.status(f"holding back the newest {held:,} lines"):
-        split = hold_back_newest(feeds.feeds, held, run_dir / "bulk")
-    db = run_dir / "master.duckdb"
-    for stale in (db, db.with_name(db.name + ".wal")):
-        stale.unlink(missing_ok=True)
-    with console.status(f"bulk load of {feeds.lines - held:,} lines"):
-        bulk = bulk_load(plan.python, split.bulk_feeds, db, run_dir / "engine-bulk.log",
-                         plan.engine_timeout_s)
-    console.print(f"  warm master: {bulk['updates']:,} records in {bulk['seconds']} s")
+    if plan.master is None:
+        folder = plan.cache_dir / str(plan.children)
+        with console.status(f"feeds for {plan.children:,} children"):
+            feeds = cached_feeds(folder, plan.children, plan.seed)
+        run_dir = folder / "web-search"
+        db, follow_lines, records = _bulk_loaded_master(plan, feeds.feeds, held, run_dir, console)
+    else:
+        run_dir = plan.cache_dir / "web-search-on-master"
+        db, records = _copied_master(plan.master, run_dir, console)
+        follow_lines = _other_childrens_lines(plan, held, run_dir, console) if held else []
+    with console.status("building the search index"):
+        index_seconds = _build_search_index(db)
+    console.print(f"  search index built in {index_seconds:.1f} s")
     secret = _accredit_searcher(plan.python, db)
     probes = _probes(db, plan.probes, plan.seed)
     page = SearchPage(db, secret)
 
-    searcher = _Searcher(page, probes, socket_path_for(db))
-    follow = replace(FollowPlan(), rate=plan.rate)
-    console.print(f"  following {held:,} lines at {plan.rate}/s while searching")
-    run = run_follow(plan.python, db, split.held_back, plan.rate, follow, run_dir / "follow",
-                     on_progress=searcher.follow_progress)
-    following = searcher.stop()
+    followed = _search_while_following(plan, db, follow_lines, run_dir, page, probes, console)
     console.print(f"  searching without the engine: {plan.idle_searches} searches")
     idle = [page.search(probes[i % len(probes)])[0] for i in range(plan.idle_searches)]
     return {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "plan": {"children": plan.children, "rate": plan.rate,
-                 "follow_seconds": plan.follow_seconds, "seed": plan.seed},
-        "master": {"records": bulk["updates"], "children": _children(db)},
-        "follow": {"offered_rate": plan.rate, "achieved_rate": round(run.achieved_rate, 1),
-                   "latency_ms": percentiles_ms(run.latencies_ms)},
-        "search_while_following": _summary(following),
+                 "follow_seconds": plan.follow_seconds, "seed": plan.seed,
+                 "master": str(plan.master) if plan.master else None},
+        "master": {"records": records, "children": _children(db)},
+        "search_index_build_seconds": round(index_seconds, 1),
+        **followed,
         "search_without_engine": _summary(idle),
         "largest_page_bytes": page.largest_page,
     }
+
+
+def _search_while_following(
+    plan: WebSearchPlan, db: Path, lines: list[HeldBackLine], run_dir: Path,
+    page: SearchPage, probes: list[dict[str, str]], console: Console,
+) -> dict[str, Any]:
+    """The engine's follow latency and the searches' while it follows `lines` (both None when
+    there are no lines: `--follow-seconds 0`)."""
+    if not lines:
+        return {"follow": None, "search_while_following": None}
+    searcher = _Searcher(page, probes, socket_path_for(db))
+    follow = replace(FollowPlan(), rate=plan.rate)
+    console.print(f"  following {len(lines):,} lines at {plan.rate}/s while searching")
+    run = run_follow(plan.python, db, lines, plan.rate, follow, run_dir / "follow",
+                     on_progress=searcher.follow_progress, append_file=FOLLOW_FILE)
+    return {
+        "follow": {"offered_rate": plan.rate, "achieved_rate": round(run.achieved_rate, 1),
+                   "latency_ms": percentiles_ms(run.latencies_ms)},
+        "search_while_following": _summary(searcher.stop()),
+    }
+
+
+def _bulk_loaded_master(
+    plan: WebSearchPlan, feeds: Path, held: int, run_dir: Path, console: Console
+) -> tuple[Path, list[HeldBackLine], int]:
+    """A master bulk-loaded from `feeds` without their `held` newest lines, and those lines."""
+    with console.status(f"holding back the newest {held:,} lines"):
+        split = hold_back_newest(feeds, held, run_dir / "bulk")
+    db = run_dir / "master.duckdb"
+    for stale in (db, db.with_name(db.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    with console.status("bulk load"):
+        bulk = bulk_load(plan.python, split.bulk_feeds, db, run_dir / "engine-bulk.log",
+                         plan.engine_timeout_s)
+    console.print(f"  warm master: {bulk['updates']:,} records in {bulk['seconds']} s")
+    return db, split.held_back, bulk["updates"]
+
+
+def _copied_master(master: Path, run_dir: Path, console: Console) -> tuple[Path, int]:
+    """A copy of `master` (and its write-ahead log) in `run_dir`, and its record count."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    db = run_dir / "master.duckdb"
+    with console.status(f"copying {master}"):
+        for source, target in ((master, db), (_wal(master), _wal(db))):
+            target.unlink(missing_ok=True)
+            if source.exists():
+                shutil.copyfile(source, target)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+    finally:
+        con.close()
+    console.print(f"  copied master: {records:,} records")
+    return db, records
+
+
+def _other_childrens_lines(
+    plan: WebSearchPlan, held: int, run_dir: Path, console: Console
+) -> list[HeldBackLine]:
+    """The `held` newest lines of a small population of another seed, made new to a master."""
+    others = max(1_000, held // FOLLOW_LINES_PER_CHILD)
+    with console.status(f"feeds of {others:,} other children"):
+        feeds = cached_feeds(run_dir / f"others-{others}", others, plan.seed + 1)
+        split = hold_back_newest(feeds.feeds, held, run_dir / "unused-bulk")
+        shutil.rmtree(split.bulk_feeds)
+    return [as_other_child(line) for line in split.held_back]
+
+
+def as_other_child(line: HeldBackLine) -> HeldBackLine:
+    """`line` as a record of a child the master does not know: its record id and its feed's
+    person keys prefixed `NEW_ID_PREFIX`, an NHS number's first digit changed (a bad line
+    stays as it is)."""
+    if line.record_id is None:
+        return line
+    record = json.loads(line.text)
+    for field in ("record_id", *PERSON_KEY_FIELDS):
+        if isinstance(record.get(field), str):
+            record[field] = NEW_ID_PREFIX + record[field]
+    nhs_number = record.get("nhs_number")
+    if isinstance(nhs_number, str) and nhs_number[:1].isdigit():
+        record["nhs_number"] = str((int(nhs_number[0]) + 5) % 10) + nhs_number[1:]
+    return HeldBackLine(line.feed, record["record_id"], json.dumps(record) + "\n")
+
+
+def _build_search_index(db: Path) -> float:
+    """Seconds to bring the master's search index up to date (built from scratch the first
+    time), as the first search would."""
+    from engine.governance.search import prepare_search_index
+    from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+
+    model = CompiledModel.from_json(DEFAULT_MODEL_PATH)
+    con = duckdb.connect(str(db))
+    try:
+        began = time.perf_counter()
+        prepare_search_index(con, model)
+        return time.perf_counter() - began
+    finally:
+        con.close()
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
 
 
 class SearchPage:
@@ -210,13 +320,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--children", type=int, default=WebSearchPlan.children)
     parser.add_argument("--rate", type=int, default=WebSearchPlan.rate,
                         help="lines/s the engine follows")
-    parser.add_argument("--follow-seconds", type=float, default=WebSearchPlan.follow_seconds)
+    parser.add_argument("--follow-seconds", type=float, default=WebSearchPlan.follow_seconds,
+                        help="0: search only without the engine")
+    parser.add_argument("--master", type=Path,
+                        help="search a copy of this master (no bulk load), following lines of "
+                             "other children")
+    parser.add_argument("--idle-searches", type=int, default=WebSearchPlan.idle_searches)
+    parser.add_argument("--results-name", default="web-search",
+                        help="results file prefix (NAME-latest.json, NAME-<timestamp>.json)")
     args = parser.parse_args(argv)
-    plan = WebSearchPlan(children=args.children, rate=args.rate,
-                         follow_seconds=args.follow_seconds)
+    if args.master is not None and not args.master.is_file():
+        parser.error(f"no master at {args.master}")
+    plan = WebSearchPlan(children=args.children, rate=args.rate, master=args.master,
+                         follow_seconds=args.follow_seconds, idle_searches=args.idle_searches)
     console = Console(stderr=True)
     result = web_search(plan, console)
-    for path in write_json(result, plan.out_dir, "web-search"):
+    for path in write_json(result, plan.out_dir, args.results_name):
         console.print(f"wrote {path}")
     print(json.dumps({key: result[key] for key in (
         "follow", "search_while_following", "search_without_engine")}))

@@ -13,7 +13,9 @@ import pytest
 from benchmarks import projection
 from benchmarks.__main__ import main
 from benchmarks.engine_bench import TIMED_STAGES
+from benchmarks.feeds import HeldBackLine
 from benchmarks.plan import RESULTS_DIR
+from benchmarks.web_search import as_other_child
 
 # a real run of 10,000 and 100,000 children, before batches had stage times or the follow phase
 # quiet single updates (a projection must still be computable from such files)
@@ -89,3 +91,16 @@ def test_projection_of_one_size_is_refused(tmp_path: Path, capsys):
 
     assert projection.main([str(one_size), "--out", str(tmp_path)]) == 2
     assert "at least two measured sizes" in capsys.readouterr().err
+
+
+def test_follow_lines_for_an_existing_master_are_other_childrens():
+    line = HeldBackLine("gro", "G000000007", json.dumps({
+        "record_id": "G000000007", "event": "birth", "registration_id": "R12",
+        "nhs_number": "9434765919", "forenames": "OLIVER"}) + "\n")
+    other = as_other_child(line)
+    record = json.loads(other.text)
+    assert (other.feed, other.record_id) == ("gro", "WSG000000007")
+    assert record == {"record_id": "WSG000000007", "event": "birth", "registration_id": "WSR12",
+                      "nhs_number": "4434765919", "forenames": "OLIVER"}
+    bad = HeldBackLine("gro", None, "not json\n")
+    assert as_other_child(bad) == bad

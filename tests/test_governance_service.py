@@ -17,7 +17,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from engine.governance.acts import Request
 from engine.governance.audit import verify_chain
+from engine.governance.client import MasterFile, dispatch
 from engine.governance.service import ServiceHandle, socket_path_for, start_service
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
@@ -274,3 +276,21 @@ def test_stop_removes_the_socket_and_a_stale_one_is_replaced(
     assert stale.exists() and (stale.stat().st_mode & 0o777) == 0o600
     handle.stop()
     assert not stale.exists()
+
+
+def test_a_master_file_serves_several_acts_with_one_opening_and_close_frees_it(
+    db: Path, model: CompiledModel
+):
+    con = governed_master(db)
+    ingest(con, model, [update("gro", "oliver", source_key="R1", **OLIVER)])
+    add_staff(con, model)
+    con.close()
+    search = Request("search", "pat", "enquiry", {"name": "Oliver Quartermaine",
+                                                  "dob": "2009-03-01"})
+    with MasterFile(db) as master:
+        assert dispatch(db, Request("session.check", "pat", None, {}),
+                        master_file=master).result["role"] == "practitioner"
+        held = cli_process(*SEARCH, "--db", str(db))  # the file is still open: held
+        assert len(dispatch(db, search, master_file=master).result) == 1
+    assert held.returncode == 2 and "in use by another process" in held.stderr
+    assert cli_process(*SEARCH, "--db", str(db)).returncode == 0

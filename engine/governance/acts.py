@@ -106,7 +106,9 @@ class Act:
     `bootstraps`: on a master without users it may be done by nobody (the first admin);
     `audited`: False for a mere check of the user (a web page's session); `authenticates`:
     the act checks the user's credentials itself (sign-in), so it is not authorised first;
-    `effect`: what it writes (READ, GOVERNANCE or INDEX), which decides the locks it takes."""
+    `effect`: what it writes (READ, GOVERNANCE or INDEX), which decides the locks it takes;
+    `prepare`: upkeep of a structure the act reads that only acts write (the search index),
+    done before the act's transaction (in one of its own, serialised by the upkeep itself)."""
 
     name: str
     roles: frozenset[str] | None
@@ -117,6 +119,7 @@ class Act:
     audited: bool = True
     authenticates: bool = False
     effect: str = "index"
+    prepare: Callable[[duckdb.DuckDBPyConnection, CompiledModel], None] | None = None
 
 
 # What an act writes. READ: nothing but its audit entry, appended in a transaction of its own
@@ -146,6 +149,8 @@ def perform(
     acts_lock = acts_lock or nullcontext()
     engine_lock = (write_lock or nullcontext()) if act.effect == INDEX else nullcontext()
     audited = act.roles is not None and act.audited
+    if act.prepare is not None:
+        act.prepare(con, model())
     try:
         if act.effect == READ:
             outcome, actor = _run_in_transaction(con, act, actor_name, reason, args, today,
@@ -496,7 +501,7 @@ ACTS: dict[str, Act] = {act.name: act for act in (
     Act("session.check", _ANYONE, {}, _session_check, audited=False, effect=READ),
     Act("search", _SEARCHERS, {
         "name": _PERSONAL, "dob": _PERSONAL, "postcode": _PERSONAL, "limit": Argument(int),
-    }, _search, needs_reason=True, effect=READ),
+    }, _search, needs_reason=True, effect=READ, prepare=search.prepare_search_index),
     Act("child.view", _SEARCHERS, {"child_id": _REQUIRED_TEXT}, _child_view, needs_reason=True,
         effect=READ),
     Act("explain", _SEARCHERS, {"record": _REQUIRED_TEXT, "html": Argument(bool)}, _explain,

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-from contextlib import AbstractContextManager, nullcontext
+import threading
 from functools import lru_cache
 from pathlib import Path
+
+import duckdb
 
 from engine.governance.acts import Outcome, Request, perform, validate
 from engine.governance.errors import GovernanceError, MasterUnavailable
@@ -30,18 +32,61 @@ REPLY_TIMEOUT_S = 120.0
 
 def dispatch(
     db_path: Path, request: Request, model_path: Path | None = None,
-    *, file_lock: AbstractContextManager | None = None,
+    *, master_file: MasterFile | None = None,
 ) -> Outcome:
     """Perform `request` on the master at `db_path`: via its service when the engine is running,
-    else on the file (with the model at `model_path`, default the shipped one, for a search;
-    under `file_lock` when threads of one process share the file). GovernanceError (one line)
+    else on the file (with the model at `model_path`, default the shipped one, for a search),
+    opened for this act or kept open in `master_file` for several. GovernanceError (one line)
     if it is refused or cannot be done."""
     validate(request, DEFAULT_POLICY)  # hostile input never leaves this process
     outcome = send_request(socket_path_for(db_path), request)
     if outcome is not None:
         return outcome
-    with file_lock or nullcontext():
-        return _perform_on_file(db_path, request, model_path or DEFAULT_MODEL_PATH)
+    if master_file is not None:
+        return master_file.perform(request)
+    with MasterFile(db_path, model_path) as master:
+        return master.perform(request)
+
+
+class MasterFile:
+    """The master file when no engine serves it: opened at the first act performed on it and
+    kept open for the next ones until `close()` (a web page's session check and search pay
+    for one opening), under `lock` (threads of one process take turns on the file)."""
+
+    def __init__(
+        self, db_path: Path, model_path: Path | None = None, lock: threading.Lock | None = None
+    ) -> None:
+        self.db_path = db_path
+        self.model_path = model_path or DEFAULT_MODEL_PATH
+        self._lock = lock or threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def perform(self, request: Request) -> Outcome:
+        """Perform `request` on the file, opening it first if this is the first act."""
+        if self._con is None:
+            self._lock.acquire()
+            try:
+                self._con = _open_for_acts(self.db_path)
+            except BaseException:
+                self._lock.release()
+                raise
+        return perform(self._con, request, lambda: _load_model(self.model_path))
+
+    def close(self) -> None:
+        """Close the file if an act opened it (the next act opens it again)."""
+        if self._con is None:
+            return
+        try:
+            self._con.close()
+        finally:
+            self._con = None
+            self._lock.release()
+
+    def __enter__(self) -> MasterFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def send_request(socket_path: Path, request: Request) -> Outcome | None:
@@ -82,16 +127,17 @@ def _read_line(connection: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def _perform_on_file(db_path: Path, request: Request, model_path: Path) -> Outcome:
+def _open_for_acts(db_path: Path) -> duckdb.DuckDBPyConnection:
     try:
         con = open_master(db_path)
     except MasterStoreError as err:
         raise MasterUnavailable(str(err)) from err
     try:
         create_governance_tables(con)
-        return perform(con, request, lambda: _load_model(model_path))
-    finally:
+    except BaseException:
         con.close()
+        raise
+    return con
 
 
 def _load_model(path: Path) -> CompiledModel:

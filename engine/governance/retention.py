@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from engine.governance import search_index
 from engine.governance.audit import redact_personal_data
 from engine.governance.policy import GovernancePolicy
 from streams.canonical import UPDATE_COLUMNS
@@ -158,6 +159,11 @@ def _purge(con: duckdb.DuckDBPyConnection, child_ids: list[str]) -> dict[str, in
     try:
         _forget_term_frequencies(con)
         deleted: dict[str, int] = {"blocking_keys": _forget_blocking_keys(con)}
+        indexed = search_index.forget_records(
+            con, "SELECT record_no FROM records "
+                 "WHERE child_id IN (SELECT child_id FROM purged_children)")
+        if indexed is not None:
+            deleted["search_index"] = indexed
         deleted |= _forget_record_graph(con)
         for table, column in PURGED_TABLES:
             rows = con.execute(

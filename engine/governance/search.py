@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 import duckdb
 import pyarrow as pa
 
-from engine.candidates import record_columns_sql, with_term_frequencies_sql
+from engine.candidates import with_term_frequencies_sql
 from engine.governance.errors import GovernanceError
 from engine.governance.policy import GovernancePolicy
+from engine.governance.search_index import ensure_search_index, lookup_sql, probe_keys_sql
 from linkage_models.scoring import CompiledModel
 from streams import normalise as norm
 from streams.canonical import UPDATE_COLUMNS
@@ -49,8 +50,8 @@ _FULL, _RESTRICTED = "search:full", "search:restricted"
 _PROBE_COLUMN = re.compile(r"\bl\.(\w+)")  # a rule's probe (left-hand) column
 _PARAMETER = re.compile(r"\$(\w+)")
 _PROBE_COLUMNS = ("unique_id", *UPDATE_COLUMNS)
-_TEMP_TABLES = ("search_found", "search_rows", "search_pairs", "search_candidates",
-                "search_probe_tf", "search_candidates_tf")
+_TEMP_TABLES = ("search_candidates", "search_pairs", "search_probe_tf", "search_candidates_tf",
+                "search_scores")
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,20 @@ def search_children(
         schema=pa.schema([(c, pa.string()) for c in _PROBE_COLUMNS]),
     ))
     try:
-        _find_candidates(con, model, probe, rules, restricted_rules, viewer,
-                         policy.max_candidate_pairs)
-        best = _best_per_child(con, model, limit, _least_match_weight(model, policy))
-        return _shown(con, best, viewer)
-    finally:
-        for table in _TEMP_TABLES:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+        _find_candidates(con, model, probe, rules, restricted_rules, policy.max_candidate_pairs)
+        # without a postcode the restricted probe is the probe: one score per candidate
+        withheld = restricted != probe
+        _score_candidates(con, model, withheld, _least_match_weight(model, policy))
+        return _best_children(con, viewer, withheld, limit)
+    finally:  # one call, not five
+        con.execute(";".join(f"DROP TABLE IF EXISTS {table}" for table in _TEMP_TABLES))
         con.unregister("search_probe")
+
+
+def prepare_search_index(con: duckdb.DuckDBPyConnection, model: CompiledModel) -> None:
+    """Bring the search index up to date with the record index (before a search's
+    transaction, so that the search reads it as of now)."""
+    ensure_search_index(con, model, index_rules(model.blocking_rules))
 
 
 def searchable_rules(probe: SearchProbe, model_rules: Sequence[str]) -> list[str]:
@@ -159,53 +166,141 @@ def searchable_rules(probe: SearchProbe, model_rules: Sequence[str]) -> list[str
     return rules
 
 
+def index_rules(model_rules: Sequence[str]) -> list[str]:
+    """The rules the search index keys: of the model's rules and the fallbacks a probe can
+    use, those no other such rule's conditions are a part of (a probe that can use such a rule
+    can use the smaller one too, which finds every record the larger one would)."""
+    probe_columns = set(SearchProbe.__dataclass_fields__) | {"first_name_std"}
+    usable = [rule for rule in (*model_rules, *FALLBACK_BLOCKING_RULES)
+              if _probe_columns(rule) <= probe_columns]
+    return _broadest(usable)
+
+
 def _find_candidates(
     con: duckdb.DuckDBPyConnection, model: CompiledModel, probe: SearchProbe, rules: list[str],
-    restricted_rules: list[str], viewer: Viewer, max_pairs: int,
+    restricted_rules: list[str], max_pairs: int,
 ) -> None:
-    """Temp tables `search_pairs` (probe row, record) and `search_candidates` (the records).
-    Each rule becomes a filter on the record index with the probe's values bound as parameters
-    (`l.surname = r.surname` -> `$surname = r.surname`): first the row ids of the records the
-    probe would join by any rule (a scan of the filtered columns only), then those rows' model
-    columns, then their children. A shielded child a viewer may not see in full is paired with
-    the restricted probe, and found only by the rules it still allows."""
-    allowed_restricted = " OR ".join(_filters(restricted_rules)) or "false"
-    found = "\nUNION\n".join(
-        f"SELECT r.rowid AS row_id, ({allowed_restricted}) AS allowed_restricted "
-        f"FROM records r WHERE {rule_filter}"
-        for rule_filter in _filters(rules)
-    )
+    """Temp table `search_candidates`: the model columns and `record_no` of every record the
+    probe would join by any of `rules`, and whether it joins by one of `restricted_rules` (what
+    a shielded child a viewer may not see in full may be found by), looked up by key in the
+    search index (engine.governance.search_index; `prepare_search_index` brings it up to date).
+    GovernanceError if there are more than `max_pairs`."""
+    keyed = index_rules(model.blocking_rules)
+    numbers = {keyed.index(rule): rule for rule in _broadest(rules)}
+    restricted = [keyed.index(rule) for rule in _broadest(restricted_rules)] or [-1]
+    keys = con.execute(probe_keys_sql(keyed, list(numbers), "search_probe")
+                       + f" WHERE unique_id = '{_FULL}'").fetchall()[0]
+    found = lookup_sql({number: (key, _filter(rule))
+                        for (number, rule), key in zip(numbers.items(), keys, strict=True)})
     values = probe.row(_FULL)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE search_found AS {found}",
-                {column: values[column] for column in set(_PARAMETER.findall(found))})
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE search_rows AS
-        SELECT r.child_id, {record_columns_sql(model, "r")}, f.allowed_restricted
-        FROM records r JOIN search_found f ON r.rowid = f.row_id
-    """)
+    parameters = {column: values[column] for column in set(_PARAMETER.findall(found))}
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE search_candidates AS
+        WITH found AS ({found}),
+        allowed AS (
+            SELECT DISTINCT record_no FROM found
+            WHERE rule_no IN ({', '.join(map(str, restricted))})
+        )
+        SELECT DISTINCT ON (f.record_no) f.* EXCLUDE (rule_no, search_key),
+               f.record_no IN (SELECT record_no FROM allowed) AS allowed_restricted
+        FROM found f
+        """,
+        parameters,
+    )
+    candidates = con.execute("SELECT count(*) FROM search_candidates").fetchall()[0][0]
+    if candidates > max_pairs:
+        raise GovernanceError(
+            f"too broad: {candidates:,} candidate records (limit {max_pairs:,}); "
+            "add a date of birth, a full name or a postcode"
+        )
+
+
+def _score_candidates(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, withheld: bool, least_weight: float
+) -> None:
+    """Temp table `search_scores(probe, record_no, child_id, match_weight, match_probability)`:
+    every candidate scored against the full probe and, if the restricted probe withholds
+    something (`withheld`), each candidate a restricted rule found against the restricted probe
+    too (which of the two counts depends on the record's child); only scores of at least
+    `least_weight`, which alone can make a child a hit, and only those records' children are
+    read."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE search_pairs AS
-        SELECT CASE WHEN c.shielded AND NOT $sees_shielded THEN '{_RESTRICTED}'
-                    ELSE '{_FULL}' END AS unique_id_l,
-               f.unique_id AS unique_id_r
-        FROM search_rows f JOIN children c ON c.child_id = f.child_id
-        WHERE c.status <> 'merged' AND (c.archived_on IS NULL OR $sees_archived)
-          AND (NOT c.shielded OR $sees_shielded OR f.allowed_restricted)
+        SELECT '{_FULL}' AS unique_id_l, unique_id AS unique_id_r FROM search_candidates
+        UNION ALL
+        SELECT '{_RESTRICTED}', unique_id FROM search_candidates
+        WHERE allowed_restricted AND $withheld
         """,
-        {"sees_archived": viewer.sees_archived, "sees_shielded": viewer.sees_shielded},
+        {"withheld": withheld},
     )
-    pairs = con.execute("SELECT count(*) FROM search_pairs").fetchall()[0][0]
-    if pairs > max_pairs:
-        raise GovernanceError(
-            f"too broad: {pairs:,} candidate records (limit {max_pairs:,}); "
-            "add a date of birth, a full name or a postcode"
-        )
+    con.execute(";".join(
+        f"CREATE OR REPLACE TEMP TABLE {table}_tf AS {with_term_frequencies_sql(model, table)}"
+        for table in ("search_probe", "search_candidates")
+    ))
+    scores = model.score_sql("search_probe_tf", "search_candidates_tf", "search_pairs")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE search_scores AS
+        SELECT s.unique_id_l AS probe, c.record_no, NULL::VARCHAR AS child_id, s.match_weight,
+               s.match_probability
+        FROM ({scores}) s JOIN search_candidates c ON c.unique_id = s.unique_id_r
+        WHERE s.match_weight >= ?
+        """,
+        [least_weight],
+    )
+    # the few kept records' children: a semi-join DuckDB turns into a filter on record_no
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE search_candidates AS
-        SELECT * EXCLUDE (allowed_restricted) FROM search_rows
-        WHERE unique_id IN (SELECT unique_id_r FROM search_pairs)
+        UPDATE search_scores s SET child_id = r.child_id
+        FROM (SELECT record_no, child_id FROM records
+              WHERE record_no IN (SELECT record_no FROM search_scores)) r
+        WHERE s.record_no = r.record_no
     """)
+
+
+def _best_children(
+    con: duckdb.DuckDBPyConnection, viewer: Viewer, withheld: bool, limit: int
+) -> list[dict]:
+    """Each child of a kept score that the viewer may see, with the best probability of its
+    records under the probe that applies to it (the restricted one for a shielded child, if it
+    withholds something), best first, as the viewer may see them. Run in a transaction (row
+    ids hold within one)."""
+    scores = con.execute(
+        "SELECT probe, child_id, match_weight, match_probability FROM search_scores"
+    ).fetchall()
+    # first the rows, by the child_id column alone, then their columns by row id: reading the
+    # 22 columns while filtering by child_id costs 4x as much on a million children
+    row_ids = con.execute(
+        """
+        SELECT rowid FROM children
+        WHERE child_id IN (SELECT unnest($children::VARCHAR[]))
+          AND status <> 'merged' AND (archived_on IS NULL OR $sees_archived)
+        """,
+        {"children": sorted({child_id for _, child_id, _, _ in scores}),
+         "sees_archived": viewer.sees_archived},
+    ).fetchall()
+    columns = ", ".join(FULL_VIEW)
+    rows = con.execute(
+        f"SELECT child_id, shielded, archived_on, {columns} FROM children "
+        "WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
+        [[row_id for (row_id,) in row_ids]],
+    ).fetchall()
+    children = {row[0]: row for row in rows}
+    best: dict[str, tuple[float, float]] = {}
+    for probe, child_id, weight, probability in scores:
+        child = children.get(child_id)
+        if child is None or probe != _probe_for(child[1], withheld):
+            continue
+        best[child_id] = max(best.get(child_id, (weight, probability)), (weight, probability))
+    ranked = sorted(best, key=lambda child_id: (-best[child_id][0], child_id))[:limit]
+    return [_hit(children[child_id], best[child_id][1], viewer) for child_id in ranked]
+
+
+def _probe_for(shielded: bool, withheld: bool) -> str:
+    """Which probe a child is scored with: the restricted one for a shielded child, if the
+    restricted probe withholds something from this viewer."""
+    return _RESTRICTED if shielded and withheld else _FULL
 
 
 def _known_columns(probe: SearchProbe) -> set[str]:
@@ -218,13 +313,20 @@ def _probe_columns(rule: str) -> set[str]:
     return set(_PROBE_COLUMN.findall(rule))
 
 
-def _filters(rules: list[str]) -> list[str]:
-    """The rules as filters on records `r`, the probe's columns as named parameters. A rule
-    whose conditions include all of another rule's finds nothing more: it is left out."""
+def _broadest(rules: Sequence[str]) -> list[str]:
+    """The rules but those whose conditions include all of another rule's: such a rule finds
+    nothing more."""
     conditions = {rule: frozenset(rule.split(" AND ")) for rule in rules}
-    broadest = [rule for rule in rules
-                if not any(other < conditions[rule] for other in conditions.values())]
-    return ["(" + _PROBE_COLUMN.sub(r"$\1", rule) + ")" for rule in dict.fromkeys(broadest)]
+    return list(dict.fromkeys(
+        rule for rule in rules
+        if not any(other < conditions[rule] for other in conditions.values())
+    ))
+
+
+def _filter(rule: str) -> str:
+    """A rule as a filter on records `r`, the probe's columns as named parameters
+    (`l.surname = r.surname` -> `$surname = r.surname`)."""
+    return "(" + _PROBE_COLUMN.sub(r"$\1", rule) + ")"
 
 
 def _least_match_weight(model: CompiledModel, policy: GovernancePolicy) -> float:
@@ -232,40 +334,6 @@ def _least_match_weight(model: CompiledModel, policy: GovernancePolicy) -> float
     (a match weight is the prior's log2 odds plus the log2 Bayes factors of the fields)."""
     prior = model.probability_two_random_records_match
     return math.log2(prior / (1 - prior)) + math.log2(policy.min_bayes_factor)
-
-
-def _best_per_child(
-    con: duckdb.DuckDBPyConnection, model: CompiledModel, limit: int, least_weight: float
-) -> list[tuple[str, float]]:
-    """(child_id, best probability of its records), best first."""
-    for table in ("search_probe", "search_candidates"):
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table}_tf AS {with_term_frequencies_sql(model, table)}"
-        )
-    scores = model.score_sql("search_probe_tf", "search_candidates_tf", "search_pairs")
-    return con.execute(
-        f"""
-        SELECT r.child_id, max(s.match_probability) AS probability
-        FROM ({scores}) s JOIN search_candidates r ON r.unique_id = s.unique_id_r
-        GROUP BY r.child_id HAVING max(s.match_weight) >= ?
-        ORDER BY max(s.match_weight) DESC, r.child_id LIMIT ?
-        """,
-        [least_weight, limit],
-    ).fetchall()
-
-
-def _shown(
-    con: duckdb.DuckDBPyConnection, best: list[tuple[str, float]], viewer: Viewer
-) -> list[dict]:
-    """Each hit as the viewer may see it, in the order of `best`."""
-    columns = ", ".join(FULL_VIEW)
-    rows = con.execute(
-        f"SELECT child_id, shielded, archived_on, {columns} FROM children "
-        "WHERE child_id IN (SELECT unnest(?::VARCHAR[]))",
-        [[child_id for child_id, _ in best]],
-    ).fetchall()
-    by_child = {row[0]: row for row in rows}
-    return [_hit(by_child[child_id], probability, viewer) for child_id, probability in best]
 
 
 def _hit(row: tuple, probability: float, viewer: Viewer) -> dict:

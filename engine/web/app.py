@@ -3,8 +3,8 @@ managers and admins, with sign-in by password and TOTP code.
 
 The server never holds the master: every page's work is one governance act (`acts.perform`),
 sent to the running engine's socket when `run --follow` holds the master, otherwise performed
-on the file, which the server opens for that act and closes again. So the same pages work with
-or without a running engine, and every check and audit entry is the CLI's.
+on the file, which the server opens for that page's acts and closes again. So the same pages
+work with or without a running engine, and every check and audit entry is the CLI's.
 
 The guard, before every view: `GET /healthz` and the sign-in pages are open; every other route
 needs a signed-in session (pages redirect to /login, `/api/` routes answer 401), a POST needs
@@ -20,7 +20,15 @@ from flask import Flask, Response, g, redirect, request, url_for
 
 from engine.governance.errors import AccessRefused, MasterUnavailable
 from engine.web import admin, practitioner, signin, stewardship
-from engine.web.context import SESSION_COOKIE, WebSettings, WebState, page, perform, state
+from engine.web.context import (
+    SESSION_COOKIE,
+    WebSettings,
+    WebState,
+    close_master_file,
+    page,
+    perform,
+    state,
+)
 
 OPEN_ENDPOINTS = frozenset({"healthz", "signin.login", "signin.code"})
 MAX_REQUEST_BYTES = 64 * 1024  # an uploaded audit head is the largest thing anyone sends
@@ -41,6 +49,7 @@ def create_app(settings: WebSettings) -> Flask:
     app.extensions["contactpoint"] = WebState(settings)
     app.before_request(_guard)
     app.after_request(_security_headers)
+    app.teardown_request(close_master_file)
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.register_error_handler(MasterUnavailable, _unavailable)
     for blueprint in (signin.blueprint, practitioner.blueprint, stewardship.blueprint,

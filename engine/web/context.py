@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app, g, render_template
 
 from engine.governance.acts import Outcome, Request
-from engine.governance.client import dispatch
+from engine.governance.client import MasterFile, dispatch
 from engine.web.sessions import SessionStore, SessionTimes, WebSession
 
 SESSION_COOKIE = "cp_session"
@@ -52,11 +52,20 @@ def session() -> WebSession:
 
 def perform(act: str, reason: str | None = None, *, actor: str | None = None,
             **args: Any) -> Outcome:
-    """Perform `act` as the signed-in user (or `actor`); GovernanceError if refused."""
+    """Perform `act` as the signed-in user (or `actor`); GovernanceError if refused. When no
+    engine serves the master, the request's acts share one opening of the file."""
     web = state()
     request = Request(act, actor or session().user, reason, args)
-    return dispatch(web.settings.db_path, request, web.settings.model_path,
-                    file_lock=web.file_lock)
+    if "master_file" not in g:
+        g.master_file = MasterFile(web.settings.db_path, web.settings.model_path, web.file_lock)
+    return dispatch(web.settings.db_path, request, master_file=g.master_file)
+
+
+def close_master_file(_error: BaseException | None = None) -> None:
+    """At the end of a request: close the master file if its acts opened it."""
+    master_file = g.pop("master_file", None)
+    if master_file is not None:
+        master_file.close()
 
 
 def for_roles(*roles: str) -> Callable:
