@@ -3,6 +3,8 @@ follows the records the engine appends after it was built, and forgets purged re
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
 import duckdb
@@ -122,3 +124,22 @@ def test_purged_records_leave_the_search_index(
     assert candidates(con, model, PROBES[-1]) == set()
     assert con.execute("SELECT count(*) FROM search_index WHERE surname = 'FOTHERINGHAM'"
                        ).fetchall() == [(0,)]
+
+
+def test_the_engine_prepares_the_index_as_its_service_starts(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, tmp_path: Path
+):
+    from engine.governance.service import start_service
+
+    records = con.execute("SELECT count(*) FROM records").fetchall()
+    handle = start_service(con, tmp_path / "m.duckdb", model)
+    try:
+        indexed, deadline = None, time.monotonic() + 30
+        while indexed != records and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with contextlib.suppress(duckdb.CatalogException):  # not built yet
+                indexed = con.cursor().execute(
+                    f"SELECT count(DISTINCT record_no) FROM {search_index.TABLE}").fetchall()
+    finally:
+        handle.stop()
+    assert indexed == records

@@ -23,6 +23,7 @@ import queue
 import socket
 import socketserver
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -33,6 +34,7 @@ import duckdb
 from engine.governance.acts import Outcome, Request, perform
 from engine.governance.errors import GovernanceError
 from engine.governance.schema import create_governance_tables
+from engine.governance.search import prepare_search_index
 from linkage_models.scoring import CompiledModel, ModelError
 
 # Requests served at once (each on its own cursor); more wait for a free cursor.
@@ -75,10 +77,12 @@ class ServiceHandle:
     `stop()` (which closes the socket and removes its file)."""
 
     def __init__(
-        self, server: _GovernanceServer, thread: threading.Thread, socket_path: Path
+        self, server: _GovernanceServer, thread: threading.Thread, socket_path: Path,
+        warm_up: _SearchIndexWarmUp,
     ) -> None:
         self._server = server
         self._thread = thread
+        self._warm_up = warm_up
         self.socket_path = socket_path
         self.write_lock: threading.Lock = server.write_lock
 
@@ -86,6 +90,7 @@ class ServiceHandle:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+        self._warm_up.stop()
         self._server.close_cursors()
         with suppress(FileNotFoundError):
             self.socket_path.unlink()
@@ -107,7 +112,35 @@ def start_service(
         target=server.serve_forever, name="governance-service", daemon=True
     )
     thread.start()
-    return ServiceHandle(server, thread, path)
+    return ServiceHandle(server, thread, path, _SearchIndexWarmUp(con, model))
+
+
+class _SearchIndexWarmUp:
+    """Brings the search index up to date as the engine starts, beside its batches, so that the
+    first search after a bulk load does not build it (about two minutes at 1M children, longer
+    than a client waits). Stopping interrupts it; a failure only leaves the work to the first
+    search."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, model: CompiledModel) -> None:
+        self._cursor = con.cursor()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, args=(model,),
+                                        name="search-index-warm-up", daemon=True)
+        self._thread.start()
+
+    def _run(self, model: CompiledModel) -> None:
+        try:
+            prepare_search_index(self._cursor, model)
+        except duckdb.Error as err:
+            if not self._stopping:
+                print(f"search index not prepared at start ({str(err).splitlines()[0]}); "
+                      "the first search will prepare it", file=sys.stderr)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._cursor.interrupt()
+        self._thread.join()
+        self._cursor.close()
 
 
 def _answers(path: Path) -> bool:
