@@ -70,9 +70,13 @@ class BatchConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     """DuckDB checkpoints the master after every `checkpoint_threshold_mb` of write-ahead log:
-    small and often, so that a batch never waits long for one (DuckDB's default is 16 MB)."""
+    small and often, so that a batch never waits long for one (DuckDB's default is 16 MB).
+    DuckDB's memory (its cache of the master's blocks, a batch's joins, spilling to disk beyond)
+    is held to `memory_limit_mb`: its default, 80% of the machine, lets the cache grow with the
+    master, so the engine's memory would follow the master's size rather than the batch's."""
 
     checkpoint_threshold_mb: int = 2
+    memory_limit_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch.max_records": _at_least(1),
     "batch.max_latency_ms": _at_least(1),
     "store.checkpoint_threshold_mb": _at_least(1),
+    "store.memory_limit_mb": _at_least(256),
     "source.lines_per_read": _at_least(1),
     "source.poll_interval_ms": _at_least(1),
     "survivorship.source_trust": _RANKS,

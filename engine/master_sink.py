@@ -23,7 +23,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from engine.config import EngineConfig
 from engine.intake import DeadLetter
-from engine.master_store import ENGINE_OPEN_WAIT_S, configure_checkpoints, open_master
+from engine.master_store import ENGINE_OPEN_WAIT_S, configure_store, open_master
 from engine.resolver import BatchOutcome, Resolver
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update
@@ -86,7 +86,7 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         self, step_id: str, for_part: str, resume_state: None
     ) -> MasterWriterPartition:
         con = open_master(self.db_path, wait_s=ENGINE_OPEN_WAIT_S)
-        configure_checkpoints(con, self.config.store)
+        configure_store(con, self.config.store)
         model = CompiledModel.from_json(self.model_path)
         resolver = Resolver(con, model, self.config)  # its setup commits before people's acts
         service = self.service(con, self.db_path, model) if self.service else _NoService()

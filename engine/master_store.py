@@ -287,9 +287,11 @@ def _migrate_3_to_4(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("COMMIT")
 
 
-def configure_checkpoints(con: duckdb.DuckDBPyConnection, config: StoreConfig) -> None:
-    """Checkpoint after every `config.checkpoint_threshold_mb` of write-ahead log."""
+def configure_store(con: duckdb.DuckDBPyConnection, config: StoreConfig) -> None:
+    """Checkpoint after every `config.checkpoint_threshold_mb` of write-ahead log; DuckDB's
+    memory held to `config.memory_limit_mb`."""
     con.execute(f"SET checkpoint_threshold = '{config.checkpoint_threshold_mb}MB'")
+    con.execute(f"SET memory_limit = '{config.memory_limit_mb}MB'")
 
 
 def registered_feeds(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
