@@ -12,7 +12,9 @@ import duckdb
 import pyotp
 import pytest
 
+from engine.governance.credentials import check_password, credentials_of
 from engine.governance.errors import AccessRefused, GovernanceError
+from engine.governance.policy import DEFAULT_POLICY
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     NEXT_YEAR,
@@ -156,3 +158,38 @@ def test_a_password_from_stdin_gives_a_totp_secret_once_and_is_never_audited(
     logged = " ".join(str(row) for row in audit_rows(con))
     assert "a long enough password" not in logged and "short" not in logged
     assert added["totp_secret"] not in logged
+
+
+def test_a_user_changes_their_own_password_from_the_cli_and_keeps_their_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    db = str(tmp_path / "m.duckdb")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the first password\n"))
+    status, out, _ = run_cli(["users", "add", "root", "--role", "admin", "--org", "DfE",
+                              "--accredited-until", NEXT_YEAR, "--password-stdin", "--json",
+                              "--db", db], capsys)
+    secret = json.loads(out)["totp_secret"]
+    change = ["users", "password", "root", "--password-stdin", "--db", db]
+    refusals = {
+        "a wrong guess\nthe second password\n": "wrong user name, password or code",
+        "the first password\nthe first password\n":
+            "the new password is the same as the current one",
+        "the first password\nshort\n": "a password has at least 12 characters",
+    }
+    for stdin, problem in refusals.items():
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        assert run_cli(change, capsys) == (2, "", f"contactpoint users: {problem}\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the first password\nthe second password\n"))
+    assert run_cli(change, capsys) == (0, "changed the password of root\n", "")
+
+    con = duckdb.connect(db)
+    assert credentials_of(con, "root").failed_signins == 1  # the wrong guess, as at sign-in
+    now = dt.datetime.now(dt.UTC)
+    assert check_password(con, "root", "the second password", now, DEFAULT_POLICY).passed
+    assert not check_password(con, "root", "the first password", now, DEFAULT_POLICY).passed
+    assert credentials_of(con, "root").totp_secret == secret
+    changes = [json.loads(row[4])["outcome"] for row in audit_rows(con)
+               if row[2] == "users.password"]
+    assert changes == [*refusals.values(), "password changed"]
+    logged = " ".join(str(row) for row in audit_rows(con))
+    assert "first password" not in logged and "second password" not in logged

@@ -164,6 +164,13 @@ def test_a_practitioner_signs_in_with_totp_searches_with_a_reason_and_sees_a_shi
     assert "2 LOW ROAD" not in page and "JANE" not in page
     screenshot(browser, "practitioner-child-shielded")
 
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Change password"))
+    fill(browser, **{"current-password": PASSWORD, "new-password": "a new and longer passphrase",
+                     "new-password-again": "a new and longer passphrase"})
+    submit(browser, "Change password")
+    assert "Your password is changed." in browser.find_element(By.CSS_SELECTOR, ".done").text
+    screenshot(browser, "practitioner-change-password")
+
 
 def test_five_wrong_passwords_lock_the_user_out(browser, base_url: str, master: dict):
     from selenium.webdriver.common.by import By

@@ -9,9 +9,11 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
+import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -25,7 +27,7 @@ from tests.test_governance_helpers import act
 from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, web_master
 
 EXTRA_USERS = {"rita": "practitioner", "sam": "practitioner", "lou": "practitioner",
-               "eve": "practitioner"}
+               "eve": "practitioner", "max": "practitioner", "kim": "data_manager"}
 PAGE_LIMIT_BYTES = 200 * 1024
 
 
@@ -254,6 +256,101 @@ def test_the_retention_page_is_a_dry_run(signed_in: dict[str, FlaskClient], mast
     assert json.loads(audit_rows(master["db"], "retention")[-1][2])["apply"] is False
 
 
+def change_password(client: FlaskClient, current: str, new: str, again: str | None = None,
+                    token: str | None = None):
+    """`client` posts the change-password form (the new password typed twice unless `again`)."""
+    token = token if token is not None else csrf_token(client.get("/account/password").text)
+    return client.post("/account/password", data={
+        "csrf_token": token, "current_password": current, "new_password": new,
+        "new_password_again": new if again is None else again})
+
+
+def sign_in_again(app: Flask, name: str, secret: str, password: str) -> FlaskClient:
+    """A second signed-in browser of `name`, with the next time step's code (a code is accepted
+    once, and the first browser used this step's)."""
+    client = app.test_client()
+    form = client.get("/login")
+    client.post("/login", data={"csrf_token": csrf_token(form.text), "name": name,
+                                "password": password})
+    code_page = client.get("/login/code")
+    next_code = pyotp.TOTP(secret).at(time.time() + 30)
+    assert client.post("/login/code", data={"csrf_token": csrf_token(code_page.text),
+                                            "code": next_code}).status_code == 302
+    return client
+
+
+def test_every_role_reaches_the_change_password_page_from_the_header(
+    signed_in: dict[str, FlaskClient]
+):
+    for client in signed_in.values():
+        home = client.get(client.get("/").headers.get("Location", "/"))
+        assert 'href="/account/password"' in home.text
+        page = client.get("/account/password")
+        assert page.status_code == 200 and len(page.data) < PAGE_LIMIT_BYTES
+        assert '<label for="new-password-again">' in page.text
+
+
+def test_a_user_changes_their_password_and_their_other_sessions_end(
+    app: Flask, master: dict
+):
+    secret = master["secrets"]["max"]
+    here = app.test_client()
+    assert sign_in(here, "max", secret).status_code == 302
+    elsewhere = sign_in_again(app, "max", secret, PASSWORD)
+    new = "a new and longer passphrase"
+    refusals = [
+        (("not my password", new), WRONG_CREDENTIALS),
+        ((PASSWORD, new, new + "!"), "the two new passwords differ"),
+        ((PASSWORD, "too short"), "a password has at least 12 characters"),
+        ((PASSWORD, PASSWORD), "the new password is the same as the current one"),
+    ]
+    for args, problem in refusals:
+        refused = change_password(here, *args)
+        assert refused.status_code == 400 and problem in refused.text, problem
+    assert elsewhere.get("/search").status_code == 200  # nothing changed yet
+    changed = change_password(here, PASSWORD, new)
+    assert changed.status_code == 200
+    assert "Your password is changed. Your 1 other session(s) were signed out." in changed.text
+    assert here.get("/search").status_code == 200
+    assert elsewhere.get("/search").status_code == 302
+    outcomes = [json.loads(query)["outcome"] for user, _, query, _ in
+                audit_rows(master["db"], "users.password") if user == "max"]
+    assert outcomes == [WRONG_CREDENTIALS, "a password has at least 12 characters",
+                        "the new password is the same as the current one", "password changed"]
+    assert all(new not in query and PASSWORD not in query
+               for _, _, query, _ in audit_rows(master["db"], "users.password"))
+    browser = app.test_client()
+    token = csrf_token(browser.get("/login").text)
+    for password, status in ((PASSWORD, 401), (new, 302)):  # 302: on to the code
+        assert browser.post("/login", data={"csrf_token": token, "name": "max",
+                                            "password": password}).status_code == status
+
+
+def test_changing_a_password_refuses_a_forged_csrf_token_and_a_missing_session(
+    app: Flask, signed_in: dict[str, FlaskClient], master: dict
+):
+    changes = len(audit_rows(master["db"], "users.password"))
+    forged = change_password(signed_in["dana"], PASSWORD, "a new and longer passphrase",
+                             token="forged")
+    assert forged.status_code == 400 and "This form has expired" in forged.text
+    anonymous = app.test_client().post("/account/password", data={
+        "current_password": PASSWORD, "new_password": "a new and longer passphrase"})
+    assert (anonymous.status_code, anonymous.headers["Location"]) == (302, "/login")
+    assert len(audit_rows(master["db"], "users.password")) == changes
+
+
+def test_guessing_the_current_password_locks_the_user_and_signs_the_session_out(
+    app: Flask, master: dict
+):
+    client = app.test_client()
+    assert sign_in(client, "kim", master["secrets"]["kim"]).status_code == 302
+    for _ in range(4):
+        assert change_password(client, "a guess", "a new and longer passphrase").status_code == 400
+    locked = change_password(client, "a guess", "a new and longer passphrase")
+    assert locked.status_code == 403 and "locked until" in locked.text
+    assert client.get("/account/password").status_code == 302
+
+
 # a process holding the master read-write until its stdin ends; with "serve", serving acts on
 # its socket as the running engine does
 HOLDING_PROCESS = """
@@ -292,11 +389,13 @@ def test_the_same_pages_work_while_the_engine_holds_the_master(app: Flask, maste
                                              "name": "Oliver Quartermaine", "dob": "2009-03-01"})
         assert "1 child found" in found.text
         assert "SARAH QUARTERMAINE" in view_child(client, master["oliver"], "GP referral").text
+        changed = change_password(client, PASSWORD, "a new and longer passphrase")
+        assert "Your password is changed." in changed.text
     finally:
         engine.communicate("", timeout=60)
     audited = [user_act for user_act in audit_acts(master["db"]) if user_act[0] == "eve"]
     assert [act_name for _, act_name in audited] == [
-        "signin.password", "signin.code", "search", "child.view"]
+        "signin.password", "signin.code", "search", "child.view", "users.password"]
 
 
 def test_a_master_held_without_a_service_is_a_503_and_the_session_stays(

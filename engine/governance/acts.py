@@ -325,6 +325,19 @@ def _users_reset(ctx: Context) -> Outcome:
     return Outcome({"name": ctx.args["name"]} | reset)
 
 
+def _users_password(ctx: Context) -> Outcome:
+    """The acting user changes their own password: refusals are outcomes, not errors, so that
+    a wrong current password's count towards the lockout is kept (and audited)."""
+    check = credentials.change_password(
+        ctx.con, ctx.actor.name, ctx.args["current_password"], ctx.args["new_password"],
+        dt.datetime.now(dt.UTC), ctx.policy)
+    if not check.passed:
+        return Outcome({"changed": False, "problem": check.problem}, exit_status=2,
+                       audit={"outcome": check.problem})
+    return Outcome({"changed": True, "name": ctx.actor.name},
+                   audit={"outcome": "password changed"})
+
+
 def _signin_password(ctx: Context) -> Outcome:
     now = dt.datetime.now(dt.UTC)
     check = credentials.check_password(
@@ -494,6 +507,9 @@ ACTS: dict[str, Act] = {act.name: act for act in (
         _users_renew, effect=GOVERNANCE),
     Act("users.reset", _ADMIN, {"name": _REQUIRED_TEXT, "password": _REQUIRED_SECRET},
         _users_reset, effect=GOVERNANCE),
+    Act("users.password", _ANYONE, {
+        "current_password": _REQUIRED_SECRET, "new_password": _REQUIRED_SECRET,
+    }, _users_password, effect=GOVERNANCE),
     Act("signin.password", _ANYONE, {"password": _REQUIRED_SECRET}, _signin_password,
         authenticates=True, effect=GOVERNANCE),
     Act("signin.code", _ANYONE, {"code": _REQUIRED_SECRET}, _signin_code, authenticates=True,

@@ -31,9 +31,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def register_governance_verbs(verbs: argparse._SubParsersAction) -> None:
-    """Adds: users add|list|revoke|renew|reset, search, explain, evaluate, audit verify|head,
-    shield, retention, sources list|register, backup, and the stewardship verbs (review
-    list|resolve, link, unlink, merge, split)."""
+    """Adds: users add|list|revoke|renew|reset|password, search, explain, evaluate, audit
+    verify|head, shield, retention, sources list|register, backup, and the stewardship verbs
+    (review list|resolve, link, unlink, merge, split)."""
     from engine.cli import DEFAULT_DB  # engine.cli imports this module: look it up when called
     from engine.governance.stewardship_cli import register_stewardship_verbs
 
@@ -77,6 +77,12 @@ def _add_users(verbs: argparse._SubParsersAction, default_db: Path) -> None:
                        help="read the new password from stdin (one line)")
     reset.add_argument("--by", required=True, help="the admin resetting it")
     reset.add_argument("--reason", help="why (audited)")
+    password = _action(users, "password", "change your own password (stdin: the current one on "
+                       "the first line, the new one on the second); your token stays",
+                       _users_password, default_db)
+    password.add_argument("name", help="your user name")
+    password.add_argument("--password-stdin", action="store_true", required=True,
+                          help="read the current and the new password from stdin (two lines)")
 
 
 def _users_add(args: argparse.Namespace) -> int:
@@ -99,6 +105,16 @@ def _users_reset(args: argparse.Namespace) -> int:
     request = Request("users.reset", args.by, args.reason,
                       {"name": args.name, "password": _password_from_stdin()})
     return _perform(args, request, lambda user: f"reset {user['name']}{_token_text(user)}")
+
+
+def _users_password(args: argparse.Namespace) -> int:
+    current, new = _password_from_stdin(), _password_from_stdin()
+    request = Request("users.password", args.name, None,
+                      {"current_password": current, "new_password": new})
+    outcome = dispatch(args.db, request)
+    if not outcome.result["changed"]:  # audited, and a wrong password counted: now refuse
+        raise GovernanceError(outcome.result["problem"])
+    return _print_outcome(args, outcome, lambda done: f"changed the password of {done['name']}")
 
 
 def _password_from_stdin() -> str:
@@ -365,7 +381,11 @@ def _leaf(verbs: argparse._SubParsersAction, name: str, help_text: str, descript
 
 def _perform(args: argparse.Namespace, request: Request, as_text: Callable[[Any], Any],
              model_path: Path | None = None) -> int:
-    outcome: Outcome = dispatch(args.db, request, model_path)
+    return _print_outcome(args, dispatch(args.db, request, model_path), as_text)
+
+
+def _print_outcome(args: argparse.Namespace, outcome: Outcome,
+                   as_text: Callable[[Any], Any]) -> int:
     if args.json:
         print(json.dumps(outcome.result, default=str))
     else:

@@ -59,10 +59,8 @@ def set_password(
 ) -> dict:
     """Give `name` a new password and a new TOTP secret (to enrol at the next sign-in); returns
     the secret and its otpauth URI, which are shown this once."""
-    if len(password) < policy.min_password_chars:
-        raise GovernanceError(
-            f"a password has at least {policy.min_password_chars} characters"
-        )
+    if (problem := _length_problem(password, policy)) is not None:
+        raise GovernanceError(problem)
     secret = pyotp.random_base32()
     con.execute(
         """
@@ -73,6 +71,30 @@ def set_password(
         [_HASHER.hash(password), secret, name],
     )
     return {"totp_secret": secret, "totp_uri": totp_uri(secret, name)}
+
+
+def change_password(
+    con: duckdb.DuckDBPyConnection, name: str, current: str, new: str, now: dt.datetime,
+    policy: GovernancePolicy,
+) -> Check:
+    """The user themself replaces their password, giving the current one (a wrong one counts
+    towards the lockout, as at sign-in). Their TOTP token stays enrolled."""
+    check = check_password(con, name, current, now, policy)
+    if not check.passed:
+        return check
+    if hmac.compare_digest(new.encode(), current.encode()):
+        return Check(False, "the new password is the same as the current one")
+    if (problem := _length_problem(new, policy)) is not None:
+        return Check(False, problem)
+    con.execute("UPDATE users SET password_hash = ? WHERE name = ?", [_HASHER.hash(new), name])
+    return Check(True)
+
+
+def _length_problem(password: str, policy: GovernancePolicy) -> str | None:
+    """Why `password` is refused for its length, or None."""
+    if len(password) < policy.min_password_chars:
+        return f"a password has at least {policy.min_password_chars} characters"
+    return None
 
 
 def totp_uri(secret: str, name: str) -> str:

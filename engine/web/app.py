@@ -19,7 +19,7 @@ import json
 from flask import Flask, Response, g, redirect, request, url_for
 
 from engine.governance.errors import AccessRefused, MasterUnavailable
-from engine.web import admin, practitioner, signin, stewardship
+from engine.web import account, admin, practitioner, signin, stewardship
 from engine.web.context import (
     SESSION_COOKIE,
     WebSettings,
@@ -53,7 +53,7 @@ def create_app(settings: WebSettings) -> Flask:
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.register_error_handler(MasterUnavailable, _unavailable)
     for blueprint in (signin.blueprint, practitioner.blueprint, stewardship.blueprint,
-                      admin.blueprint):
+                      admin.blueprint, account.blueprint):
         app.register_blueprint(blueprint)
     return app
 

@@ -102,6 +102,15 @@ class SessionStore:
         with self._lock:
             self._sessions.pop(token or "", None)
 
+    def end_others(self, kept: WebSession) -> int:
+        """End every session of `kept`'s user but `kept` (its password changed); how many."""
+        with self._lock:
+            others = [token for token, held in self._sessions.items()
+                      if held.user == kept.user and token != kept.token]
+            for token in others:
+                del self._sessions[token]
+        return len(others)
+
     def seconds_left(self, session: WebSession) -> int:
         """Seconds until `session` expires if no other request comes."""
         limit = min(session.last_seen + self._idle(session), session.started + self.times.lifetime)
