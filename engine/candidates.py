@@ -1,6 +1,7 @@
 """SQL for the candidate and scoring stages of a micro-batch (built once per model, run per batch).
 
-Candidates come from the **blocking index** `blocking_keys(block_key, record_no)`: for every record
+Candidates come from the **blocking index** `blocking_keys(block_key, record_no)`, looked up in
+memory (engine.key_index) rather than joined in DuckDB: for every record
 in the record index and every blocking rule of the model whose key expressions are all non-null,
 `block_key = hash(rule number, the rule's key values)`. Two records share a key exactly when the
 rule would join them (bar a 64-bit hash collision, which only adds a pair for the model to score),
@@ -17,42 +18,60 @@ from __future__ import annotations
 import hashlib
 
 import duckdb
+import pyarrow as pa
 
 from engine.config import ScoringConfig
+from engine.key_index import KeyIndex
 from linkage_models.scoring import CompiledModel
 
 
-def candidate_sqls(model: CompiledModel) -> list[str]:
-    """Statements making `pairs(unique_id_l, unique_id_r)` — each new record of `batch_new` with
-    the indexed records and the other new records it shares a blocking key with (within the
-    batch each pair once) — and `right_records`, the records on the right of those pairs
-    (the model's columns, `child_id` NULL for a new record)."""
-    indexed, new = record_columns_sql(model, "r"), record_columns_sql(model, "b")
-    return [
-        "CREATE OR REPLACE TEMP TABLE batch_keys AS "
-        + blocking_keys_sql(model, "batch_new", "unique_id"),
+class CandidateFinder:
+    """Makes `pairs(unique_id_l, unique_id_r)` — each new record of `batch_new` with the indexed
+    records and the other new records it shares a blocking key with (within the batch each
+    pair once) — and `right_records`, the records on the right of those pairs (the model's
+    columns, `child_id` NULL for a new record).
+
+    The batch's keys are looked up in the blocking index held in memory (engine.key_index),
+    which catches up first with the rows `blocking_keys` gained since (the records the xref
+    fast path indexed a moment ago included)."""
+
+    def __init__(self, model: CompiledModel) -> None:
+        indexed, new = record_columns_sql(model, "r"), record_columns_sql(model, "b")
+        self.index = KeyIndex("blocking_keys", "block_key")
+        self._batch_keys_sql = ("CREATE OR REPLACE TEMP TABLE batch_keys AS "
+                                + blocking_keys_sql(model, "batch_new", "unique_id"))
+        self._right_records_sql = f"""
+            CREATE OR REPLACE TEMP TABLE right_records AS
+            SELECT r.record_no, r.child_id, {indexed} FROM records r
+            WHERE r.record_no IN (SELECT record_no FROM index_pairs)
+            UNION ALL
+            SELECT NULL::BIGINT, NULL::VARCHAR, {new} FROM batch_new b
         """
-        CREATE OR REPLACE TEMP TABLE index_pairs AS
-        SELECT DISTINCT b.unique_id AS unique_id_l, k.record_no
-        FROM batch_keys b JOIN blocking_keys k USING (block_key)
-        """,
-        f"""
-        CREATE OR REPLACE TEMP TABLE right_records AS
-        SELECT r.record_no, r.child_id, {indexed} FROM records r
-        WHERE r.record_no IN (SELECT record_no FROM index_pairs)
-        UNION ALL
-        SELECT NULL::BIGINT, NULL::VARCHAR, {new} FROM batch_new b
-        """,
+        self._pairs_sql = """
+            CREATE OR REPLACE TEMP TABLE pairs AS
+            SELECT p.unique_id_l, r.unique_id AS unique_id_r
+            FROM index_pairs p JOIN right_records r USING (record_no)
+            UNION
+            SELECT l.unique_id, r.unique_id
+            FROM batch_keys l JOIN batch_keys r USING (block_key)
+            WHERE l.unique_id < r.unique_id
         """
-        CREATE OR REPLACE TEMP TABLE pairs AS
-        SELECT p.unique_id_l, r.unique_id AS unique_id_r
-        FROM index_pairs p JOIN right_records r USING (record_no)
-        UNION
-        SELECT l.unique_id, r.unique_id
-        FROM batch_keys l JOIN batch_keys r USING (block_key)
-        WHERE l.unique_id < r.unique_id
-        """,
-    ]
+
+    def find(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(self._batch_keys_sql)
+        self.index.catch_up(con)
+        keys = con.sql("SELECT unique_id, block_key FROM batch_keys").to_arrow_table()
+        which, record_numbers = self.index.find(keys.column("block_key").to_numpy())
+        con.register("index_hits", pa.table({
+            "unique_id_l": keys.column("unique_id").take(which),
+            "record_no": pa.array(record_numbers, pa.int64()),
+        }))
+        # a stale entry (a purged record) finds no row of `records` below, so adds no pair
+        con.execute("CREATE OR REPLACE TEMP TABLE index_pairs AS "
+                    "SELECT DISTINCT unique_id_l, record_no FROM index_hits")
+        con.unregister("index_hits")
+        con.execute(self._right_records_sql)
+        con.execute(self._pairs_sql)
 
 
 def record_columns_sql(model: CompiledModel, alias: str) -> str:

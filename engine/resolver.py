@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.candidates import (
-    candidate_sqls,
+    CandidateFinder,
     count_term_frequencies_sql,
     ensure_blocking_index,
     index_records_sqls,
@@ -32,6 +32,7 @@ from engine.candidates import (
 from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, save_feed_positions
 from engine.intake import DeadLetter
+from engine.key_index import KeyIndex
 from engine.master_store import MasterStoreError, scalar
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
@@ -76,7 +77,8 @@ class Resolver:
         self.model = model
         self.config = config
         tf_min = config.scoring.tf_min_values
-        self._candidate_sqls = candidate_sqls(model)
+        self._candidates = CandidateFinder(model)
+        self._seen = KeyIndex("records", "hash(unique_id)")  # the records already resolved
         self._index_known_sqls = index_records_sqls(model, "known_records")
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
@@ -89,6 +91,8 @@ class Resolver:
         self._batch_id = 0
         with self._transaction():
             ensure_blocking_index(con, model)
+            self._candidates.index.load(con)
+            self._seen.load(con)
 
     def resolve(self, items: list[Update | DeadLetter | FeedPosition]) -> BatchOutcome:
         updates = [i for i in items if isinstance(i, Update)]
@@ -137,7 +141,7 @@ class Resolver:
         with clock.stage("xref"):
             outcome.xref = self._resolve_known_identifiers()
         with clock.stage("candidates"):
-            self._run(self._candidate_sqls)
+            self._candidates.find(self.con)
         with clock.stage("scores"):
             self._score_new_records()
         with clock.stage("neighbourhood"):
@@ -152,21 +156,36 @@ class Resolver:
         _count_outcome(changes, hood, outcome)
 
     def _take_new_updates(self, updates: list[Update]) -> int:
-        """Table `batch`: the updates not yet in `links`, each (feed, record_id) once; their
-        values counted in the term frequencies. Returns how many."""
+        """Table `batch`: the updates not yet in `links` (nor so in `records`, which holds the
+        same records), each (feed, record_id) once; their values counted in the term
+        frequencies. Returns how many."""
         con = self.con
         con.register("incoming", updates_to_arrow(updates))
         con.execute("""
             CREATE OR REPLACE TEMP TABLE batch AS
-            SELECT feed || ':' || record_id AS unique_id, *
-            FROM incoming i
-            WHERE NOT EXISTS (
-                SELECT 1 FROM links k WHERE k.feed = i.feed AND k.record_id = i.record_id)
+            SELECT feed || ':' || record_id AS unique_id, * FROM incoming
             QUALIFY row_number() OVER (PARTITION BY feed, record_id ORDER BY event_time) = 1
         """)
         con.unregister("incoming")
+        self._drop_records_seen()
         con.execute(self._tf_count_sql)
         return self._count("batch")
+
+    def _drop_records_seen(self) -> None:
+        """Delete from `batch` the records the master holds already: those the in-memory index
+        may have seen (a 64-bit hash of `unique_id`), confirmed by their row in `records`."""
+        self._seen.catch_up(self.con)
+        keys = self.con.execute("SELECT hash(unique_id) AS key FROM batch").fetchnumpy()["key"]
+        _, record_numbers = self._seen.find(keys)
+        if not len(record_numbers):
+            return
+        self.con.register("maybe_seen", pa.table({"record_no": record_numbers.astype("int64")}))
+        self.con.execute("""
+            DELETE FROM batch WHERE unique_id IN (
+                SELECT unique_id FROM records
+                WHERE record_no IN (SELECT record_no FROM maybe_seen))
+        """)
+        self.con.unregister("maybe_seen")
 
     def _resolve_known_identifiers(self) -> int:
         """Records whose (feed, source_key) is already linked go to that child: no scoring.

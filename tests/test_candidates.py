@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from engine.candidates import candidate_sqls, ensure_blocking_index, index_records_sqls
+from engine.candidates import CandidateFinder, ensure_blocking_index, index_records_sqls
 from engine.master_store import open_master
 from linkage_models.scoring import CompiledModel, ModelError
 from streams.generator import generate
@@ -48,8 +48,7 @@ def master(tmp_path: Path, updates: pa.Table, model: CompiledModel) -> duckdb.Du
 def test_index_finds_exactly_the_pairs_of_the_blocking_rules(
     master: duckdb.DuckDBPyConnection, model: CompiledModel
 ):
-    for statement in candidate_sqls(model):
-        master.execute(statement)
+    CandidateFinder(model).find(master)
     found = set(master.execute("SELECT unique_id_l, unique_id_r FROM pairs").fetchall())
     assert len(found) > 500, "the sample must hold enough blocked pairs"
     assert found == _pairs_by_joining_on_the_rules(master, model)
@@ -58,8 +57,7 @@ def test_index_finds_exactly_the_pairs_of_the_blocking_rules(
 def test_right_records_carry_their_child_and_the_model_columns(
     master: duckdb.DuckDBPyConnection, model: CompiledModel
 ):
-    for statement in candidate_sqls(model):
-        master.execute(statement)
+    CandidateFinder(model).find(master)
     columns = [row[0] for row in master.execute("DESCRIBE right_records").fetchall()]
     assert columns == ["record_no", "child_id", *model.record_columns]
     orphans = master.execute("""

@@ -94,33 +94,52 @@ def _others_sql(table: str, records: str, condition: str = "true") -> str:
 def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection) -> None:
     """Redo: the open review items (provisional children) whose queued record scored against a
     seed child's record, then every child such a record scored against — an open item is decided
-    again only beside all the children it was a candidate for. Driven by the open items (a few
-    hundred), so `scored_pairs` is probed by them, not joined whole with the seeds."""
+    again only beside all the children it was a candidate for.
+
+    Driven by the seed records and the few items they reach, each joined with `scored_pairs`
+    (DuckDB probes a large table cheaply with a small hash table, and filters its scan by the
+    small side's values); never by all the open items at once."""
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE open_pairs AS
-        WITH open_items AS (
-            SELECT feed || ':' || record_id AS uid, child_id FROM review_queue
-            WHERE resolved_at IS NULL)
-        SELECT o.child_id AS item_child, p.uid_b AS other
-        FROM scored_pairs p JOIN open_items o ON p.uid_a = o.uid
-        UNION ALL
-        SELECT o.child_id, p.uid_a FROM scored_pairs p JOIN open_items o ON p.uid_b = o.uid
+        CREATE OR REPLACE TEMP TABLE open_items AS
+        SELECT feed || ':' || record_id AS uid, child_id FROM review_queue
+        WHERE resolved_at IS NULL
     """)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE next_items AS
-        SELECT item_child AS child_id FROM open_pairs
-        WHERE other IN (SELECT unique_id FROM seed_records)
-           OR item_child IN (SELECT child_id FROM hood_children)
+        SELECT DISTINCT o.child_id FROM open_items o
+        JOIN ({_paired_with_sql("seed_records")}) p ON p.other = o.uid
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE open_pairs AS
+        WITH items AS (
+            SELECT uid AS unique_id, child_id FROM open_items
+            WHERE child_id IN (SELECT child_id FROM next_items)
+               OR child_id IN (SELECT child_id FROM hood_children))
+        SELECT i.child_id AS item_child, p.other
+        FROM ({_paired_with_sql("items")}) p JOIN items i ON i.unique_id = p.unique_id
     """)
     con.execute("""
         INSERT INTO hood_children
         SELECT DISTINCT child_id FROM (
             SELECT child_id FROM next_items
             UNION ALL
+            SELECT item_child FROM open_pairs
+            UNION ALL
             SELECT r.child_id FROM open_pairs p JOIN records r ON r.unique_id = p.other
-            WHERE p.item_child IN (SELECT child_id FROM next_items)
         ) WHERE child_id NOT IN (SELECT child_id FROM hood_children)
     """)
+
+
+def _paired_with_sql(records: str) -> str:
+    """`(unique_id, other)`: each record of `records` (a table with `unique_id`) with every
+    record it has a stored scored pair with."""
+    return f"""
+        SELECT s.unique_id, p.uid_b AS other FROM scored_pairs p
+        JOIN {records} s ON p.uid_a = s.unique_id
+        UNION ALL
+        SELECT s.unique_id, p.uid_a FROM scored_pairs p
+        JOIN {records} s ON p.uid_b = s.unique_id
+    """
 
 
 class SupportLookup:
@@ -178,6 +197,7 @@ class SupportLookup:
 
 
 HOOD_TABLES = (
-    "hood_seeds", "seed_records", "hood_children", "open_pairs", "next_items", "hood_records",
+    "hood_seeds", "seed_records", "hood_children", "open_items", "open_pairs", "next_items",
+    "hood_records",
     "support_records", "support_queries", "support_pairs", "support_tf",
 )

@@ -1,0 +1,166 @@
+"""A key -> record_no index held in memory, so that a batch finds what it needs by key.
+
+DuckDB has no cheap point lookup: without an index, finding one key reads a whole column; an ART
+index makes the lookup cheap but DuckDB writes the whole index again at every checkpoint (1.7-4.3 s
+per commit at 7.7M keys); a table sorted by key lets a join prune blocks by their min/max, but
+only for a handful of keys, and appends undo the order. So each batch's lookups by key (its
+candidates in the blocking index, its records already seen) are binary searches in two numpy
+arrays sorted by key, here.
+
+The master stays the truth: this index is built from it when the engine starts and catches up,
+at the start of each batch, with the rows the master gained since (`record_no` above the highest
+it holds; `record_no` comes from a sequence, so new rows always sort after). It is never written
+back. A row deleted from the master (retention's purge) may linger here: a lookup can then name
+a `record_no` the master no longer has, which the caller's join with `records` drops, so a
+stale entry never changes a result; a new record the master does not hold yet is never missed.
+
+Entries live in sorted chunks, each covering a range of keys (so that adding keys copies chunks
+of bounded size, not the whole index), plus a small sorted tail of recent entries that is merged
+into the chunks when it grows past `TAIL_ENTRIES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+
+# Recent entries are merged into the chunks when there are this many (a merge copies every
+# chunk once: ~0.2 s at 70M entries, so one per ~125,000 records at 8 keys a record).
+TAIL_ENTRIES = 1_000_000
+# A chunk is split in two when it holds more than this many entries.
+CHUNK_ENTRIES = 4_000_000
+_FETCH_ROWS = 1_000_000
+_KEY = np.uint64
+_NO = np.uint32  # 4 bytes a row: 250 MB saved at 1M children; record_no stays below 2**32
+
+
+class KeyIndexError(RuntimeError):
+    """The master holds a record number this index cannot (2**32 records and more)."""
+
+
+@dataclass
+class _Sorted:
+    keys: np.ndarray
+    nos: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Sorted:
+        return cls(np.empty(0, _KEY), np.empty(0, _NO))
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index into `keys`, record_no) of every entry whose key is one of `keys`."""
+        low = np.searchsorted(self.keys, keys, "left")
+        counts = np.searchsorted(self.keys, keys, "right") - low
+        total = int(counts.sum())
+        if not total:
+            return np.empty(0, np.int64), np.empty(0, _NO)
+        which = np.repeat(np.arange(len(keys)), counts)
+        starts = np.repeat(low - (np.cumsum(counts) - counts), counts)
+        return which, self.nos[starts + np.arange(total)]
+
+    def merged(self, keys: np.ndarray, nos: np.ndarray) -> _Sorted:
+        """This run with the sorted entries `keys`, `nos` added in key order."""
+        at = np.searchsorted(self.keys, keys, "right")
+        return _Sorted(np.insert(self.keys, at, keys), np.insert(self.nos, at, nos))
+
+
+class KeyIndex:
+    """key -> record_no for every row of a master table with a `record_no` column, the key
+    being the SQL expression `key` over that row (e.g. `block_key`, `hash(unique_id)`)."""
+
+    def __init__(self, table: str, key: str) -> None:
+        self._select = f"SELECT ({key})::UBIGINT AS key, record_no FROM {table}"
+        self._reset()
+
+    def _reset(self) -> None:
+        self._bounds = np.zeros(1, _KEY)  # chunk i holds keys in [bounds[i], bounds[i + 1])
+        self._chunks = [_Sorted.empty()]
+        self._tail = _Sorted.empty()
+        self.up_to = -1  # the highest record_no held
+
+    def __len__(self) -> int:
+        return sum(len(c.keys) for c in self._chunks) + len(self._tail.keys)
+
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Hold every row of the master (replacing what was held), read in key order."""
+        self._reset()
+        rows = con.execute(f"SELECT count(*) FROM ({self._select})").fetchall()[0][0]
+        keys, nos = np.empty(rows, _KEY), np.empty(rows, _NO)
+        filled = 0
+        for batch in con.sql(f"{self._select} ORDER BY key").to_arrow_reader(_FETCH_ROWS):
+            end = filled + batch.num_rows
+            keys[filled:end] = batch.column(0).to_numpy()
+            nos[filled:end] = _record_numbers(batch.column(1).to_numpy())
+            filled = end
+        if rows:
+            self._set_chunks([(0, _Sorted(keys, nos))])
+
+    def catch_up(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Add the master's rows with `record_no` above the highest held (those its writers
+        appended since; the constant bound lets DuckDB skip the blocks before them)."""
+        rows = con.execute(f"{self._select} WHERE record_no > {self.up_to}").fetchnumpy()
+        if len(rows["key"]):
+            self.add(np.asarray(rows["key"], _KEY), _record_numbers(rows["record_no"]))
+
+    def add(self, keys: np.ndarray, nos: np.ndarray) -> None:
+        order = np.argsort(keys, kind="stable")
+        self._tail = self._tail.merged(keys[order], nos[order])
+        self.up_to = max(self.up_to, int(nos.max()))
+        if len(self._tail.keys) >= TAIL_ENTRIES:
+            self._merge_tail()
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index into `keys`, record_no) of every entry whose key is one of `keys`."""
+        order = np.argsort(keys)  # binary searches for keys in order reuse the cache
+        asked = np.asarray(keys, _KEY)[order]
+        found = [self._tail.find(asked)]
+        edges = np.searchsorted(asked, self._bounds, "left")
+        for start, end, chunk in zip(edges, [*edges[1:], len(asked)], self._chunks, strict=True):
+            if end > start:
+                which, nos = chunk.find(asked[start:end])
+                found.append((which + start, nos))
+        which = np.concatenate([w for w, _ in found])
+        return order[which], np.concatenate([n for _, n in found])
+
+    def _merge_tail(self) -> None:
+        tail, self._tail = self._tail, _Sorted.empty()
+        chunk_of = np.searchsorted(self._bounds, tail.keys, "right") - 1
+        edges = np.searchsorted(chunk_of, np.arange(len(self._chunks) + 1))
+        self._set_chunks([
+            (int(lower), chunk.merged(tail.keys[start:end], tail.nos[start:end]))
+            for lower, chunk, start, end
+            in zip(self._bounds, self._chunks, edges[:-1], edges[1:], strict=True)
+        ])
+
+    def _set_chunks(self, chunks: list[tuple[int, _Sorted]]) -> None:
+        """`(lower bound, chunk)` in key order, each chunk split until it holds at most
+        CHUNK_ENTRIES entries."""
+        parts = [part for lower, chunk in chunks for part in _split(lower, chunk)]
+        self._bounds = np.array([lower for lower, _ in parts], _KEY)
+        self._chunks = [chunk for _, chunk in parts]
+        held = [int(c.nos.max()) for c in self._chunks if len(c.nos)]
+        self.up_to = max([self.up_to, *held])
+
+
+def _record_numbers(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if len(values) and int(values.max()) > np.iinfo(_NO).max:
+        raise KeyIndexError(f"record_no {int(values.max())} is beyond the key index's range")
+    return values.astype(_NO)
+
+
+def _split(lower: int, chunk: _Sorted) -> list[tuple[int, _Sorted]]:
+    """The chunk as `(lower bound, part)`s of at most CHUNK_ENTRIES entries (more only where one
+    key has that many); all entries of one key stay in one part."""
+    if len(chunk.keys) <= CHUNK_ENTRIES:
+        return [(lower, chunk)]
+    middle_key = chunk.keys[len(chunk.keys) // 2]
+    middle = int(np.searchsorted(chunk.keys, middle_key, "left"))
+    if middle == 0:  # the first key fills the first half: split after it instead
+        middle = int(np.searchsorted(chunk.keys, middle_key, "right"))
+        if middle == len(chunk.keys):
+            return [(lower, chunk)]
+    return [*_split(lower, _Sorted(chunk.keys[:middle], chunk.nos[:middle])),
+            *_split(int(chunk.keys[middle]), _Sorted(chunk.keys[middle:], chunk.nos[middle:]))]

@@ -1,0 +1,100 @@
+"""The in-memory key index finds exactly the master's rows for a key, across chunk splits, tail
+merges and catch-ups; a false hit (a stale or colliding key) never drops a new record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import engine.key_index as key_index
+from engine.config import EngineConfig
+from engine.key_index import KeyIndex
+from engine.master_store import open_master
+from engine.resolver import Resolver
+from linkage_models.scoring import CompiledModel
+from streams.canonical import Update
+from streams.generator import generate
+from streams.snapshot import read_updates
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks and tail small enough that a few thousand keys split and merge them often."""
+    monkeypatch.setattr(key_index, "TAIL_ENTRIES", 300)
+    monkeypatch.setattr(key_index, "CHUNK_ENTRIES", 700)
+
+
+def _table(con: duckdb.DuckDBPyConnection, keys: np.ndarray, first_no: int) -> None:
+    con.register("rows", pa.table({"k": keys, "record_no": np.arange(first_no,
+                                                                      first_no + len(keys))}))
+    con.execute("INSERT INTO keyed SELECT * FROM rows")
+    con.unregister("rows")
+
+
+def _expected(con: duckdb.DuckDBPyConnection, asked: np.ndarray) -> list[tuple[int, int]]:
+    rows = con.execute("SELECT k, record_no FROM keyed").fetchall()
+    by_key: dict[int, list[int]] = {}
+    for key, number in rows:
+        by_key.setdefault(key, []).append(number)
+    return sorted((i, n) for i, key in enumerate(asked.tolist()) for n in by_key.get(key, []))
+
+
+def _found(index: KeyIndex, asked: np.ndarray) -> list[tuple[int, int]]:
+    which, numbers = index.find(asked)
+    return sorted(zip(which.tolist(), numbers.tolist(), strict=True))
+
+
+def test_finds_every_row_of_a_key_through_splits_merges_and_catch_ups(small_chunks: None):
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, 2**64 - 1, 6000, dtype=np.uint64)
+    keys[100:1500] = keys[0]  # one key with more rows than a chunk may hold
+    keys[2000:2100] = 2**64 - 1  # the largest key there is
+    con = duckdb.connect()
+    con.execute("CREATE TABLE keyed (k UBIGINT, record_no BIGINT)")
+    _table(con, keys[:2500], 0)
+    index = KeyIndex("keyed", "k")
+    index.load(con)
+    for start in range(2500, 6000, 250):  # batches appended by a writer, caught up with
+        _table(con, keys[start:start + 250], start)
+        index.catch_up(con)
+    assert len(index) == 6000 and index.up_to == 5999
+    assert len(index._chunks) > 3, "the test must split chunks"
+    absent_or_edge = np.array([2**64 - 1, 0, 12345], np.uint64)
+    asked = np.concatenate([keys[rng.integers(0, 6000, 400)], keys[:1], absent_or_edge])
+    assert _found(index, asked) == _expected(con, asked)
+
+
+def test_catch_up_reads_only_rows_numbered_above_what_it_holds():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE keyed (k UBIGINT, record_no BIGINT)")
+    _table(con, np.array([5, 6], np.uint64), 0)
+    index = KeyIndex("keyed", "k")
+    index.catch_up(con)
+    con.execute("INSERT INTO keyed VALUES (5, 1)")  # below what it holds: a writer never does
+    _table(con, np.array([5], np.uint64), 2)
+    index.catch_up(con)
+    assert _found(index, np.array([5], np.uint64)) == [(0, 0), (0, 2)]
+
+
+def test_a_false_hit_in_the_seen_index_never_drops_a_new_record(
+    tmp_path: Path, model: CompiledModel
+):
+    generate(children=30, seed=11, out=tmp_path)
+    updates = read_updates(tmp_path / "feeds").updates.to_pylist()
+    con = open_master(tmp_path / "master.duckdb")
+    resolver = Resolver(con, model, EngineConfig())
+    first, last = [Update(**u) for u in updates[:-1]], Update(**updates[-1])
+    resolver.resolve(first)
+    uid = f"{last.feed}:{last.record_id}"
+    key = con.execute("SELECT hash(?::VARCHAR)", [uid]).fetchall()[0][0]
+    other_record = con.execute("SELECT min(record_no) FROM records").fetchall()[0][0]
+    resolver._seen.add(np.array([key], np.uint64), np.array([other_record], np.uint32))
+    outcome = resolver.resolve([last])
+    assert outcome.updates == 1
+    assert con.execute("SELECT count(*) FROM links WHERE feed = ? AND record_id = ?",
+                       [last.feed, last.record_id]).fetchall() == [(1,)]
+    assert resolver.resolve([last]).duplicates == 1
