@@ -105,6 +105,8 @@ class KeyIndex:
             self.add(np.asarray(rows["key"], _KEY), _record_numbers(rows["record_no"]))
 
     def add(self, keys: np.ndarray, nos: np.ndarray) -> None:
+        if not len(keys):
+            return
         order = np.argsort(keys, kind="stable")
         self._tail = self._tail.merged(keys[order], nos[order])
         self.up_to = max(self.up_to, int(nos.max()))

@@ -32,8 +32,8 @@ from engine.candidates import (
 from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, save_feed_positions
 from engine.intake import DeadLetter
-from engine.key_index import KeyIndex
 from engine.master_store import MasterStoreError, scalar
+from engine.record_locator import RecordLocator
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
@@ -78,21 +78,22 @@ class Resolver:
         self.config = config
         tf_min = config.scoring.tf_min_values
         self._candidates = CandidateFinder(model)
-        self._seen = KeyIndex("records", "hash(unique_id)")  # the records already resolved
+        self._locator = RecordLocator()
         self._index_known_sqls = index_records_sqls(model, "known_records")
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
         self._left_tf_sql = with_term_frequencies_sql(model, "batch_new", tf_min)
         self._right_tf_sql = with_term_frequencies_sql(model, "right_records", tf_min)
         self._support = SupportLookup(
-            con, model, config.decision.merge_support_threshold, tf_min, with_new=True
+            con, model, config.decision.merge_support_threshold, tf_min, with_new=True,
+            locator=self._locator,
         )
-        self._writer = ChangeWriter(model, config)
+        self._writer = ChangeWriter(model, config, self._locator)
         self._batch_id = 0
         with self._transaction():
             ensure_blocking_index(con, model)
             self._candidates.index.load(con)
-            self._seen.load(con)
+            self._locator.load(con)
 
     def resolve(self, items: list[Update | DeadLetter | FeedPosition]) -> BatchOutcome:
         updates = [i for i in items if isinstance(i, Update)]
@@ -145,7 +146,8 @@ class Resolver:
         with clock.stage("scores"):
             self._score_new_records()
         with clock.stage("neighbourhood"):
-            hood = read_neighbourhood(self.con, with_new=True, redo=self.config.decision.redo)
+            hood = read_neighbourhood(self.con, with_new=True, redo=self.config.decision.redo,
+                                      locator=self._locator)
         with clock.stage("decide"):
             changes = decide(hood, self.config.decision, self._support)
         with clock.stage("write"):
@@ -174,9 +176,9 @@ class Resolver:
     def _drop_records_seen(self) -> None:
         """Delete from `batch` the records the master holds already: those the in-memory index
         may have seen (a 64-bit hash of `unique_id`), confirmed by their row in `records`."""
-        self._seen.catch_up(self.con)
+        self._locator.catch_up(self.con)
         keys = self.con.execute("SELECT hash(unique_id) AS key FROM batch").fetchnumpy()["key"]
-        _, record_numbers = self._seen.find(keys)
+        _, record_numbers = self._locator.by_uid.find(keys)
         if not len(record_numbers):
             return
         self.con.register("maybe_seen", pa.table({"record_no": record_numbers.astype("int64")}))

@@ -1,5 +1,6 @@
 """The in-memory key index finds exactly the master's rows for a key, across chunk splits, tail
-merges and catch-ups; a false hit (a stale or colliding key) never drops a new record."""
+merges and catch-ups; a false hit (a stale or colliding key) never drops a new record; the record
+locator built on it finds every record of a child after moves and people's acts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import engine.key_index as key_index
 from engine.config import EngineConfig
 from engine.key_index import KeyIndex
 from engine.master_store import open_master
+from engine.record_locator import RecordLocator
 from engine.resolver import Resolver
+from engine.stewardship import Steward
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update
 from streams.generator import generate
@@ -92,9 +95,45 @@ def test_a_false_hit_in_the_seen_index_never_drops_a_new_record(
     uid = f"{last.feed}:{last.record_id}"
     key = con.execute("SELECT hash(?::VARCHAR)", [uid]).fetchall()[0][0]
     other_record = con.execute("SELECT min(record_no) FROM records").fetchall()[0][0]
-    resolver._seen.add(np.array([key], np.uint64), np.array([other_record], np.uint32))
+    resolver._locator.by_uid.add(np.array([key], np.uint64), np.array([other_record], np.uint32))
     outcome = resolver.resolve([last])
     assert outcome.updates == 1
     assert con.execute("SELECT count(*) FROM links WHERE feed = ? AND record_id = ?",
                        [last.feed, last.record_id]).fetchall() == [(1,)]
     assert resolver.resolve([last]).duplicates == 1
+
+
+def _located(con: duckdb.DuckDBPyConnection, locator: RecordLocator,
+             column: str) -> set[tuple[str, str]]:
+    """(unique_id, child_id) of the records found by asking for each value of `column` alone."""
+    found = set()
+    for (value,) in con.execute(f"SELECT DISTINCT {column} FROM records").fetchall():
+        source = locator.records_of(con, column, f"SELECT '{value}'", "located")
+        found |= set(con.execute(
+            f"SELECT unique_id, child_id FROM {source} r WHERE {column} = ?", [value]
+        ).fetchall())
+    return found
+
+
+def test_the_record_locator_follows_new_records_moves_and_peoples_acts(
+    tmp_path: Path, model: CompiledModel
+):
+    generate(children=60, seed=5, out=tmp_path)
+    updates = [Update(**u) for u in read_updates(tmp_path / "feeds").updates.to_pylist()]
+    con = open_master(tmp_path / "master.duckdb")
+    resolver = Resolver(con, model, EngineConfig())
+    for start in range(0, len(updates) - 20, 40):  # small batches: redo moves records
+        resolver.resolve(updates[start:start + 40])
+    child, records = con.execute("""
+        SELECT child_id, list(unique_id ORDER BY unique_id) FROM records
+        GROUP BY child_id HAVING count(*) >= 2 ORDER BY child_id LIMIT 1
+    """).fetchall()[0]
+    Steward(con, model, EngineConfig(), "user:jo").split(child, records[:1])  # no locator
+    resolver.resolve(updates[-20:])
+    locator = resolver._locator
+    locator.catch_up(con)
+    truth = set(con.execute("SELECT unique_id, child_id FROM records").fetchall())
+    moved = con.execute("SELECT count(*) FROM decision_history WHERE decided_by <> 'engine'")
+    assert moved.fetchall()[0][0] > 0, "the test must move records"
+    assert _located(con, locator, "child_id") == truth
+    assert _located(con, locator, "unique_id") == truth

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from engine.candidates import index_records_sqls
 from engine.config import EngineConfig
+from engine.record_locator import RecordLocator, records_of
 from engine.resolution.graph import ChangeSet, Neighbourhood
 from engine.survivorship import golden_upsert_sqls
 from linkage_models.scoring import CompiledModel
@@ -51,8 +52,12 @@ class Provenance:
 class ChangeWriter:
     """Applies change sets with statements built once per configuration."""
 
-    def __init__(self, model: CompiledModel, config: EngineConfig) -> None:
+    def __init__(self, model: CompiledModel, config: EngineConfig,
+                 locator: RecordLocator | None = None) -> None:
+        """`locator` (engine.record_locator), if given, finds the records the golden fold
+        reads again by key."""
         self.config = config
+        self.locator = locator
         self._index_sqls = index_records_sqls(model, "new_records")
         self._golden_sqls = golden_upsert_sqls(config.survivorship, "placed", "rebuilt")
 
@@ -201,19 +206,7 @@ class ChangeWriter:
         con.execute("CREATE OR REPLACE TEMP TABLE rebuilt AS SELECT * FROM rebuilt_arrow")
         con.unregister("rebuilt_arrow")
         fast_path = f"UNION ALL BY NAME SELECT * FROM {known}" if known else ""
-        # Two semi-joins, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by
-        # row over the whole record index.
-        moved_records = """
-            UNION ALL BY NAME
-            SELECT r.* EXCLUDE (record_no) FROM records r
-            WHERE r.unique_id IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
-                                  (SELECT child_id FROM rebuilt))
-            UNION ALL BY NAME
-            SELECT r.* EXCLUDE (record_no) FROM records r
-            WHERE r.child_id IN (SELECT child_id FROM rebuilt)
-              AND r.unique_id NOT IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
-                                      (SELECT child_id FROM rebuilt))
-        """ if moved else ""
+        moved_records = self._moved_and_rebuilt_records_sql(con) if moved else ""
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE placed AS
             SELECT * FROM new_records
@@ -222,6 +215,29 @@ class ChangeWriter:
         """)
         for statement in self._golden_sqls:
             con.execute(statement)
+
+    def _moved_and_rebuilt_records_sql(self, con: duckdb.DuckDBPyConnection) -> str:
+        """The records moved to a child not rebuilt, and every record of a rebuilt child (whose
+        golden record is recomputed from them all)."""
+        if self.locator:
+            self.locator.catch_up(con)  # this change's moves, in `records` a moment ago
+        moved = records_of(self.locator, con, "unique_id",
+                           "SELECT unique_id FROM moved_now", "moved_nos")
+        rebuilt = records_of(self.locator, con, "child_id",
+                             "SELECT child_id FROM rebuilt", "rebuilt_nos")
+        # Two semi-joins, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by
+        # row over the whole record index.
+        return f"""
+            UNION ALL BY NAME
+            SELECT r.* EXCLUDE (record_no) FROM {moved} r
+            WHERE r.unique_id IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
+                                  (SELECT child_id FROM rebuilt))
+            UNION ALL BY NAME
+            SELECT r.* EXCLUDE (record_no) FROM {rebuilt} r
+            WHERE r.child_id IN (SELECT child_id FROM rebuilt)
+              AND r.unique_id NOT IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
+                                      (SELECT child_id FROM rebuilt))
+        """
 
 
 def shield_by_safety_rule(
@@ -274,5 +290,5 @@ def _placements_to_arrow(changes: ChangeSet, hood: Neighbourhood) -> pa.Table:
 
 CHANGE_TABLES = (
     "placed_now", "new_records", "decided_now", "moved_now", "merges_now", "rebuilt", "placed",
-    "indexed", "previous_children", "golden_candidates", "golden",
+    "indexed", "previous_children", "golden_candidates", "golden", "moved_nos", "rebuilt_nos",
 )

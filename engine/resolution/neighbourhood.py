@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.candidates import record_columns_sql, with_term_frequencies_sql
+from engine.record_locator import RecordLocator, records_of
 from engine.resolution.graph import SETTLED, Neighbourhood, Pair, Record
 from engine.resolution.prior import probability_sql
 from linkage_models.scoring import CompiledModel
@@ -23,34 +24,44 @@ from linkage_models.scoring import CompiledModel
 NEW_RECORDS = "batch_new"
 
 
-def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool,
-                       redo: bool = True) -> Neighbourhood:
+def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: bool = True,
+                       locator: RecordLocator | None = None) -> Neighbourhood:
     """The neighbourhood of the seed children in `hood_seeds` (and of `batch_new`'s records);
-    `redo=False` leaves out the open review items next to them (DecisionConfig.redo)."""
-    con.execute("""
+    `redo=False` leaves out the open review items next to them (DecisionConfig.redo). Records
+    are read through `locator` (engine.record_locator) if given."""
+    if locator:
+        locator.catch_up(con)  # the records the batch indexed by xref a moment ago included
+    seeds = records_of(locator, con, "child_id", "SELECT child_id FROM hood_seeds", "hood_seed_nos")
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE seed_records AS
-        SELECT unique_id FROM records WHERE child_id IN (SELECT child_id FROM hood_seeds)
+        SELECT unique_id FROM {seeds} r WHERE child_id IN (SELECT child_id FROM hood_seeds)
     """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE must_links AS
+        {_others_sql("constraints", "seed_records", "kind = 'must'")}
+    """)
+    linked = records_of(locator, con, "unique_id", "SELECT other FROM must_links", "must_nos")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE hood_children AS
         SELECT child_id FROM hood_seeds
         UNION
-        SELECT r.child_id FROM ({_others_sql("constraints", "seed_records", "kind = 'must'")}) m
-        JOIN records r ON r.unique_id = m.other
+        SELECT r.child_id FROM must_links m JOIN {linked} r ON r.unique_id = m.other
     """)
     if redo:
-        _add_open_items_and_their_candidates(con)
+        _add_open_items_and_their_candidates(con, locator)
     new_part = f"""
         UNION ALL
         SELECT unique_id, NULL, feed, source_key, event_time || unique_id, NULL
         FROM {NEW_RECORDS}
     """ if with_new else ""
+    hood = records_of(locator, con, "child_id", "SELECT child_id FROM hood_children",
+                      "hood_nos")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE hood_records AS
         SELECT r.unique_id, r.child_id, r.feed, r.source_key,
                r.event_time || r.unique_id AS ord,
                CASE WHEN q.feed IS NULL THEN '{SETTLED}' ELSE 'review' END AS decision
-        FROM records r
+        FROM {hood} r
         LEFT JOIN (SELECT feed, record_id FROM review_queue WHERE resolved_at IS NULL) q
           USING (feed, record_id)
         WHERE r.child_id IN (SELECT child_id FROM hood_children)
@@ -91,7 +102,8 @@ def _others_sql(table: str, records: str, condition: str = "true") -> str:
     """
 
 
-def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection) -> None:
+def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
+                                         locator: RecordLocator | None) -> None:
     """Redo: the open review items (provisional children) whose queued record scored against a
     seed child's record, then every child such a record scored against — an open item is decided
     again only beside all the children it was a candidate for.
@@ -118,14 +130,15 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection) -> None
         SELECT i.child_id AS item_child, p.other
         FROM ({_paired_with_sql("items")}) p JOIN items i ON i.unique_id = p.unique_id
     """)
-    con.execute("""
+    others = records_of(locator, con, "unique_id", "SELECT other FROM open_pairs", "other_nos")
+    con.execute(f"""
         INSERT INTO hood_children
         SELECT DISTINCT child_id FROM (
             SELECT child_id FROM next_items
             UNION ALL
             SELECT item_child FROM open_pairs
             UNION ALL
-            SELECT r.child_id FROM open_pairs p JOIN records r ON r.unique_id = p.other
+            SELECT r.child_id FROM open_pairs p JOIN {others} r ON r.unique_id = p.other
         ) WHERE child_id NOT IN (SELECT child_id FROM hood_children)
     """)
 
@@ -147,8 +160,9 @@ class SupportLookup:
     all pairs compared (engine.resolution.graph rule 3), for many queries in one SQL pass."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, model: CompiledModel, threshold: float,
-                 tf_min_values: int, with_new: bool) -> None:
+                 tf_min_values: int, with_new: bool, locator: RecordLocator | None = None) -> None:
         self.con = con
+        self.locator = locator
         self.model = model
         self.threshold = threshold
         self.with_new = with_new
@@ -168,9 +182,11 @@ class SupportLookup:
             UNION ALL SELECT {columns} FROM {NEW_RECORDS} r
             WHERE r.unique_id IN (SELECT unique_id FROM support_sides)
         """ if self.with_new else ""
+        indexed = records_of(self.locator, con, "unique_id",
+                             "SELECT unique_id FROM support_sides", "support_nos")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE support_records AS
-            SELECT {columns} FROM records r
+            SELECT {columns} FROM {indexed} r
             WHERE r.unique_id IN (SELECT unique_id FROM support_sides)
             {new_part}
         """)
@@ -197,7 +213,8 @@ class SupportLookup:
 
 
 HOOD_TABLES = (
-    "hood_seeds", "seed_records", "hood_children", "open_items", "open_pairs", "next_items",
-    "hood_records",
+    "hood_seeds", "seed_records", "must_links", "hood_children", "open_items", "open_pairs",
+    "next_items", "hood_records", "hood_seed_nos", "must_nos", "other_nos", "hood_nos",
+    "support_nos",
     "support_records", "support_queries", "support_pairs", "support_tf",
 )

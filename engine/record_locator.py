@@ -1,0 +1,82 @@
+"""Where a batch's records are in `records`: the rows of given children, or of given record ids,
+found by key (engine.key_index) instead of by scanning the whole record index.
+
+DuckDB filters `records` on `child_id` or `unique_id` by reading that column for all 7.7M rows
+of a 1M-children master (and, for wide rows, much more); a filter on `record_no`, the order the
+rows were appended in, reads only the blocks that hold the wanted numbers. So `records_of`
+returns `records` narrowed to the record numbers the in-memory indexes give for the wanted keys,
+and the caller keeps its own filter on `child_id` or `unique_id`, which drops any stale entry.
+
+The index by child follows moves as well as new records: every time a record is placed (new,
+moved by a redo, a merge or a person's act) a row is appended to `decision_history`, whose `seq`
+only grows, and every write to the master holds the engine's write lock, so the rows above the
+highest `seq` read are exactly the moves since. A record moved away stays listed under its old
+child as well until the engine restarts; the caller's filter drops it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from engine.key_index import KeyIndex
+
+Column = Literal["child_id", "unique_id"]
+
+
+class RecordLocator:
+    """The record numbers of `records` by `unique_id` and by `child_id` (each a 64-bit hash of
+    the value, so an entry may also name another record: the caller's filter decides)."""
+
+    def __init__(self) -> None:
+        self.by_uid = KeyIndex("records", "hash(unique_id)")
+        self.by_child = KeyIndex("records", "hash(child_id)")
+        self._placed_up_to = -1  # the highest decision_history.seq read
+
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Read every row (in the caller's transaction, so that `records` and
+        `decision_history` are read at one moment)."""
+        self.by_uid.load(con)
+        self.by_child.load(con)
+        self._placed_up_to = con.execute(
+            "SELECT coalesce(max(seq), -1) FROM decision_history").fetchall()[0][0]
+
+    def catch_up(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Add the records appended and the records placed since the last catch-up."""
+        indexed_before = self.by_uid.up_to
+        self.by_uid.catch_up(con)
+        self.by_child.catch_up(con)  # a new record with its child of now
+        placed = con.execute(f"""
+            SELECT seq, hash(feed || ':' || record_id) AS uid_key, hash(child_id) AS child_key
+            FROM decision_history WHERE seq > {self._placed_up_to}
+        """).fetchnumpy()
+        if not len(placed["seq"]):
+            return
+        self._placed_up_to = int(placed["seq"].max())
+        which, numbers = self.by_uid.find(placed["uid_key"])
+        moved = numbers <= indexed_before  # the others were read above with their child
+        self.by_child.add(np.asarray(placed["child_key"])[which[moved]], numbers[moved])
+
+    def records_of(self, con: duckdb.DuckDBPyConnection, column: Column, values: str,
+                   name: str) -> str:
+        """A FROM item: `records` narrowed to the rows whose `column` may be one of the values
+        of the query `values` (a superset: keep the filter on `column`); their numbers are kept
+        in temporary table `name`."""
+        keys = con.execute(f"SELECT DISTINCT hash(v) AS key FROM ({values}) t(v)").fetchnumpy()
+        index = self.by_child if column == "child_id" else self.by_uid
+        _, numbers = index.find(keys["key"])
+        con.register(f"{name}_arrow", pa.table({"record_no": numbers.astype(np.int64)}))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+        con.unregister(f"{name}_arrow")
+        return f"(SELECT * FROM records WHERE record_no IN (SELECT record_no FROM {name}))"
+
+
+
+def records_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
+               column: Column, values: str, name: str) -> str:
+    """`locator.records_of(...)`, or the whole of `records` where there is no locator (a
+    person's act on a master no engine serves)."""
+    return locator.records_of(con, column, values, name) if locator else "records"
