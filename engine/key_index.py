@@ -67,11 +67,13 @@ class _Sorted:
 
 
 class KeyIndex:
-    """key -> record_no for every row of a master table with a `record_no` column, the key
-    being the SQL expression `key` over that row (e.g. `block_key`, `hash(unique_id)`)."""
+    """key -> number for every row of a master table (or query), the key being the SQL
+    expression `key` over that row (e.g. `block_key`, `hash(unique_id)`) and the number its
+    column `number`, which only grows as rows are appended (e.g. `record_no`)."""
 
-    def __init__(self, table: str, key: str) -> None:
-        self._select = f"SELECT ({key})::UBIGINT AS key, record_no FROM {table}"
+    def __init__(self, table: str, key: str, number: str = "record_no") -> None:
+        self._select = f"SELECT ({key})::UBIGINT AS key, {number} AS record_no FROM {table}"
+        self._number = number
         self._reset()
 
     def _reset(self) -> None:
@@ -98,9 +100,9 @@ class KeyIndex:
             self._set_chunks([(0, _Sorted(keys, nos))])
 
     def catch_up(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Add the master's rows with `record_no` above the highest held (those its writers
-        appended since; the constant bound lets DuckDB skip the blocks before them)."""
-        rows = con.execute(f"{self._select} WHERE record_no > {self.up_to}").fetchnumpy()
+        """Add the master's rows numbered above the highest held (those its writers appended
+        since; the constant bound lets DuckDB skip the blocks before them)."""
+        rows = con.execute(f"{self._select} WHERE {self._number} > {self.up_to}").fetchnumpy()
         if len(rows["key"]):
             self.add(np.asarray(rows["key"], _KEY), _record_numbers(rows["record_no"]))
 

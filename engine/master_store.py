@@ -13,9 +13,10 @@ Tables (DESIGN.md "Master store contract" plus our own):
 - `xref`          `(feed, source_key) -> child_id`, the fast path for known identifiers;
 - `term_frequencies` `(column_name, value, n)`: counts behind the model's tf adjustments;
 - `dead_letters`  one row per bad line, with its reason;
-- `scored_pairs`  `(uid_a, uid_b, probability)`: every scored pair of records at or above the review
-                  threshold (the graph the decision core re-resolves; kept because re-scoring a
-                  neighbourhood every batch would cost more than reading it);
+- `scored_pairs`  `(uid_a, uid_b, probability, pair_no)`: every scored pair of records at or above
+                  the review threshold (the graph the decision core re-resolves; kept because
+                  re-scoring a neighbourhood every batch would cost more than reading it), numbered
+                  in the order stored (engine.record_locator finds a record's pairs by number);
 - `constraints`   people's decisions: `must`/`cannot` link between two records, by whom, why;
 - `decision_history` append-only: every decision a record got, with its evidence (probability,
                   candidates, model version) and who made it (engine, redo, user:NAME);
@@ -53,7 +54,7 @@ SOURCES_SEEDED_BY = "DfE (sources frozen June 2010)"
 
 # Bumped whenever a table changes shape; a master of another version is refused, not guessed at,
 # unless a migration below takes it to this version.
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 
 class MasterStoreError(RuntimeError):
@@ -139,10 +140,12 @@ CREATE TABLE IF NOT EXISTS review_queue (
     resolved_by VARCHAR,
     PRIMARY KEY (feed, record_id)
 );
+CREATE SEQUENCE IF NOT EXISTS pair_no_seq;
 CREATE TABLE IF NOT EXISTS scored_pairs (
     uid_a VARCHAR NOT NULL,
     uid_b VARCHAR NOT NULL,
-    probability DOUBLE NOT NULL
+    probability DOUBLE NOT NULL,
+    pair_no BIGINT DEFAULT nextval('pair_no_seq')
 );
 CREATE TABLE IF NOT EXISTS constraints (
     kind VARCHAR NOT NULL CHECK (kind IN ('must', 'cannot')),
@@ -256,7 +259,10 @@ def _create_or_check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             version = rows[0][0] if rows else "1"
         if version == "3":
             _migrate_3_to_4(con)
-            version = SCHEMA_VERSION
+            version = "4"
+        if version == "4":
+            _migrate_4_to_5(con)
+            version = "5"
         if version != SCHEMA_VERSION:
             raise MasterStoreError(
                 f"master database {path} has schema version {version}, this engine writes "
@@ -284,6 +290,16 @@ def _migrate_3_to_4(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP TABLE {table}_v3")
     con.execute("ALTER TABLE batches ADD COLUMN stage_ms JSON")
     con.execute("UPDATE master_meta SET value = '4' WHERE key = 'schema_version'")
+    con.execute("COMMIT")
+
+
+def _migrate_4_to_5(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 5 numbers the stored pairs in the order they were stored (`scored_pairs.pair_no`),
+    so that a batch finds a record's pairs by key (engine.record_locator)."""
+    con.execute("BEGIN")
+    con.execute("CREATE SEQUENCE IF NOT EXISTS pair_no_seq")
+    con.execute("ALTER TABLE scored_pairs ADD COLUMN pair_no BIGINT DEFAULT nextval('pair_no_seq')")
+    con.execute("UPDATE master_meta SET value = '5' WHERE key = 'schema_version'")
     con.execute("COMMIT")
 
 

@@ -1,11 +1,13 @@
 """Where a batch's records are in `records`: the rows of given children, or of given record ids,
-found by key (engine.key_index) instead of by scanning the whole record index.
+and their stored pairs in `scored_pairs`, found by key (engine.key_index) instead of by scanning
+the whole record index or the whole graph.
 
 DuckDB filters `records` on `child_id` or `unique_id` by reading that column for all 7.7M rows
 of a 1M-children master (and, for wide rows, much more); a filter on `record_no`, the order the
 rows were appended in, reads only the blocks that hold the wanted numbers. So `records_of`
 returns `records` narrowed to the record numbers the in-memory indexes give for the wanted keys,
-and the caller keeps its own filter on `child_id` or `unique_id`, which drops any stale entry.
+and the caller keeps its own filter on `child_id` or `unique_id`, which drops any stale entry;
+`pairs_of` likewise narrows `scored_pairs` by `pair_no` to the pairs of given record ids.
 
 The index by child follows moves as well as new records: every time a record is placed (new,
 moved by a redo, a merge or a person's act) a row is appended to `decision_history`, whose `seq`
@@ -28,12 +30,14 @@ Column = Literal["child_id", "unique_id"]
 
 
 class RecordLocator:
-    """The record numbers of `records` by `unique_id` and by `child_id` (each a 64-bit hash of
-    the value, so an entry may also name another record: the caller's filter decides)."""
+    """The record numbers of `records` by `unique_id` and by `child_id`, and the pair numbers of
+    `scored_pairs` by either record's `unique_id` (each key a 64-bit hash of the value, so an
+    entry may also name another row: the caller's filter decides)."""
 
     def __init__(self) -> None:
         self.by_uid = KeyIndex("records", "hash(unique_id)")
         self.by_child = KeyIndex("records", "hash(child_id)")
+        self.pairs = KeyIndex(_PAIR_ENDS, "hash(uid)", number="pair_no")
         self._placed_up_to = -1  # the highest decision_history.seq read
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -41,6 +45,7 @@ class RecordLocator:
         `decision_history` are read at one moment)."""
         self.by_uid.load(con)
         self.by_child.load(con)
+        self.pairs.load(con)
         self._placed_up_to = con.execute(
             "SELECT coalesce(max(seq), -1) FROM decision_history").fetchall()[0][0]
 
@@ -49,6 +54,7 @@ class RecordLocator:
         indexed_before = self.by_uid.up_to
         self.by_uid.catch_up(con)
         self.by_child.catch_up(con)  # a new record with its child of now
+        self.pairs.catch_up(con)
         placed = con.execute(f"""
             SELECT seq, hash(feed || ':' || record_id) AS uid_key, hash(child_id) AS child_key
             FROM decision_history WHERE seq > {self._placed_up_to}
@@ -65,14 +71,40 @@ class RecordLocator:
         """A FROM item: `records` narrowed to the rows whose `column` may be one of the values
         of the query `values` (a superset: keep the filter on `column`); their numbers are kept
         in temporary table `name`."""
-        keys = con.execute(f"SELECT DISTINCT hash(v) AS key FROM ({values}) t(v)").fetchnumpy()
         index = self.by_child if column == "child_id" else self.by_uid
-        _, numbers = index.find(keys["key"])
-        con.register(f"{name}_arrow", pa.table({"record_no": numbers.astype(np.int64)}))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
-        con.unregister(f"{name}_arrow")
+        _store_numbers(con, name, "record_no", self._find(con, index, values))
         return f"(SELECT * FROM records WHERE record_no IN (SELECT record_no FROM {name}))"
 
+
+    def pairs_of(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> str:
+        """A FROM item: `scored_pairs` narrowed to the pairs that may have one of the record ids
+        of the query `values` on either side (keep the filter on `uid_a`/`uid_b`)."""
+        numbers = self._find(con, self.pairs, values)
+        _store_numbers(con, name, "pair_no", numbers)
+        return f"(SELECT * FROM scored_pairs WHERE pair_no IN (SELECT pair_no FROM {name}))"
+
+    @staticmethod
+    def _find(con: duckdb.DuckDBPyConnection, index: KeyIndex, values: str) -> np.ndarray:
+        keys = con.execute(f"SELECT DISTINCT hash(v) AS key FROM ({values}) t(v)").fetchnumpy()
+        return index.find(keys["key"])[1]
+
+
+# Each pair under both of its records' ids.
+_PAIR_ENDS = ("(SELECT uid_a AS uid, pair_no FROM scored_pairs "
+              "UNION ALL SELECT uid_b, pair_no FROM scored_pairs) pair_ends")
+
+
+def _store_numbers(con: duckdb.DuckDBPyConnection, name: str, column: str,
+                   numbers: np.ndarray) -> None:
+    con.register(f"{name}_arrow", pa.table({column: numbers.astype(np.int64)}))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+    con.unregister(f"{name}_arrow")
+
+
+def pairs_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
+             values: str, name: str) -> str:
+    """`locator.pairs_of(...)`, or the whole of `scored_pairs` where there is no locator."""
+    return locator.pairs_of(con, values, name) if locator else "scored_pairs"
 
 
 def records_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,

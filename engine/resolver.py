@@ -233,7 +233,7 @@ class Resolver:
             WHERE {probability} >= {kept}
         """)
         con.execute("""
-            INSERT INTO scored_pairs
+            INSERT INTO scored_pairs (uid_a, uid_b, probability)
             SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r),
                    match_probability
             FROM scored_edges

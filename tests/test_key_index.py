@@ -1,6 +1,7 @@
 """The in-memory key index finds exactly the master's rows for a key, across chunk splits, tail
 merges and catch-ups; a false hit (a stale or colliding key) never drops a new record; the record
-locator built on it finds every record of a child after moves and people's acts."""
+locator built on it finds every record of a child, and every stored pair of a record, after moves
+and people's acts."""
 
 from __future__ import annotations
 
@@ -137,3 +138,9 @@ def test_the_record_locator_follows_new_records_moves_and_peoples_acts(
     assert moved.fetchall()[0][0] > 0, "the test must move records"
     assert _located(con, locator, "child_id") == truth
     assert _located(con, locator, "unique_id") == truth
+    pairs: set[tuple[str, str]] = set()
+    for unique_id, _ in truth:
+        source = locator.pairs_of(con, f"SELECT '{unique_id}'", "located")
+        pairs |= set(con.execute(f"SELECT uid_a, uid_b FROM {source} p WHERE ? IN (uid_a, uid_b)",
+                                 [unique_id]).fetchall())
+    assert pairs == set(con.execute("SELECT uid_a, uid_b FROM scored_pairs").fetchall())

@@ -61,7 +61,8 @@ def test_a_version_3_master_is_migrated_keeping_its_rows_without_keyed_indexes(
     feeds: Path, tmp_path: Path, capsys
 ):
     """Version 4 drops links' and xref's primary keys (an ART index is rewritten whole at every
-    checkpoint); a version 3 master is taken there in place, its rows kept."""
+    checkpoint), version 5 numbers the stored pairs; a version 3 master is taken there in place,
+    its rows kept."""
     db = tmp_path / "master.duckdb"
     assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
     before = {t: _query(db, f"SELECT * FROM {t} ORDER BY ALL") for t in ("links", "xref")}
@@ -73,11 +74,16 @@ def test_a_version_3_master_is_migrated_keeping_its_rows_without_keyed_indexes(
         con.execute(f"DROP TABLE {table}")
         con.execute(f"ALTER TABLE {table}_keyed RENAME TO {table}")
     con.execute("ALTER TABLE batches DROP COLUMN stage_ms")
+    con.execute("ALTER TABLE scored_pairs DROP COLUMN pair_no")
+    con.execute("DROP SEQUENCE pair_no_seq")
     con.execute("UPDATE master_meta SET value = '3' WHERE key = 'schema_version'")
     con.close()
     assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
     assert {t: _query(db, f"SELECT * FROM {t} ORDER BY ALL") for t in before} == before
-    assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [("4",)]
+    assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [
+        (SCHEMA_VERSION,)]
+    assert _query(db, "SELECT count(*) = count(DISTINCT pair_no) AND count(*) > 0 "
+                      "FROM scored_pairs") == [(True,)]
     assert _query(db, "SELECT count(*) FROM duckdb_indexes() WHERE table_name IN "
                       "('links', 'xref')") == [(0,)]
     assert _query(db, "SELECT count(*) FROM duckdb_constraints() WHERE table_name IN "

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.candidates import record_columns_sql, with_term_frequencies_sql
-from engine.record_locator import RecordLocator, records_of
+from engine.record_locator import RecordLocator, pairs_of, records_of
 from engine.resolution.graph import SETTLED, Neighbourhood, Pair, Record
 from engine.resolution.prior import probability_sql
 from linkage_models.scoring import CompiledModel
@@ -72,8 +72,9 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: boo
         uid: Record(uid, child, feed, key, order, decision)
         for uid, child, feed, key, order, decision in rows
     }
-    pairs = con.sql("""
-        SELECT uid_a, uid_b, probability FROM scored_pairs
+    hood_pairs = pairs_of(locator, con, "SELECT unique_id FROM hood_records", "hood_pair_nos")
+    pairs = con.sql(f"""
+        SELECT uid_a, uid_b, probability FROM {hood_pairs}
         WHERE uid_a IN (SELECT unique_id FROM hood_records)
           AND uid_b IN (SELECT unique_id FROM hood_records)
     """).fetchall()
@@ -116,19 +117,25 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
         SELECT feed || ':' || record_id AS uid, child_id FROM review_queue
         WHERE resolved_at IS NULL
     """)
+    seed_pairs = pairs_of(locator, con, "SELECT unique_id FROM seed_records", "seed_pair_nos")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE next_items AS
         SELECT DISTINCT o.child_id FROM open_items o
-        JOIN ({_paired_with_sql("seed_records")}) p ON p.other = o.uid
+        JOIN ({_paired_with_sql("seed_records", seed_pairs)}) p ON p.other = o.uid
     """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE open_item_records AS
+        SELECT uid AS unique_id, child_id FROM open_items
+        WHERE child_id IN (SELECT child_id FROM next_items)
+           OR child_id IN (SELECT child_id FROM hood_children)
+    """)
+    item_pairs = pairs_of(locator, con, "SELECT unique_id FROM open_item_records",
+                          "item_pair_nos")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE open_pairs AS
-        WITH items AS (
-            SELECT uid AS unique_id, child_id FROM open_items
-            WHERE child_id IN (SELECT child_id FROM next_items)
-               OR child_id IN (SELECT child_id FROM hood_children))
         SELECT i.child_id AS item_child, p.other
-        FROM ({_paired_with_sql("items")}) p JOIN items i ON i.unique_id = p.unique_id
+        FROM ({_paired_with_sql("open_item_records", item_pairs)}) p
+        JOIN open_item_records i ON i.unique_id = p.unique_id
     """)
     others = records_of(locator, con, "unique_id", "SELECT other FROM open_pairs", "other_nos")
     con.execute(f"""
@@ -143,14 +150,15 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
     """)
 
 
-def _paired_with_sql(records: str) -> str:
+def _paired_with_sql(records: str, pairs: str) -> str:
     """`(unique_id, other)`: each record of `records` (a table with `unique_id`) with every
-    record it has a stored scored pair with."""
+    record it has a stored scored pair with (`pairs`: `scored_pairs` or a part of it holding
+    those pairs)."""
     return f"""
-        SELECT s.unique_id, p.uid_b AS other FROM scored_pairs p
+        SELECT s.unique_id, p.uid_b AS other FROM {pairs} p
         JOIN {records} s ON p.uid_a = s.unique_id
         UNION ALL
-        SELECT s.unique_id, p.uid_a FROM scored_pairs p
+        SELECT s.unique_id, p.uid_a FROM {pairs} p
         JOIN {records} s ON p.uid_b = s.unique_id
     """
 
@@ -214,7 +222,7 @@ class SupportLookup:
 
 HOOD_TABLES = (
     "hood_seeds", "seed_records", "must_links", "hood_children", "open_items", "open_pairs",
-    "next_items", "hood_records", "hood_seed_nos", "must_nos", "other_nos", "hood_nos",
-    "support_nos",
+    "next_items", "open_item_records", "hood_records", "hood_seed_nos", "must_nos", "other_nos",
+    "hood_nos", "support_nos", "seed_pair_nos", "item_pair_nos", "hood_pair_nos",
     "support_records", "support_queries", "support_pairs", "support_tf",
 )
