@@ -5,7 +5,8 @@ Tables (DESIGN.md "Master store contract" plus our own):
 - `children`      one row per child: golden fields, `provenance` (JSON: per field the
                   `feed:record_id` it came from), `survivorship_keys` (JSON: per field its order
                   key, engine.survivorship), `status` (`active`, `deceased`, `merged`),
-                  `merged_into`, `shielded`, timestamps;
+                  `merged_into`, `shielded`, timestamps, `row_no` (new each time the row is
+                  written: engine.record_locator finds a child's row by it);
 - `links`         the current decision for every processed good feed record;
 - `records`       the record index: every linked record in canonical form with its `child_id`
                   and a `record_no` (candidates are searched here, not only in golden records);
@@ -72,6 +73,7 @@ def _schema_sql() -> str:
 -- 1.7-4.3 s a commit instead of 0.1-0.5 s). The resolver keeps the keys unique instead: a batch
 -- takes only records not yet in links, xref gains only keys the batch did not find in it, and the
 -- golden fold replaces a child's row.
+CREATE SEQUENCE IF NOT EXISTS child_row_seq;
 CREATE TABLE IF NOT EXISTS children (
     child_id VARCHAR NOT NULL,
     {golden_columns},
@@ -83,7 +85,8 @@ CREATE TABLE IF NOT EXISTS children (
     shielded_by VARCHAR,
     shielded_at TIMESTAMPTZ,
     created_at TIMESTAMPTZ NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL
+    updated_at TIMESTAMPTZ NOT NULL,
+    row_no BIGINT DEFAULT nextval('child_row_seq')
 );
 CREATE TABLE IF NOT EXISTS links (
     feed VARCHAR NOT NULL,
@@ -294,11 +297,15 @@ def _migrate_3_to_4(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _migrate_4_to_5(con: duckdb.DuckDBPyConnection) -> None:
-    """Version 5 numbers the stored pairs in the order they were stored (`scored_pairs.pair_no`),
-    so that a batch finds a record's pairs by key (engine.record_locator)."""
+    """Version 5 numbers the stored pairs in the order they were stored (`scored_pairs.pair_no`)
+    and the rows of `children` in the order written (`row_no`, new at every upsert), so that a
+    batch finds a record's pairs and a child's row by key (engine.record_locator)."""
     con.execute("BEGIN")
-    con.execute("CREATE SEQUENCE IF NOT EXISTS pair_no_seq")
-    con.execute("ALTER TABLE scored_pairs ADD COLUMN pair_no BIGINT DEFAULT nextval('pair_no_seq')")
+    for table, column, sequence in (("scored_pairs", "pair_no", "pair_no_seq"),
+                                    ("children", "row_no", "child_row_seq")):
+        con.execute(f"CREATE SEQUENCE IF NOT EXISTS {sequence}")
+        con.execute(f"ALTER TABLE {table} ADD COLUMN {column} BIGINT "
+                    f"DEFAULT nextval('{sequence}')")
     con.execute("UPDATE master_meta SET value = '5' WHERE key = 'schema_version'")
     con.execute("COMMIT")
 

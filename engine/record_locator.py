@@ -7,7 +7,9 @@ of a 1M-children master (and, for wide rows, much more); a filter on `record_no`
 rows were appended in, reads only the blocks that hold the wanted numbers. So `records_of`
 returns `records` narrowed to the record numbers the in-memory indexes give for the wanted keys,
 and the caller keeps its own filter on `child_id` or `unique_id`, which drops any stale entry;
-`pairs_of` likewise narrows `scored_pairs` by `pair_no` to the pairs of given record ids.
+`pairs_of` likewise narrows `scored_pairs` by `pair_no` to the pairs of given record ids, and
+`rows_of_children` `children` by `row_no` to the rows of given children (a child's row is written
+anew, with a new number, at every change: an old number finds no row).
 
 The index by child follows moves as well as new records: every time a record is placed (new,
 moved by a redo, a merge or a person's act) a row is appended to `decision_history`, whose `seq`
@@ -30,14 +32,16 @@ Column = Literal["child_id", "unique_id"]
 
 
 class RecordLocator:
-    """The record numbers of `records` by `unique_id` and by `child_id`, and the pair numbers of
-    `scored_pairs` by either record's `unique_id` (each key a 64-bit hash of the value, so an
-    entry may also name another row: the caller's filter decides)."""
+    """The record numbers of `records` by `unique_id` and by `child_id`, the pair numbers of
+    `scored_pairs` by either record's `unique_id`, the row numbers of `children` by `child_id`
+    (each key a 64-bit hash of the value, so an entry may also name another row: the caller's
+    filter decides)."""
 
     def __init__(self) -> None:
         self.by_uid = KeyIndex("records", "hash(unique_id)")
         self.by_child = KeyIndex("records", "hash(child_id)")
         self.pairs = KeyIndex(_PAIR_ENDS, "hash(uid)", number="pair_no")
+        self.children = KeyIndex("children", "hash(child_id)", number="row_no")
         self._placed_up_to = -1  # the highest decision_history.seq read
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -46,6 +50,7 @@ class RecordLocator:
         self.by_uid.load(con)
         self.by_child.load(con)
         self.pairs.load(con)
+        self.children.load(con)
         self._placed_up_to = con.execute(
             "SELECT coalesce(max(seq), -1) FROM decision_history").fetchall()[0][0]
 
@@ -55,6 +60,7 @@ class RecordLocator:
         self.by_uid.catch_up(con)
         self.by_child.catch_up(con)  # a new record with its child of now
         self.pairs.catch_up(con)
+        self.children.catch_up(con)
         placed = con.execute(f"""
             SELECT seq, hash(feed || ':' || record_id) AS uid_key, hash(child_id) AS child_key
             FROM decision_history WHERE seq > {self._placed_up_to}
@@ -83,6 +89,13 @@ class RecordLocator:
         _store_numbers(con, name, "pair_no", numbers)
         return f"(SELECT * FROM scored_pairs WHERE pair_no IN (SELECT pair_no FROM {name}))"
 
+    def rows_of_children(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> str:
+        """A FROM item: `children` narrowed to the rows that may be of one of the child ids of
+        the query `values` (keep the filter on `child_id`)."""
+        self.children.catch_up(con)
+        _store_numbers(con, name, "row_no", self._find(con, self.children, values))
+        return children_rows_sql(name)
+
     @staticmethod
     def _find(con: duckdb.DuckDBPyConnection, index: KeyIndex, values: str) -> np.ndarray:
         keys = con.execute(f"SELECT DISTINCT hash(v) AS key FROM ({values}) t(v)").fetchnumpy()
@@ -92,6 +105,12 @@ class RecordLocator:
 # Each pair under both of its records' ids.
 _PAIR_ENDS = ("(SELECT uid_a AS uid, pair_no FROM scored_pairs "
               "UNION ALL SELECT uid_b, pair_no FROM scored_pairs) pair_ends")
+
+
+def children_rows_sql(name: str) -> str:
+    """The FROM item `rows_of_children` returns for table `name` (statements built once can
+    name it before the table exists)."""
+    return f"(SELECT * FROM children WHERE row_no IN (SELECT row_no FROM {name}))"
 
 
 def _store_numbers(con: duckdb.DuckDBPyConnection, name: str, column: str,

@@ -35,11 +35,13 @@ DERIVED_STATUSES = ("active", "deceased")
 _FIELDS_SHAPE = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in GOLDEN_FIELDS) + "}"
 
 
-def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str) -> list[str]:
+def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str,
+                       children: str = "children") -> list[str]:
     """Statements folding every record of table `placed` (canonical columns, `unique_id`,
     `child_id`) into its child's golden row, creating the rows of new children.
     `rebuilt(child_id)`: children whose golden values come from `placed` alone (it holds all
-    their records), not from their current row.
+    their records), not from their current row. `children`: where to read the current rows of
+    the children of `placed` from (`children`, or a part of it holding them all).
 
     Delete-and-insert rather than `ON CONFLICT DO UPDATE`: DuckDB's upsert of a few thousand
     wide rows costs seconds, the delete and insert milliseconds. What records do not decide
@@ -50,7 +52,7 @@ def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str) ->
     return [
         f"""
         CREATE OR REPLACE TEMP TABLE previous_children AS
-        SELECT * FROM children WHERE child_id IN (SELECT child_id FROM {placed})
+        SELECT * FROM {children} WHERE child_id IN (SELECT child_id FROM {placed})
         """,
         f"""
         CREATE OR REPLACE TEMP TABLE golden_candidates AS
@@ -59,13 +61,16 @@ def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str) ->
         {_current_candidates_sql(rebuilt)}
         """,
         f"CREATE OR REPLACE TEMP TABLE golden AS {_fold_sql()}",
-        "DELETE FROM children WHERE child_id IN (SELECT child_id FROM golden)",
+        """
+        DELETE FROM children WHERE row_no IN (SELECT row_no FROM previous_children)
+          AND child_id IN (SELECT child_id FROM golden)
+        """,
         f"""
         INSERT INTO children BY NAME
         SELECT
             g.* EXCLUDE (status),
             p.* EXCLUDE (child_id, {", ".join(GOLDEN_FIELDS)}, provenance, survivorship_keys,
-                         status, shielded, created_at, updated_at),
+                         status, shielded, created_at, updated_at, row_no),
             CASE WHEN p.status IN ({", ".join(f"'{s}'" for s in DERIVED_STATUSES)})
                       OR p.status IS NULL
                  THEN g.status ELSE p.status END AS status,

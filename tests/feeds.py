@@ -94,7 +94,7 @@ def master_state(db: Path) -> dict[str, list[tuple]]:
                 "SELECT feed, record_id, child_id, decision, match_probability FROM links "
                 "ORDER BY ALL").fetchall(),
             "children": con.execute(
-                "SELECT * EXCLUDE (created_at, updated_at) FROM children ORDER BY child_id"
+                "SELECT * EXCLUDE (created_at, updated_at, row_no) FROM children ORDER BY child_id"
             ).fetchall(),
             "dead_letters": con.execute(
                 "SELECT feed, file, line, error FROM dead_letters ORDER BY ALL").fetchall(),

@@ -1,7 +1,7 @@
 """The in-memory key index finds exactly the master's rows for a key, across chunk splits, tail
 merges and catch-ups; a false hit (a stale or colliding key) never drops a new record; the record
-locator built on it finds every record of a child, and every stored pair of a record, after moves
-and people's acts."""
+locator built on it finds every record of a child, every stored pair of a record and every
+child's current row, after moves and people's acts."""
 
 from __future__ import annotations
 
@@ -144,3 +144,9 @@ def test_the_record_locator_follows_new_records_moves_and_peoples_acts(
         pairs |= set(con.execute(f"SELECT uid_a, uid_b FROM {source} p WHERE ? IN (uid_a, uid_b)",
                                  [unique_id]).fetchall())
     assert pairs == set(con.execute("SELECT uid_a, uid_b FROM scored_pairs").fetchall())
+    rows = set()
+    for (child_id,) in con.execute("SELECT child_id FROM children").fetchall():
+        source = locator.rows_of_children(con, f"SELECT '{child_id}'", "located")
+        rows |= set(con.execute(f"SELECT child_id, row_no FROM {source} c WHERE child_id = ?",
+                                [child_id]).fetchall())
+    assert rows == set(con.execute("SELECT child_id, row_no FROM children").fetchall())

@@ -74,16 +74,19 @@ def test_a_version_3_master_is_migrated_keeping_its_rows_without_keyed_indexes(
         con.execute(f"DROP TABLE {table}")
         con.execute(f"ALTER TABLE {table}_keyed RENAME TO {table}")
     con.execute("ALTER TABLE batches DROP COLUMN stage_ms")
-    con.execute("ALTER TABLE scored_pairs DROP COLUMN pair_no")
-    con.execute("DROP SEQUENCE pair_no_seq")
+    for table, column, sequence in (("scored_pairs", "pair_no", "pair_no_seq"),
+                                    ("children", "row_no", "child_row_seq")):
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        con.execute(f"DROP SEQUENCE {sequence}")
     con.execute("UPDATE master_meta SET value = '3' WHERE key = 'schema_version'")
     con.close()
     assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
     assert {t: _query(db, f"SELECT * FROM {t} ORDER BY ALL") for t in before} == before
     assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [
         (SCHEMA_VERSION,)]
-    assert _query(db, "SELECT count(*) = count(DISTINCT pair_no) AND count(*) > 0 "
-                      "FROM scored_pairs") == [(True,)]
+    for table, column in (("scored_pairs", "pair_no"), ("children", "row_no")):
+        assert _query(db, f"SELECT count(*) = count(DISTINCT {column}) AND count(*) > 0 "
+                          f"FROM {table}") == [(True,)]
     assert _query(db, "SELECT count(*) FROM duckdb_indexes() WHERE table_name IN "
                       "('links', 'xref')") == [(0,)]
     assert _query(db, "SELECT count(*) FROM duckdb_constraints() WHERE table_name IN "

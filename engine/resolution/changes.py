@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from engine.candidates import index_records_sqls
 from engine.config import EngineConfig
-from engine.record_locator import RecordLocator, records_of
+from engine.record_locator import RecordLocator, children_rows_sql, records_of
 from engine.resolution.graph import ChangeSet, Neighbourhood
 from engine.survivorship import golden_upsert_sqls
 from linkage_models.scoring import CompiledModel
@@ -59,7 +59,9 @@ class ChangeWriter:
         self.config = config
         self.locator = locator
         self._index_sqls = index_records_sqls(model, "new_records")
-        self._golden_sqls = golden_upsert_sqls(config.survivorship, "placed", "rebuilt")
+        self._golden_sqls = golden_upsert_sqls(
+            config.survivorship, "placed", "rebuilt",
+            children_rows_sql("placed_child_rows") if locator else "children")
 
     def apply(
         self, con: duckdb.DuckDBPyConnection, changes: ChangeSet, hood: Neighbourhood,
@@ -213,6 +215,9 @@ class ChangeWriter:
             {fast_path}
             {moved_records}
         """)
+        if self.locator:  # the rows of the children placed, for the golden statements
+            self.locator.rows_of_children(con, "SELECT DISTINCT child_id FROM placed",
+                                          "placed_child_rows")
         for statement in self._golden_sqls:
             con.execute(statement)
 
@@ -291,4 +296,5 @@ def _placements_to_arrow(changes: ChangeSet, hood: Neighbourhood) -> pa.Table:
 CHANGE_TABLES = (
     "placed_now", "new_records", "decided_now", "moved_now", "merges_now", "rebuilt", "placed",
     "indexed", "previous_children", "golden_candidates", "golden", "moved_nos", "rebuilt_nos",
+    "placed_child_rows",
 )
