@@ -28,7 +28,7 @@ from engine.governance.policy import GovernancePolicy
 from engine.governance.search_index import (
     catch_up_if_far_behind,
     ensure_search_index,
-    index_state,
+    indexed_up_to_sql,
     lookup_sql,
     probe_keys_sql,
 )
@@ -86,7 +86,7 @@ class Score:
     """A candidate record's score under one of the probes (`_FULL` or `_RESTRICTED`)."""
 
     probe: str
-    child_id: str
+    record_no: int
     match_weight: float
     match_probability: float
 
@@ -215,14 +215,15 @@ def _find_candidates(
     keyed = index_rules(model.blocking_rules)
     numbers = {keyed.index(rule): rule for rule in _broadest(rules)}
     restricted = [keyed.index(rule) for rule in _broadest(restricted_rules)] or [-1]
-    keys = con.execute(probe_keys_sql(keyed, list(numbers), "search_probe")
-                       + f" WHERE unique_id = '{_FULL}'").fetchall()[0]
+    *keys, indexed_up_to = con.execute(
+        probe_keys_sql(keyed, list(numbers), "search_probe", indexed_up_to_sql())
+        + f" WHERE unique_id = '{_FULL}'").fetchall()[0]
     found = lookup_sql(model, {number: (key, _filter(rule))
                                for (number, rule), key in zip(numbers.items(), keys, strict=True)},
-                       index_state(con).indexed_up_to)
+                       indexed_up_to)
     values = probe.row(_FULL)
     parameters = {column: values[column] for column in set(_PARAMETER.findall(found))}
-    con.execute(
+    candidates = con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE search_candidates AS
         WITH found AS MATERIALIZED ({found}),
@@ -235,8 +236,7 @@ def _find_candidates(
         FROM found f
         """,
         parameters,
-    )
-    candidates = con.execute("SELECT count(*) FROM search_candidates").fetchall()[0][0]
+    ).fetchall()[0][0]  # the rows it holds
     if candidates > max_pairs:
         raise GovernanceError(
             f"too broad: {candidates:,} candidate records (limit {max_pairs:,}); "
@@ -250,22 +250,17 @@ def _score_candidates(
     """Every candidate scored against the full probe and, if the restricted probe withholds
     something (`withheld`), each candidate a restricted rule found against the restricted probe
     too (which of the two counts depends on the record's child); only scores of at least
-    `least_weight`, which alone can make a child a hit, and only those records' children are
-    read."""
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE search_pairs AS
+    `least_weight`, which alone can make a child a hit."""
+    # one call (each call waits for the interpreter again while the engine's batches run)
+    con.execute(";".join((
+        f"""CREATE OR REPLACE TEMP TABLE search_pairs AS
         SELECT '{_FULL}' AS unique_id_l, unique_id AS unique_id_r FROM search_candidates
         UNION ALL
         SELECT '{_RESTRICTED}', unique_id FROM search_candidates
-        WHERE allowed_restricted AND $withheld
-        """,
-        {"withheld": withheld},
-    )
-    con.execute(";".join(
-        f"CREATE OR REPLACE TEMP TABLE {table}_tf AS {with_term_frequencies_sql(model, table)}"
-        for table in ("search_probe", "search_candidates")
-    ))
+        WHERE allowed_restricted AND {str(withheld).lower()}""",
+        *(f"CREATE OR REPLACE TEMP TABLE {table}_tf AS {with_term_frequencies_sql(model, table)}"
+          for table in ("search_probe", "search_candidates")),
+    )))
     scores = model.score_sql("search_probe_tf", "search_candidates_tf", "search_pairs")
     kept = con.execute(
         f"""
@@ -275,13 +270,7 @@ def _score_candidates(
         """,
         [least_weight],
     ).fetchall()
-    # the few kept records' children, by record_no (records lie in record_no order)
-    children = dict(con.execute(
-        "SELECT record_no, child_id FROM records WHERE record_no IN (SELECT unnest(?::BIGINT[]))",
-        [sorted({record_no for _, record_no, _, _ in kept})],
-    ).fetchall())
-    return [Score(probe, children[record_no], weight, probability)
-            for probe, record_no, weight, probability in kept if record_no in children]
+    return [Score(*row) for row in kept]
 
 
 def _best_children(
@@ -292,24 +281,28 @@ def _best_children(
     under the probe that applies to it (the restricted one for a shielded child, if it
     withholds something), best first, as the viewer may see them. Run in a transaction (row
     ids hold within one)."""
-    # first the children's rows and shields, by the child_id column alone, then the shown
-    # children's columns by row id: reading the 22 columns while filtering by child_id costs 4x
-    # as much on a million children, and only `limit` children are shown
+    # first the kept records' children (by record_no: records lie in that order), then their
+    # rows and shields by the child_id column alone (a join of the two reads every child), then
+    # the shown children's columns by row id: reading the 22 columns while filtering by
+    # child_id costs 4x as much on a million children, and only `limit` children are shown
+    child_of = dict(con.execute(
+        "SELECT record_no, child_id FROM records WHERE record_no IN (SELECT unnest(?::BIGINT[]))",
+        [sorted({score.record_no for score in scores})],
+    ).fetchall())
     seen = {child_id: (row_id, shielded) for row_id, child_id, shielded in con.execute(
         """
         SELECT rowid, child_id, shielded FROM children
         WHERE child_id IN (SELECT unnest($children::VARCHAR[]))
           AND status <> 'merged' AND (archived_on IS NULL OR $sees_archived)
         """,
-        {"children": sorted({score.child_id for score in scores}),
-         "sees_archived": viewer.sees_archived},
+        {"children": sorted(set(child_of.values())), "sees_archived": viewer.sees_archived},
     ).fetchall()}
     best: dict[str, tuple[float, float]] = {}
     for score in scores:
-        child = seen.get(score.child_id)
-        if child is None or score.probe != _probe_for(child[1], withheld):
+        child_id = child_of.get(score.record_no)
+        if child_id not in seen or score.probe != _probe_for(seen[child_id][1], withheld):
             continue
-        best[score.child_id] = max(best.get(score.child_id, score.evidence), score.evidence)
+        best[child_id] = max(best.get(child_id, score.evidence), score.evidence)
     ranked = sorted(best, key=lambda child_id: (-best[child_id][0], child_id))[:limit]
     columns = ", ".join(FULL_VIEW)
     rows = con.execute(

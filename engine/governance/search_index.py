@@ -99,16 +99,26 @@ def _bring_up_to_date(
 def catch_up_if_far_behind(
     con: duckdb.DuckDBPyConnection, model: CompiledModel, rules: Sequence[str]
 ) -> None:
-    """Before a search: build the index if there is none for `rules`, or bring it up to date if
-    more than MAX_UNINDEXED_RECORDS records were appended since its last upkeep; otherwise
-    (nearly always while the engine's service keeps it) only one small read."""
-    built = index_state(con)
-    if built is not None and built.signature == _signature(model, rules):
-        unindexed = con.execute("SELECT count(*) FROM records "
-                                f"WHERE record_no > {built.indexed_up_to}").fetchall()[0][0]
+    """Before a search (not in a transaction): build the index if there is none for `rules`, or
+    bring it up to date if more than MAX_UNINDEXED_RECORDS records were appended since its last
+    upkeep; otherwise (nearly always while the engine's service keeps it) two small reads."""
+    try:
+        signature, indexed_up_to = con.execute(
+            f"SELECT signature, indexed_up_to FROM {_META}").fetchall()[0]
+    except (duckdb.CatalogException, duckdb.BinderException):  # none, or from before the column
+        signature = indexed_up_to = None
+    if signature == _signature(model, rules):
+        unindexed = con.execute(
+            f"SELECT count(*) FROM records WHERE record_no > {indexed_up_to}").fetchall()[0][0]
         if unindexed <= MAX_UNINDEXED_RECORDS:
             return
     ensure_search_index(con, model, rules)
+
+
+def indexed_up_to_sql() -> str:
+    """A scalar subquery: the largest record_no the index holds (larger ones are read from
+    `records` by `lookup_sql`)."""
+    return f"(SELECT indexed_up_to FROM {_META})"
 
 
 def lookup_sql(
@@ -139,13 +149,16 @@ def lookup_sql(
     )
 
 
-def probe_keys_sql(rules: Sequence[str], rule_numbers: Sequence[int], probe: str) -> str:
-    """One row: `key_<n>` = the search key of `probe` for rule n, for each of `rule_numbers`."""
+def probe_keys_sql(
+    rules: Sequence[str], rule_numbers: Sequence[int], probe: str, *extra: str
+) -> str:
+    """One row: `key_<n>` = the search key of `probe` for rule n, for each of `rule_numbers`,
+    then the `extra` expressions."""
     keys = [
         f"hash({number}, {', '.join(_key_expressions(rules[number]))}) AS key_{number}"
         for number in rule_numbers
     ]
-    return f"SELECT {', '.join(keys)} FROM {probe}"
+    return f"SELECT {', '.join((*keys, *extra))} FROM {probe}"
 
 
 def forget_records(con: duckdb.DuckDBPyConnection, record_numbers: str) -> int | None:
@@ -177,13 +190,9 @@ def _build(
 
 def index_state(con: duckdb.DuckDBPyConnection) -> IndexState | None:
     """What the index holds, as this transaction sees it; None if there is none yet."""
-    columns = _meta_columns(con)
-    if not columns:
+    if not _meta_columns(con):
         return None
-    indexed_up_to = ("indexed_up_to" if "indexed_up_to" in columns
-                     else f"(SELECT coalesce(max(record_no), -1) FROM {TABLE})")
-    rows = con.execute(
-        f"SELECT signature, sorted_rows, {indexed_up_to} FROM {_META}").fetchall()
+    rows = con.execute(f"SELECT signature, sorted_rows, indexed_up_to FROM {_META}").fetchall()
     return IndexState(*rows[0]) if rows else None
 
 
