@@ -46,6 +46,7 @@ SERVICE_CONNECTIONS = 4
 # while (a bulk load pays nothing for it).
 SEARCH_INDEX_UPKEEP_S = 5.0
 SEARCH_INDEX_IDLE_AFTER_S = 900.0
+UPKEEP_NICENESS = 10
 # A request is a few bounded arguments: anything longer is not one.
 MAX_REQUEST_BYTES = 64 * 1024
 # Linux limits a socket address to 107 bytes; a longer path is reached through its folder.
@@ -151,6 +152,10 @@ class SearchIndexUpkeep:
         self._cursor.close()
 
     def _run(self, model: CompiledModel) -> None:
+        # background work: this thread yields the cores to searches and batches (Linux sets a
+        # thread's nice value by its id; elsewhere it runs at the process's)
+        with suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPKEEP_NICENESS)
         self._keep(model)
         while not self._stopping.wait(self._every_s):
             if time.monotonic() - self._last_search <= self._idle_after_s:
