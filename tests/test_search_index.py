@@ -211,6 +211,20 @@ def test_the_engine_prepares_the_index_as_its_service_starts(
     assert indexed == records
 
 
+def test_the_search_profile_times_every_query_of_real_searches(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, tmp_path: Path
+):
+    from benchmarks.search_profile import profile
+
+    search.prepare_search_index(con, model)
+    con.close()
+    result = profile(tmp_path / "m.duckdb", probes=3, warm_up=0)
+    assert result["searches"] == 3
+    assert result["search_cpu_ms"]["p50"] > 0
+    assert any(query.startswith("CREATE OR REPLACE TEMP TABLE search_candidates")
+               for query in result["query_cpu_ms"])
+
+
 def indexed(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """(the index's indexed_up_to, its rows), as a fresh cursor sees them ((-1, 0): none yet)."""
     cursor = con.cursor()
