@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 
 from benchmarks.follow import percentiles_ms
+from benchmarks.web_search import sample_probes
 from engine.governance import search
 from engine.governance.policy import DEFAULT_POLICY
 from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
@@ -59,18 +60,13 @@ class _Rows:
 def profile(db: Path, probes: int, warm_up: int = WARM_UP_SEARCHES) -> dict[str, Any]:
     """Per-query and per-search CPU ms of `probes` searches on `db`, after `warm_up` ones."""
     model = CompiledModel.from_json(DEFAULT_MODEL_PATH)
+    sampled = sample_probes(db, probes + warm_up, seed=7)
     con = duckdb.connect(str(db), read_only=True)
     try:
-        sampled = con.execute(
-            f"""SELECT first_name, surname, date_of_birth FROM children
-            WHERE status = 'active' AND first_name IS NOT NULL AND surname IS NOT NULL
-              AND date_of_birth IS NOT NULL
-            USING SAMPLE reservoir({int(probes) + int(warm_up)} ROWS) REPEATABLE (7)"""
-        ).fetchall()
         timed = TimedConnection(con)
         cpu, wall = [], []
-        for first, last, born in sampled:
-            probe = search.probe_from_inputs(f"{first} {last}", str(born), None)
+        for sample in sampled:
+            probe = search.probe_from_inputs(sample["name"], str(sample["dob"]), None)
             began_cpu, began_wall = time.process_time(), time.perf_counter()
             con.begin()
             search.search_children(timed, model, probe, search.viewer_for("practitioner"),
