@@ -308,7 +308,7 @@ def _best_children(
     rows = con.execute(
         f"SELECT child_id, shielded, archived_on, {columns} FROM children "
         "WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
-        [[seen[child_id][0] for child_id in ranked]],
+        [sorted(seen[child_id][0] for child_id in ranked)],
     ).fetchall()
     children = {row[0]: row for row in rows}
     return [_hit(children[child_id], best[child_id][1], viewer) for child_id in ranked]
