@@ -86,7 +86,7 @@ def web_search(plan: WebSearchPlan, console: Console) -> dict[str, Any]:
         index_seconds = _build_search_index(db)
     console.print(f"  search index built in {index_seconds:.1f} s")
     secret = _accredit_searcher(plan.python, db)
-    probes = _probes(db, plan.probes, plan.seed)
+    probes = sample_probes(db, plan.probes, plan.seed)
     page = SearchPage(db, secret)
 
     followed = _search_while_following(plan, db, follow_lines, run_dir, page, probes, console)
@@ -294,7 +294,7 @@ def _has_user(db: Path, name: str) -> bool:
         con.close()
 
 
-def _probes(db: Path, count: int, seed: int) -> list[dict[str, str]]:
+def sample_probes(db: Path, count: int, seed: int) -> list[dict[str, str]]:
     """Name ("first last") and date of birth of `count` children sampled from the master."""
     con = duckdb.connect(str(db), read_only=True)
     try:

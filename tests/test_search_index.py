@@ -1,5 +1,7 @@
 """The search index finds exactly the records a scan of `records` with the search's rules would,
-follows the records the engine appends after it was built, and forgets purged records."""
+follows the records the engine appends after it was built (read from `records` until the
+service's background upkeep adds them; a search adds them itself only when far behind), and
+forgets purged records."""
 
 from __future__ import annotations
 
@@ -92,6 +94,70 @@ def test_records_appended_after_the_index_was_built_are_found(
     assert candidates(con, model, probe) == {"dwp:sophie"} == scanned(con, model, probe)
 
 
+def test_a_search_reads_records_not_yet_indexed_without_writing_the_index(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel
+):
+    search.prepare_search_index(con, model)
+    before = indexed(con)
+    ingest(con, model, [
+        update("dwp", "sophie", source_key="C9", first_name="SOPHIE", surname="QUIRK",
+               date_of_birth="2009-03-01", postcode="LS6 7QQ"),
+        update("nhs", "olivia2", source_key="9434765920", **NEIGHBOUR),
+    ])
+    for probe in PROBES:
+        assert candidates(con, model, probe) == scanned(con, model, probe), probe
+    assert "dwp:sophie" in candidates(con, model, PROBES[1])
+    assert indexed(con) == before  # the search added nothing: the tail was read from records
+
+
+def test_a_search_far_behind_adds_the_new_records_to_the_index_first(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, monkeypatch: pytest.MonkeyPatch
+):
+    search.prepare_search_index(con, model)
+    monkeypatch.setattr(search_index, "MAX_UNINDEXED_RECORDS", 1)
+    ingest(con, model, [update("dwp", f"c{i}", source_key=f"C{i}", first_name="SOPHIE",
+                               surname="QUIRK", date_of_birth="2012-12-12") for i in range(2)])
+    probe = search.SearchProbe(first_name="SOPHIE", surname="QUIRK", date_of_birth="2012-12-12")
+    assert candidates(con, model, probe) == {"dwp:c0", "dwp:c1"}
+    assert indexed(con)[0] == newest_record(con)
+
+
+def test_an_index_built_before_it_said_how_far_it_goes_is_kept_and_followed(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel
+):
+    search.prepare_search_index(con, model)
+    rows = con.execute("SELECT count(*) FROM search_index").fetchall()
+    con.execute("ALTER TABLE search_index_meta DROP COLUMN indexed_up_to")
+    search.prepare_search_index(con, model)
+    assert con.execute("SELECT count(*) FROM search_index").fetchall() == rows  # not rebuilt
+    assert indexed(con)[0] == newest_record(con)
+    for probe in PROBES:
+        assert candidates(con, model, probe) == scanned(con, model, probe), probe
+
+
+def test_the_upkeep_adds_new_records_while_people_search_and_rests_otherwise(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel
+):
+    from engine.governance.service import SearchIndexUpkeep
+
+    upkeep = SearchIndexUpkeep(con, model, every_s=0.02, idle_after_s=60)
+    try:
+        wait_until(lambda: indexed(con)[0] == newest_record(con))  # as the engine starts
+        ingest(con, model, [update("dwp", "quiet", source_key="Q1", first_name="SOPHIE",
+                                   surname="QUIRK", date_of_birth="2012-12-12")])
+        time.sleep(0.2)
+        assert indexed(con)[0] < newest_record(con)  # nobody searched: no upkeep
+        upkeep.searched()
+        wait_until(lambda: indexed(con)[0] == newest_record(con))
+        ingest(con, model, [update("dwp", "busy", source_key="Q2", first_name="SOPHIE",
+                                   surname="QUIRK", date_of_birth="2012-12-12")])
+        wait_until(lambda: indexed(con)[0] == newest_record(con))
+    finally:
+        upkeep.stop()
+    probe = search.SearchProbe(first_name="SOPHIE", surname="QUIRK", date_of_birth="2012-12-12")
+    assert candidates(con, model, probe) == {"dwp:quiet", "dwp:busy"}
+
+
 def test_a_long_unsorted_tail_is_sorted_into_the_index(
     con: duckdb.DuckDBPyConnection, model: CompiledModel
 ):
@@ -143,3 +209,39 @@ def test_the_engine_prepares_the_index_as_its_service_starts(
     finally:
         handle.stop()
     assert indexed == records
+
+
+def test_the_search_profile_times_every_query_of_real_searches(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, tmp_path: Path
+):
+    from benchmarks.search_profile import profile
+
+    search.prepare_search_index(con, model)
+    con.close()
+    result = profile(tmp_path / "m.duckdb", probes=3, warm_up=0)
+    assert result["searches"] == 3
+    assert result["search_cpu_ms"]["p50"] > 0
+    assert any(query.startswith("CREATE OR REPLACE TEMP TABLE search_candidates")
+               for query in result["query_cpu_ms"])
+
+
+def indexed(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(the index's indexed_up_to, its rows), as a fresh cursor sees them ((-1, 0): none yet)."""
+    cursor = con.cursor()
+    if not cursor.execute("SELECT count(*) FROM duckdb_tables() "
+                          "WHERE table_name = 'search_index_meta'").fetchall()[0][0]:
+        return -1, 0
+    return cursor.execute(
+        "SELECT (SELECT indexed_up_to FROM search_index_meta), count(*) FROM search_index"
+    ).fetchall()[0]
+
+
+def newest_record(con: duckdb.DuckDBPyConnection) -> int:
+    return con.cursor().execute("SELECT max(record_no) FROM records").fetchall()[0][0]
+
+
+def wait_until(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.02)

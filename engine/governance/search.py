@@ -25,7 +25,13 @@ import pyarrow as pa
 from engine.candidates import with_term_frequencies_sql
 from engine.governance.errors import GovernanceError
 from engine.governance.policy import GovernancePolicy
-from engine.governance.search_index import ensure_search_index, lookup_sql, probe_keys_sql
+from engine.governance.search_index import (
+    catch_up_if_far_behind,
+    ensure_search_index,
+    indexed_up_to_sql,
+    lookup_sql,
+    probe_keys_sql,
+)
 from linkage_models.scoring import CompiledModel
 from streams import normalise as norm
 from streams.canonical import UPDATE_COLUMNS
@@ -50,8 +56,7 @@ _FULL, _RESTRICTED = "search:full", "search:restricted"
 _PROBE_COLUMN = re.compile(r"\bl\.(\w+)")  # a rule's probe (left-hand) column
 _PARAMETER = re.compile(r"\$(\w+)")
 _PROBE_COLUMNS = ("unique_id", *UPDATE_COLUMNS)
-_TEMP_TABLES = ("search_candidates", "search_pairs", "search_probe_tf", "search_candidates_tf",
-                "search_scores")
+_TEMP_TABLES = ("search_candidates", "search_pairs", "search_probe_tf", "search_candidates_tf")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,21 @@ class SearchProbe:
             "date_of_birth": self.date_of_birth, "postcode": self.postcode,
         }
         return row
+
+
+@dataclass(frozen=True)
+class Score:
+    """A candidate record's score under one of the probes (`_FULL` or `_RESTRICTED`)."""
+
+    probe: str
+    record_no: int
+    match_weight: float
+    match_probability: float
+
+    @property
+    def evidence(self) -> tuple[float, float]:
+        """What ranks it: the weight, then the probability."""
+        return self.match_weight, self.match_probability
 
 
 @dataclass(frozen=True)
@@ -137,16 +157,23 @@ def search_children(
         _find_candidates(con, model, probe, rules, restricted_rules, policy.max_candidate_pairs)
         # without a postcode the restricted probe is the probe: one score per candidate
         withheld = restricted != probe
-        _score_candidates(con, model, withheld, _least_match_weight(model, policy))
-        return _best_children(con, viewer, withheld, limit)
+        scores = _score_candidates(con, model, withheld, _least_match_weight(model, policy))
+        return _best_children(con, scores, viewer, withheld, limit)
     finally:  # one call, not five
         con.execute(";".join(f"DROP TABLE IF EXISTS {table}" for table in _TEMP_TABLES))
         con.unregister("search_probe")
 
 
 def prepare_search_index(con: duckdb.DuckDBPyConnection, model: CompiledModel) -> None:
-    """Bring the search index up to date with the record index (before a search's
-    transaction, so that the search reads it as of now)."""
+    """Before a search's transaction: build the search index if there is none, or bring it up
+    to date if it is far behind the record index (a search reads a short tail of records not
+    in it yet itself)."""
+    catch_up_if_far_behind(con, model, index_rules(model.blocking_rules))
+
+
+def keep_search_index(con: duckdb.DuckDBPyConnection, model: CompiledModel) -> None:
+    """The search index's upkeep (the engine's service, in the background): add the records
+    appended since, and sort it again when they are many."""
     ensure_search_index(con, model, index_rules(model.blocking_rules))
 
 
@@ -188,27 +215,28 @@ def _find_candidates(
     keyed = index_rules(model.blocking_rules)
     numbers = {keyed.index(rule): rule for rule in _broadest(rules)}
     restricted = [keyed.index(rule) for rule in _broadest(restricted_rules)] or [-1]
-    keys = con.execute(probe_keys_sql(keyed, list(numbers), "search_probe")
-                       + f" WHERE unique_id = '{_FULL}'").fetchall()[0]
-    found = lookup_sql({number: (key, _filter(rule))
-                        for (number, rule), key in zip(numbers.items(), keys, strict=True)})
+    *keys, indexed_up_to = con.execute(
+        probe_keys_sql(keyed, list(numbers), "search_probe", indexed_up_to_sql())
+        + f" WHERE unique_id = '{_FULL}'").fetchall()[0]
+    found = lookup_sql(model, {number: (key, _filter(rule))
+                               for (number, rule), key in zip(numbers.items(), keys, strict=True)},
+                       indexed_up_to)
     values = probe.row(_FULL)
     parameters = {column: values[column] for column in set(_PARAMETER.findall(found))}
-    con.execute(
+    candidates = con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE search_candidates AS
-        WITH found AS ({found}),
+        WITH found AS MATERIALIZED ({found}),
         allowed AS (
             SELECT DISTINCT record_no FROM found
             WHERE rule_no IN ({', '.join(map(str, restricted))})
         )
-        SELECT DISTINCT ON (f.record_no) f.* EXCLUDE (rule_no, search_key),
+        SELECT DISTINCT ON (f.record_no) f.* EXCLUDE (rule_no),
                f.record_no IN (SELECT record_no FROM allowed) AS allowed_restricted
         FROM found f
         """,
         parameters,
-    )
-    candidates = con.execute("SELECT count(*) FROM search_candidates").fetchall()[0][0]
+    ).fetchall()[0][0]  # the rows it holds
     if candidates > max_pairs:
         raise GovernanceError(
             f"too broad: {candidates:,} candidate records (limit {max_pairs:,}); "
@@ -218,82 +246,71 @@ def _find_candidates(
 
 def _score_candidates(
     con: duckdb.DuckDBPyConnection, model: CompiledModel, withheld: bool, least_weight: float
-) -> None:
-    """Temp table `search_scores(probe, record_no, child_id, match_weight, match_probability)`:
-    every candidate scored against the full probe and, if the restricted probe withholds
+) -> list[Score]:
+    """Every candidate scored against the full probe and, if the restricted probe withholds
     something (`withheld`), each candidate a restricted rule found against the restricted probe
     too (which of the two counts depends on the record's child); only scores of at least
-    `least_weight`, which alone can make a child a hit, and only those records' children are
-    read."""
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE search_pairs AS
+    `least_weight`, which alone can make a child a hit."""
+    # one call (each call waits for the interpreter again while the engine's batches run)
+    con.execute(";".join((
+        f"""CREATE OR REPLACE TEMP TABLE search_pairs AS
         SELECT '{_FULL}' AS unique_id_l, unique_id AS unique_id_r FROM search_candidates
         UNION ALL
         SELECT '{_RESTRICTED}', unique_id FROM search_candidates
-        WHERE allowed_restricted AND $withheld
-        """,
-        {"withheld": withheld},
-    )
-    con.execute(";".join(
-        f"CREATE OR REPLACE TEMP TABLE {table}_tf AS {with_term_frequencies_sql(model, table)}"
-        for table in ("search_probe", "search_candidates")
-    ))
+        WHERE allowed_restricted AND {str(withheld).lower()}""",
+        *(f"CREATE OR REPLACE TEMP TABLE {table}_tf AS {with_term_frequencies_sql(model, table)}"
+          for table in ("search_probe", "search_candidates")),
+    )))
     scores = model.score_sql("search_probe_tf", "search_candidates_tf", "search_pairs")
-    con.execute(
+    kept = con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE search_scores AS
-        SELECT s.unique_id_l AS probe, c.record_no, NULL::VARCHAR AS child_id, s.match_weight,
-               s.match_probability
+        SELECT s.unique_id_l AS probe, c.record_no, s.match_weight, s.match_probability
         FROM ({scores}) s JOIN search_candidates c ON c.unique_id = s.unique_id_r
         WHERE s.match_weight >= ?
         """,
         [least_weight],
-    )
-    # the few kept records' children: a semi-join DuckDB turns into a filter on record_no
-    con.execute("""
-        UPDATE search_scores s SET child_id = r.child_id
-        FROM (SELECT record_no, child_id FROM records
-              WHERE record_no IN (SELECT record_no FROM search_scores)) r
-        WHERE s.record_no = r.record_no
-    """)
+    ).fetchall()
+    return [Score(*row) for row in kept]
 
 
 def _best_children(
-    con: duckdb.DuckDBPyConnection, viewer: Viewer, withheld: bool, limit: int
+    con: duckdb.DuckDBPyConnection, scores: list[Score], viewer: Viewer, withheld: bool,
+    limit: int,
 ) -> list[dict]:
-    """Each child of a kept score that the viewer may see, with the best probability of its
-    records under the probe that applies to it (the restricted one for a shielded child, if it
+    """Each child of `scores` that the viewer may see, with the best probability of its records
+    under the probe that applies to it (the restricted one for a shielded child, if it
     withholds something), best first, as the viewer may see them. Run in a transaction (row
     ids hold within one)."""
-    scores = con.execute(
-        "SELECT probe, child_id, match_weight, match_probability FROM search_scores"
-    ).fetchall()
-    # first the rows, by the child_id column alone, then their columns by row id: reading the
-    # 22 columns while filtering by child_id costs 4x as much on a million children
-    row_ids = con.execute(
+    # first the kept records' children (by record_no: records lie in that order), then their
+    # rows and shields by the child_id column alone (a join of the two reads every child), then
+    # the shown children's columns by row id: reading the 22 columns while filtering by
+    # child_id costs 4x as much on a million children, and only `limit` children are shown
+    child_of = dict(con.execute(
+        "SELECT record_no, child_id FROM records WHERE record_no IN (SELECT unnest(?::BIGINT[]))",
+        [sorted({score.record_no for score in scores})],
+    ).fetchall())
+    seen = {child_id: (row_id, shielded) for row_id, child_id, shielded in con.execute(
         """
-        SELECT rowid FROM children
+        SELECT rowid, child_id, shielded FROM children
         WHERE child_id IN (SELECT unnest($children::VARCHAR[]))
           AND status <> 'merged' AND (archived_on IS NULL OR $sees_archived)
         """,
-        {"children": sorted({child_id for _, child_id, _, _ in scores}),
-         "sees_archived": viewer.sees_archived},
-    ).fetchall()
+        {"children": sorted(set(child_of.values())), "sees_archived": viewer.sees_archived},
+    ).fetchall()}
+    best: dict[str, tuple[float, float]] = {}
+    for score in scores:
+        child_id = child_of.get(score.record_no)
+        if child_id not in seen or score.probe != _probe_for(seen[child_id][1], withheld):
+            continue
+        best[child_id] = max(best.get(child_id, score.evidence), score.evidence)
+    ranked = sorted(best, key=lambda child_id: (-best[child_id][0], child_id))[:limit]
     columns = ", ".join(FULL_VIEW)
     rows = con.execute(
         f"SELECT child_id, shielded, archived_on, {columns} FROM children "
         "WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
-        [[row_id for (row_id,) in row_ids]],
+        [sorted(seen[child_id][0] for child_id in ranked)],
     ).fetchall()
     children = {row[0]: row for row in rows}
-    best: dict[str, tuple[float, float]] = {}
-    for probe, child_id, weight, probability in scores:
-        child = children.get(child_id)
-        if child is None or probe != _probe_for(child[1], withheld):
-            continue
-        best[child_id] = max(best.get(child_id, (weight, probability)), (weight, probability))
-    ranked = sorted(best, key=lambda child_id: (-best[child_id][0], child_id))[:limit]
     return [_hit(children[child_id], best[child_id][1], viewer) for child_id in ranked]
 
 

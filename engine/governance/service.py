@@ -18,6 +18,7 @@ its own user, and the client talks only to a service run by its own user.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import socket
@@ -25,6 +26,7 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -34,11 +36,17 @@ import duckdb
 from engine.governance.acts import Outcome, Request, perform
 from engine.governance.errors import GovernanceError
 from engine.governance.schema import create_governance_tables
-from engine.governance.search import prepare_search_index
+from engine.governance.search import keep_search_index
 from linkage_models.scoring import CompiledModel, ModelError
 
 # Requests served at once (each on its own cursor); more wait for a free cursor.
 SERVICE_CONNECTIONS = 4
+# The search index's upkeep: every few seconds while people search (a search reads the records
+# appended since the last upkeep from `records` itself), none when nobody has searched for a
+# while (a bulk load pays nothing for it).
+SEARCH_INDEX_UPKEEP_S = 5.0
+SEARCH_INDEX_IDLE_AFTER_S = 900.0
+UPKEEP_NICENESS = 10
 # A request is a few bounded arguments: anything longer is not one.
 MAX_REQUEST_BYTES = 64 * 1024
 # Linux limits a socket address to 107 bytes; a longer path is reached through its folder.
@@ -78,11 +86,9 @@ class ServiceHandle:
 
     def __init__(
         self, server: _GovernanceServer, thread: threading.Thread, socket_path: Path,
-        warm_up: _SearchIndexWarmUp,
     ) -> None:
         self._server = server
         self._thread = thread
-        self._warm_up = warm_up
         self.socket_path = socket_path
         self.write_lock: threading.Lock = server.write_lock
 
@@ -90,7 +96,7 @@ class ServiceHandle:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
-        self._warm_up.stop()
+        self._server.search_index_upkeep.stop()
         self._server.close_cursors()
         with suppress(FileNotFoundError):
             self.socket_path.unlink()
@@ -112,35 +118,56 @@ def start_service(
         target=server.serve_forever, name="governance-service", daemon=True
     )
     thread.start()
-    return ServiceHandle(server, thread, path, _SearchIndexWarmUp(con, model))
+    return ServiceHandle(server, thread, path)
 
 
-class _SearchIndexWarmUp:
-    """Brings the search index up to date as the engine starts, beside its batches, so that the
-    first search after a bulk load does not build it (about two minutes at 1M children, longer
-    than a client waits). Stopping interrupts it; a failure only leaves the work to the first
-    search."""
+class SearchIndexUpkeep:
+    """Keeps the search index up to date beside the engine's batches, so that no search waits
+    for it: as the engine starts (the first search after a bulk load would otherwise build it:
+    about two minutes at 1M children, longer than a client waits), then every `every_s` seconds
+    while someone has searched in the last `idle_after_s` (`searched()`), re-sorting it there
+    when its tail has grown long. Stopping interrupts it; a failure is reported and tried again
+    at the next round (a search meanwhile reads the tail from `records`)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, model: CompiledModel) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, model: CompiledModel,
+        every_s: float = SEARCH_INDEX_UPKEEP_S, idle_after_s: float = SEARCH_INDEX_IDLE_AFTER_S,
+    ) -> None:
         self._cursor = con.cursor()
-        self._stopping = False
+        self._every_s, self._idle_after_s = every_s, idle_after_s
+        self._last_search = -math.inf
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(model,),
-                                        name="search-index-warm-up", daemon=True)
+                                        name="search-index-upkeep", daemon=True)
         self._thread.start()
 
-    def _run(self, model: CompiledModel) -> None:
-        try:
-            prepare_search_index(self._cursor, model)
-        except duckdb.Error as err:
-            if not self._stopping:
-                print(f"search index not prepared at start ({str(err).splitlines()[0]}); "
-                      "the first search will prepare it", file=sys.stderr)
+    def searched(self) -> None:
+        """Someone searched: keep the index up to date for a while."""
+        self._last_search = time.monotonic()
 
     def stop(self) -> None:
-        self._stopping = True
+        self._stopping.set()
         self._cursor.interrupt()
         self._thread.join()
         self._cursor.close()
+
+    def _run(self, model: CompiledModel) -> None:
+        # background work: this thread yields the cores to searches and batches (Linux sets a
+        # thread's nice value by its id; elsewhere it runs at the process's)
+        with suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPKEEP_NICENESS)
+        self._keep(model)
+        while not self._stopping.wait(self._every_s):
+            if time.monotonic() - self._last_search <= self._idle_after_s:
+                self._keep(model)
+
+    def _keep(self, model: CompiledModel) -> None:
+        try:
+            keep_search_index(self._cursor, model)
+        except duckdb.Error as err:
+            if not self._stopping.is_set():
+                print(f"search index upkeep failed ({str(err).splitlines()[0]}); "
+                      "trying again shortly", file=sys.stderr)
 
 
 def _answers(path: Path) -> bool:
@@ -180,9 +207,12 @@ class _GovernanceServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServ
             self.cursors.put(con.cursor())
         with socket_address(path) as address:
             super().__init__(address, _RequestHandler)
+        self.search_index_upkeep = SearchIndexUpkeep(con, model)
 
     def serve(self, request: Request) -> Outcome:
         """Perform `request` on a free cursor of the engine's connection."""
+        if request.act == "search":
+            self.search_index_upkeep.searched()
         cursor = self.cursors.get()
         try:
             return perform(cursor, request, lambda: self.model, write_lock=self.write_lock,

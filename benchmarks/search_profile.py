@@ -1,0 +1,101 @@
+"""`python -m benchmarks.search_profile --master FILE [--probes 60]`: the CPU each query of a
+search costs, on an open connection to a master (read-only) whose search index is built (the
+engine or `benchmarks.web_search` builds it), for name and date of birth probes of children
+sampled from it.
+
+Each query `search_children` sends is timed with the process's CPU clock (DuckDB's threads
+included) and wall clock; the summary gives p50 and p95 per query (by its first words) and for
+the whole search. The first 10 searches warm the cache and are left out. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from benchmarks.follow import percentiles_ms
+from benchmarks.web_search import sample_probes
+from engine.governance import search
+from engine.governance.policy import DEFAULT_POLICY
+from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
+
+WARM_UP_SEARCHES = 10
+
+
+class TimedConnection:
+    """A DuckDB connection whose `execute` records the CPU and wall ms of each query."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.cpu_ms: dict[str, list[float]] = defaultdict(list)
+
+    def execute(self, sql: str, *parameters: Any) -> duckdb.DuckDBPyConnection:
+        began = time.process_time()
+        result = self.con.execute(sql, *parameters)
+        rows = result.fetchall() if result.description else None
+        self.cpu_ms[re.sub(r"\s+", " ", sql.strip())[:60]].append(
+            (time.process_time() - began) * 1000)
+        return _Rows(rows) if rows is not None else result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+
+class _Rows:
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+
+    def fetchall(self) -> list[tuple]:
+        return self.rows
+
+
+def profile(db: Path, probes: int, warm_up: int = WARM_UP_SEARCHES) -> dict[str, Any]:
+    """Per-query and per-search CPU ms of `probes` searches on `db`, after `warm_up` ones."""
+    model = CompiledModel.from_json(DEFAULT_MODEL_PATH)
+    sampled = sample_probes(db, probes + warm_up, seed=7)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        timed = TimedConnection(con)
+        cpu, wall = [], []
+        for sample in sampled:
+            probe = search.probe_from_inputs(sample["name"], str(sample["dob"]), None)
+            began_cpu, began_wall = time.process_time(), time.perf_counter()
+            con.begin()
+            search.search_children(timed, model, probe, search.viewer_for("practitioner"),
+                                   DEFAULT_POLICY.search_limit, DEFAULT_POLICY)
+            con.commit()
+            cpu.append((time.process_time() - began_cpu) * 1000)
+            wall.append((time.perf_counter() - began_wall) * 1000)
+    finally:
+        con.close()
+    return {
+        "searches": len(cpu[warm_up:]),
+        "search_cpu_ms": percentiles_ms(cpu[warm_up:]),
+        "search_wall_ms": percentiles_ms(wall[warm_up:]),
+        "query_cpu_ms": {query: percentiles_ms(ms[warm_up:])
+                         for query, ms in timed.cpu_ms.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.search_profile",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--master", type=Path, required=True)
+    parser.add_argument("--probes", type=int, default=60)
+    args = parser.parse_args(argv)
+    if not args.master.is_file():
+        parser.error(f"no master at {args.master}")
+    print(json.dumps(profile(args.master, args.probes), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
