@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.config import ScoringConfig
-from engine.key_index import KeyIndex
+from engine.key_index import KEY_BITS, KeyIndex
 from linkage_models.scoring import CompiledModel
 
 
@@ -47,13 +47,16 @@ class CandidateFinder:
             UNION ALL
             SELECT NULL::BIGINT, NULL::VARCHAR, {new} FROM batch_new b
         """
-        self._pairs_sql = """
+        # within the batch on the bits the index holds, so that a pair is found (or not) alike
+        # whether its two records arrive in one batch or two
+        self._pairs_sql = f"""
             CREATE OR REPLACE TEMP TABLE pairs AS
             SELECT p.unique_id_l, r.unique_id AS unique_id_r
             FROM index_pairs p JOIN right_records r USING (record_no)
             UNION
             SELECT l.unique_id, r.unique_id
-            FROM batch_keys l JOIN batch_keys r USING (block_key)
+            FROM batch_keys l JOIN batch_keys r
+              ON l.block_key >> {64 - KEY_BITS} = r.block_key >> {64 - KEY_BITS}
             WHERE l.unique_id < r.unique_id
         """
 
