@@ -6,8 +6,10 @@
 
 A record already in `links` is skipped, so replaying a batch after a crash changes nothing. The
 xref fast path sends a record whose `(feed, source_key)` is known to that key's child without
-scoring, unless the child is provisional (an open review item): then the record is resolved with
-its neighbourhood, so that later evidence can settle the item.
+scoring, unless the child is provisional (an open review item), or holds that key alone and the
+record brings values the key has not had (the key's first record may have been too poor to link):
+then the record is resolved with its neighbourhood, so that later evidence can settle the item or
+join the fragment.
 """
 
 from __future__ import annotations
@@ -178,11 +180,20 @@ class Resolver:
             SELECT b.unique_id, b.feed, b.source_key, x.child_id FROM batch b
             JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
         """)
-        con.execute("""
+        # A child of this key alone may be a fragment (its first record too poor to link):
+        # a record bringing values the key has not had is compared, not sent there unscored.
+        same_values = " AND ".join(f"r.{c} IS NOT DISTINCT FROM b.{c}"
+                                   for c in self.model.record_columns
+                                   if c not in ("unique_id", "feed", "source_key"))
+        con.execute(f"""
             CREATE OR REPLACE TEMP TABLE known_records AS
             SELECT x.child_id, b.* FROM batch b JOIN batch_xref x USING (unique_id)
             WHERE x.child_id NOT IN (
                 SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
+              AND (EXISTS (SELECT 1 FROM xref o WHERE o.child_id = x.child_id
+                           AND (o.feed <> x.feed OR o.source_key <> x.source_key))
+                   OR EXISTS (SELECT 1 FROM records r WHERE r.feed = b.feed
+                              AND r.source_key = b.source_key AND {same_values}))
         """)
         self._run(self._index_known_sqls)
         con.execute("""
