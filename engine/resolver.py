@@ -6,8 +6,10 @@
 
 A record already in `links` is skipped, so replaying a batch after a crash changes nothing. The
 xref fast path sends a record whose `(feed, source_key)` is known to that key's child without
-scoring, unless the child is provisional (an open review item): then the record is resolved with
-its neighbourhood, so that later evidence can settle the item.
+scoring, unless the child is provisional (an open review item), or holds that key alone and the
+record brings values the key has not had (the key's first record may have been too poor to link):
+then the record is resolved with its neighbourhood, so that later evidence can settle the item or
+join the fragment.
 """
 
 from __future__ import annotations
@@ -199,11 +201,26 @@ class Resolver:
             SELECT b.unique_id, b.feed, b.source_key, x.child_id FROM batch b
             JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
         """)
+        # A child of this key alone may be a fragment (its first record too poor to link): a
+        # record bringing values the key has not had is compared, not sent there unscored.
+        compared = [c for c in self.model.record_columns
+                    if c not in ("unique_id", "feed", "source_key")]
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE batch_fresh_values AS
+            WITH lone AS (SELECT x.unique_id, x.child_id FROM batch_xref x
+                          JOIN xref o USING (child_id) GROUP BY ALL HAVING count(*) = 1),
+            seen AS (SELECT feed, source_key, hash({", ".join(compared)}) AS h FROM records
+                     WHERE child_id IN (SELECT child_id FROM lone))
+            SELECT b.unique_id FROM batch b JOIN lone USING (unique_id)
+            ANTI JOIN seen s ON s.feed = b.feed AND s.source_key = b.source_key
+                            AND s.h = hash({", ".join(f"b.{c}" for c in compared)})
+        """)
         con.execute("""
             CREATE OR REPLACE TEMP TABLE known_records AS
             SELECT x.child_id, b.* FROM batch b JOIN batch_xref x USING (unique_id)
             WHERE x.child_id NOT IN (
                 SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
+              AND x.unique_id NOT IN (SELECT unique_id FROM batch_fresh_values)
         """)
         self._run(self._index_known_sqls)
         con.execute("""
@@ -294,8 +311,9 @@ class Resolver:
 
 
 _BATCH_TABLES = (
-    "batch", "batch_xref", "known_records", "batch_new", "batch_keys", "index_pairs",
-    "right_records", "pairs", "left_tf", "right_tf", "scored_edges", *HOOD_TABLES, *CHANGE_TABLES,
+    "batch", "batch_xref", "batch_fresh_values", "known_records", "batch_new", "batch_keys",
+    "index_pairs", "right_records", "pairs", "left_tf", "right_tf", "scored_edges",
+    *HOOD_TABLES, *CHANGE_TABLES,
 )
 
 

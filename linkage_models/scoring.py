@@ -55,14 +55,18 @@ class CompiledModel:
         self.blocking_rules: list[str] = [rule.blocking_rule_sql for rule in rules]
         # Per blocking rule, the expressions whose values two records must share.
         self.blocking_keys: list[tuple[str, ...]] = [equi_join_key(rule) for rule in rules]
-        # The columns a record needs for scoring (unique_id, compared and retained columns).
-        self.record_columns: list[str] = list(dict.fromkeys(
-            col.unquote().name
-            for col in (
-                *self._settings._columns_used_by_comparisons,
-                *self._settings._additional_columns_to_retain,
-            )
-        ))
+        # The columns a record needs for scoring (unique_id, compared and retained columns);
+        # a level may read a term frequency (tf_<col>), which scoring adds, not the record.
+        term_frequencies = {f"tf_{column}" for column in self.tf_columns}
+        self.record_columns: list[str] = [
+            name for name in dict.fromkeys(
+                col.unquote().name
+                for col in (
+                    *self._settings._columns_used_by_comparisons,
+                    *self._settings._additional_columns_to_retain,
+                )
+            ) if name not in term_frequencies
+        ]
         self.comparisons: list[str] = [
             cc.output_column_name for cc in self._settings.comparisons
         ]

@@ -191,13 +191,16 @@ def _check_settings(spec: ModelSpec) -> None:
         raise
     except Exception as error:  # Splink raises many types for bad settings
         raise SpecError(f"Splink refuses the settings: {first_line(error)}") from None
+    term_frequencies = {f"tf_{column.unquote().name}"
+                        for column in settings._term_frequency_columns}
     for comparison in settings.comparisons:
         for column in comparison._input_columns_used_by_case_statement:
             name = column.unquote().name
-            if name not in MODEL_COLUMNS:
+            if name not in MODEL_COLUMNS and name not in term_frequencies:
                 raise SpecError(
                     f"comparison {comparison.output_column_name!r} reads {name!r}, which is "
-                    "not a canonical field (streams.canonical.Update)"
+                    "not a canonical field (streams.canonical.Update) or the term frequency "
+                    "(tf_<column>) of a term-frequency adjusted column"
                 )
     for rule in settings._blocking_rules_to_generate_predictions:
         try:

@@ -60,8 +60,10 @@ def train_model(
     if records.num_rows < 2:
         raise TrainingError(f"{records.num_rows} records: training needs at least two")
     with duckdb.connect() as con:
-        table = register_model_records(con, records, "training_records")
-        linker = _linker(con, table, spec.settings())
+        settings = spec.settings()
+        # the records carry their term frequencies, as the engine's do, for levels that read them
+        table = register_model_records(con, records, "training_records", _tf_columns(settings))
+        linker = _linker(con, table, settings)
         training = _estimate_parameters(con, table, linker, spec, seed, report)
         settings = floor_m_probabilities(
             linker.misc.save_model_to_json(), spec.training.m_floor
@@ -255,6 +257,12 @@ def _check_every_comparison_estimated(linker: Linker, sessions: list[dict[str, A
                    if ran else "every EM session was skipped")
                 + "; add a rule to [training] em_blocking_rules that does not use them"
             )
+
+
+def _tf_columns(settings: Any) -> list[str]:
+    """The term-frequency adjusted columns of Splink `settings` (a SettingsCreator)."""
+    return sorted(column.unquote().name
+                  for column in settings.get_settings("duckdb")._term_frequency_columns)
 
 
 def _linker(

@@ -5,7 +5,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.feeds import dwp_claim, gro_birth, nhs_record, run, write_feed
+from tests.feeds import census_record, dwp_claim, gro_birth, nhs_record, run, write_feed
 
 
 @pytest.fixture
@@ -131,3 +131,22 @@ def test_lines_from_an_unregistered_feed_folder_are_refused_to_dead_letters(feed
     assert (summary.updates, summary.dead_letters) == (1, 1)
     reason = "unregistered source 'police': only accredited feeds are accepted"
     assert query(db, "SELECT file, error FROM dead_letters") == [("police/2009-01.jsonl", reason)]
+
+
+def test_a_schools_later_full_return_joins_the_child_its_first_nameless_return_missed(
+    feeds: Path, db: Path
+):
+    # the first return under UPN U1 has no names and an old postcode: nothing to link on, so
+    # it founds a child of that UPN alone; the next term's return under the same UPN names the
+    # child, and must be compared rather than follow its UPN to that fragment unscored
+    write_feed(feeds, "nhs", [nhs_record("n1", "9434765919", "Sarah", "Warrender", "2",
+                                         "2005-09-04", "SW6 5XX")])
+    write_feed(feeds, "census", [census_record("c1", "U1", "", "", "F", "2005-09-04",
+                                               "LS6 2AB", term="2013-autumn")])
+    run(feeds, db)
+    assert len(children_of(db)) == 2
+    write_feed(feeds, "census", [census_record("c2", "U1", "Sarah", "Warrender", "F",
+                                               "2005-09-04", "SW6 5XX", term="2014-spring")],
+               file="2014-01.jsonl")
+    run(feeds, db)
+    assert list(children_of(db).values()) == [{"nhs:n1", "census:c1", "census:c2"}]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 
+from engine.resolution.prior import population_prior
 from linkage_models.records import register_model_records
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update, updates_to_arrow
@@ -41,13 +43,52 @@ def test_one_child_by_diminutive_at_a_new_address_scores_above_99_percent(
     assert _match_probability(model, birth, census) > 0.99
 
 
-def _match_probability(model: CompiledModel, left: Update, right: Update) -> float:
-    """The model's match probability for one pair, every tf value set to RARE."""
+# first-name shares as a national master holds them: a common name, and a scanner's or a
+# typist's slip of it (OHVIA: LI read as H), far rarer
+SHARES = {"OLIVIA": 0.026, "OHVIA": 7e-5, "TOM": 0.004, "TOJ": 2e-6,
+          "LARA": 0.0012, "ZARA": 0.0009}
+
+
+@pytest.mark.parametrize(("name", "standard", "slip", "sex"), [
+    ("OLIVIA", "OLIVIA", "OHVIA", "F"),  # a scanner read LI as H
+    ("TOM", "THOMAS", "TOJ", "M"),  # a typist's neighbouring key, in a name too short for JW
+])
+def test_a_slip_of_a_common_first_name_links_among_a_million_children(
+    model: CompiledModel, name: str, standard: str, slip: str, sex: str
+):
+    nhs = Update("nhs", "4", "registration", "2006-03-30T00:00:00Z", first_name=name,
+                 first_name_std=standard, **{**HOME, "sex": sex})
+    claim = Update("dwp", "8", "new_claim", "2006-05-02T00:00:00Z", first_name=slip,
+                   first_name_std=slip, **{**HOME, "sex": sex})
+    assert _match_probability(model, nhs, claim, SHARES, children=1_000_000) > 0.95
+
+
+def test_twins_named_one_letter_apart_score_below_half_even_in_a_small_master(
+    model: CompiledModel,
+):
+    lara = Update("gro", "1", "birth", "2006-03-20T00:00:00Z", first_name="LARA",
+                  first_name_std="LARA", **{**HOME, "sex": "F"})
+    zara = Update("dwp", "7", "new_claim", "2006-05-02T00:00:00Z", first_name="ZARA",
+                  first_name_std="ZARA", **{**HOME, "sex": "F"})
+    assert _match_probability(model, lara, zara, SHARES) < 0.5
+
+
+def _match_probability(model: CompiledModel, left: Update, right: Update,
+                       first_name_tf: dict[str, float] | None = None,
+                       children: int | None = None) -> float:
+    """The model's match probability for one pair, every tf value set to RARE except the
+    first names in `first_name_tf` (value -> share); with `children`, the prior of a master of
+    that many children (engine.resolution.prior), else the trained prior."""
     con = duckdb.connect()
     register_model_records(con, updates_to_arrow([left, right]), "records")
-    tf = ", ".join(f"{RARE} AS tf_{col}" for col in model.tf_columns)
-    con.execute(f"CREATE TABLE records_tf AS SELECT *, {tf} FROM records")
+    tf = ", ".join(f"{RARE} AS tf_{col}" for col in model.tf_columns if col != "first_name")
+    shares = " ".join(f"WHEN '{name}' THEN {share}"
+                      for name, share in (first_name_tf or {}).items())
+    first_name = f"CASE first_name {shares} ELSE {RARE} END" if shares else f"{RARE}"
+    con.execute(f"CREATE TABLE records_tf AS SELECT *, {tf}, {first_name} AS tf_first_name "
+                "FROM records")
     con.execute(f"CREATE TABLE pairs AS SELECT '{left.unique_id}' AS unique_id_l, "
                 f"'{right.unique_id}' AS unique_id_r")
-    sql = model.score_sql("records_tf", "records_tf", "pairs")
+    prior = None if children is None else population_prior(model, children)
+    sql = model.score_sql("records_tf", "records_tf", "pairs", prior=prior)
     return con.execute(f"SELECT match_probability FROM ({sql})").fetchall()[0][0]
