@@ -35,7 +35,7 @@ from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, save_feed_positions
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
-from engine.record_locator import RecordLocator
+from engine.record_locator import RecordLocator, records_of
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
@@ -205,13 +205,18 @@ class Resolver:
         # record bringing values the key has not had is compared, not sent there unscored.
         compared = [c for c in self.model.record_columns
                     if c not in ("unique_id", "feed", "source_key")]
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE lone_key_children AS
+            SELECT x.unique_id, x.child_id FROM batch_xref x
+            JOIN xref o USING (child_id) GROUP BY ALL HAVING count(*) = 1
+        """)
+        lone = records_of(self._locator, con, "child_id",
+                          "SELECT child_id FROM lone_key_children", "lone_key_records")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE batch_fresh_values AS
-            WITH lone AS (SELECT x.unique_id, x.child_id FROM batch_xref x
-                          JOIN xref o USING (child_id) GROUP BY ALL HAVING count(*) = 1),
-            seen AS (SELECT feed, source_key, hash({", ".join(compared)}) AS h FROM records
-                     WHERE child_id IN (SELECT child_id FROM lone))
-            SELECT b.unique_id FROM batch b JOIN lone USING (unique_id)
+            WITH seen AS (SELECT feed, source_key, hash({", ".join(compared)}) AS h FROM {lone} r
+                          WHERE child_id IN (SELECT child_id FROM lone_key_children))
+            SELECT b.unique_id FROM batch b JOIN lone_key_children USING (unique_id)
             ANTI JOIN seen s ON s.feed = b.feed AND s.source_key = b.source_key
                             AND s.h = hash({", ".join(f"b.{c}" for c in compared)})
         """)
@@ -311,7 +316,8 @@ class Resolver:
 
 
 _BATCH_TABLES = (
-    "batch", "batch_xref", "batch_fresh_values", "known_records", "batch_new", "batch_keys",
+    "batch", "batch_xref", "lone_key_children", "lone_key_records", "batch_fresh_values",
+    "known_records", "batch_new", "batch_keys",
     "index_pairs", "right_records", "pairs", "left_tf", "right_tf", "scored_edges",
     *HOOD_TABLES, *CHANGE_TABLES,
 )
