@@ -30,6 +30,7 @@ from benchmarks.plan import FollowPlan
 from streams.canonical import FEEDS
 
 APPEND_FILE = "tail.jsonl"
+READY_LINE = "master ready:"  # what `run` says once its master is open and indexed
 _TICK_S = 0.01
 _APPENDED = pa.schema(
     [("feed", pa.string()), ("record_id", pa.string()), ("appended_at", pa.float64())]
@@ -79,7 +80,9 @@ def run_follow(
            "--json"]
     started_epoch = time.time()
     with MeasuredProcess(cmd, work_dir / "engine-follow.log") as proc:
-        ready = proc.wait_until_idle(
+        # CPU alone is no sign of readiness: opening a large master can wait on the disk
+        ready = proc.wait_for_stderr(READY_LINE, plan.ready_max_s)
+        ready += proc.wait_until_idle(
             below=plan.idle_below, settle_s=plan.idle_settle_s, min_s=1.0, max_s=plan.ready_max_s
         )
         if not proc.running:  # failed at start-up: raise with its reason, append nothing

@@ -109,6 +109,16 @@ class MeasuredProcess:
         except psutil.NoSuchProcess:
             return 0.0
 
+    def wait_for_stderr(self, text: str, max_s: float) -> float:
+        """Block until `text` appears in the process's stderr log (or it ends, or `max_s`);
+        returns the seconds waited."""
+        began = time.monotonic()
+        while time.monotonic() - began < max_s and self.running:
+            if text in self.log.read_text(encoding="utf-8", errors="replace"):
+                break
+            time.sleep(0.2)
+        return time.monotonic() - began
+
     def wait_until_idle(
         self, *, below: float, settle_s: float, min_s: float, max_s: float
     ) -> float:

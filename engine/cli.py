@@ -316,7 +316,7 @@ def _run(args: argparse.Namespace) -> int:
     _stop_cleanly_on_signals(stop, args)
     progress = RunProgress()
     try:
-        summary = run_engine(options, stop, progress)
+        summary = run_engine(options, stop, progress, progress.ready)
     except (ConfigError, MasterStoreError, ModelError) as err:
         raise UsageError(str(err)) from err
     progress.finish()

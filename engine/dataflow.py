@@ -59,6 +59,7 @@ def build_flow(
     options: RunOptions,
     stop: StopSignal,
     on_batch: Callable[[BatchOutcome], None] | None = None,
+    on_ready: Callable[[str], None] | None = None,
 ) -> Dataflow:
     config = options.config
     flow = Dataflow("contactpoint")
@@ -85,7 +86,7 @@ def build_flow(
     )
     sink = MasterSink(
         options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master,
-        service=options.service,
+        service=options.service, on_ready=on_ready,
     )
     op.output("master", batches, sink)
     return flow

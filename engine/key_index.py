@@ -1,18 +1,19 @@
-"""A key -> record_no index held in memory, so that a batch finds what it needs by key.
+"""A key -> row number index held in memory, so that a batch finds what it needs by key.
 
 DuckDB has no cheap point lookup: without an index, finding one key reads a whole column; an ART
 index makes the lookup cheap but DuckDB writes the whole index again at every checkpoint (1.7-4.3 s
 per commit at 7.7M keys); a table sorted by key lets a join prune blocks by their min/max, but
 only for a handful of keys, and appends undo the order. So each batch's lookups by key (its
-candidates in the blocking index, its records already seen) are binary searches in two numpy
-arrays sorted by key, here.
+candidates in the blocking index; through engine.record_locator its records seen before, a
+child's records, a record's stored pairs, a child's row) are binary searches in numpy arrays
+sorted by key, here; the batch then reads those rows by their number.
 
-The master stays the truth: this index is built from it when the engine starts and catches up,
-at the start of each batch, with the rows the master gained since (`record_no` above the highest
-it holds; `record_no` comes from a sequence, so new rows always sort after). It is never written
-back. A row deleted from the master (retention's purge) may linger here: a lookup can then name
-a `record_no` the master no longer has, which the caller's join with `records` drops, so a
-stale entry never changes a result; a new record the master does not hold yet is never missed.
+The master stays the truth: an index is built from it when the engine starts and catches up, at
+each batch, with the rows the master gained since (numbered above the highest it holds; numbers
+come from a sequence, so new rows always have higher ones). It is never written back. A row
+deleted from the master (retention's purge) may linger here: a lookup can then name a number the
+master no longer has, which finds no row, so a stale entry never changes a result; a row the
+master holds is never missed.
 
 Entries live in sorted chunks, each covering a range of keys (so that adding keys copies chunks
 of bounded size, not the whole index), plus a small sorted tail of recent entries that is merged

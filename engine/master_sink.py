@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -68,8 +69,10 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         on_batch: Callable[[BatchOutcome], None] | None = None,
         owns_master: bool = True,
         service: ServiceFactory | None = None,
+        on_ready: Callable[[str], None] | None = None,
     ) -> None:
         self.db_path = db_path
+        self.on_ready = on_ready
         self.model_path = model_path
         self.config = config
         self.on_batch = on_batch
@@ -88,7 +91,11 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         con = open_master(self.db_path, wait_s=ENGINE_OPEN_WAIT_S)
         configure_store(con, self.config.store)
         model = CompiledModel.from_json(self.model_path)
+        started = time.monotonic()
         resolver = Resolver(con, model, self.config)  # its setup commits before people's acts
+        if self.on_ready:
+            self.on_ready(f"master ready: {resolver.records_indexed:,} records indexed in memory "
+                          f"in {time.monotonic() - started:.1f} s")
         service = self.service(con, self.db_path, model) if self.service else _NoService()
         return MasterWriterPartition(resolver, service, self.on_batch)
 

@@ -39,6 +39,12 @@ class RunProgress:
         self.dead_letters += outcome.dead_letters
         self._show()
 
+    def ready(self, message: str) -> None:
+        """The master is open and its in-memory indexes built (minutes at national size):
+        said once, on its own line, before the first batch."""
+        self.console.print(message, highlight=False)
+        self.started = time.monotonic()  # the rate counts from here
+
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         return (

@@ -97,6 +97,11 @@ class Resolver:
             self._candidates.index.load(con)
             self._locator.load(con)
 
+    @property
+    def records_indexed(self) -> int:
+        """Records the in-memory indexes hold (engine.record_locator)."""
+        return len(self._locator.by_uid)
+
     def resolve(self, items: list[Update | DeadLetter | FeedPosition]) -> BatchOutcome:
         updates = [i for i in items if isinstance(i, Update)]
         dead = [i for i in items if isinstance(i, DeadLetter)]

@@ -40,6 +40,7 @@ def run_engine(
     options: RunOptions,
     stop: StopSignal,
     on_batch: Callable[[BatchOutcome], None] | None = None,
+    on_ready: Callable[[str], None] | None = None,
 ) -> RunSummary | None:
     """Check the inputs, stream the feeds into the master, and summarise what changed.
 
@@ -52,7 +53,7 @@ def run_engine(
     before = _master_counts(options)
     options = replace(options, registered_feeds=_registered_feeds(options))
     started = time.monotonic()
-    run_flow(build_flow(options, stop, on_batch), options)
+    run_flow(build_flow(options, stop, on_batch, on_ready), options)
     seconds = time.monotonic() - started
     after = _master_counts(options)
     delta = {key: after[key] - before[key] for key in after}
