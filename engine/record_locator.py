@@ -34,8 +34,8 @@ Column = Literal["child_id", "unique_id"]
 class RecordLocator:
     """The record numbers of `records` by `unique_id` and by `child_id`, the pair numbers of
     `scored_pairs` by either record's `unique_id`, the row numbers of `children` by `child_id`
-    (each key a 64-bit hash of the value, so an entry may also name another row: the caller's
-    filter decides)."""
+    (each key part of a hash of the value, engine.key_index, so an entry may also name another
+    row: the caller's filter decides)."""
 
     def __init__(self) -> None:
         self.by_uid = KeyIndex("records", "hash(unique_id)")
@@ -80,7 +80,6 @@ class RecordLocator:
         index = self.by_child if column == "child_id" else self.by_uid
         _store_numbers(con, name, "record_no", self._find(con, index, values))
         return f"(SELECT * FROM records WHERE record_no IN (SELECT record_no FROM {name}))"
-
 
     def pairs_of(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> str:
         """A FROM item: `scored_pairs` narrowed to the pairs that may have one of the record ids

@@ -70,6 +70,7 @@ def test_appended_lines_are_linked_and_search_works_while_following(follower):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert json.loads(stdout)["updates"] == 2
+    assert stderr.splitlines()[0].startswith("master ready: 0 records indexed in memory in ")
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(DISTINCT child_id) FROM links").fetchall() == [(1,)]
     assert con.execute("SELECT count(*) FROM audit_log WHERE act = 'search'").fetchall()[0][0] >= 1
