@@ -182,7 +182,7 @@ class Resolver:
 
     def _drop_records_seen(self) -> None:
         """Delete from `batch` the records the master holds already: those the in-memory index
-        may have seen (a 64-bit hash of `unique_id`), confirmed by their row in `records`."""
+        may have seen (by a hash of `unique_id`), confirmed by their row in `records`."""
         self._locator.catch_up(self.con)
         keys = self.con.execute("SELECT hash(unique_id) AS key FROM batch").fetchnumpy()["key"]
         _, record_numbers = self._locator.by_uid.find(keys)
