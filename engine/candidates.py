@@ -1,12 +1,12 @@
 """SQL for the candidate and scoring stages of a micro-batch (built once per model, run per batch).
 
-Candidates come from the **blocking index** `blocking_keys(block_key, record_no)`, looked up in
-memory (engine.key_index) rather than joined in DuckDB: for every record
+Candidates come from the **blocking index** `blocking_keys(block_key, record_no)`: for every record
 in the record index and every blocking rule of the model whose key expressions are all non-null,
 `block_key = hash(rule number, the rule's key values)`. Two records share a key exactly when the
-rule would join them (bar a 64-bit hash collision, which only adds a pair for the model to score),
-so one equi-join of the batch's keys against the index finds every pair all the rules would, while
-reading two integer columns instead of the index's name, date and postcode columns once per rule.
+rule would join them, bar a hash collision, which only adds a pair for the model to score. The
+batch's keys are looked up in a copy of the index held in memory (engine.key_index, keys compared
+on their upper 32 bits; the batch's own keys with each other on the same bits), so a batch reads
+only its candidates' rows instead of the index's name, date and postcode columns once per rule.
 
 Tables the resolver provides per batch: `batch_new` (the batch's records not resolved by xref,
 canonical columns + `unique_id`) and the master's `records` (the record index, + `child_id`,

@@ -38,7 +38,8 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: boo
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE must_links AS
-        {_others_sql("constraints", "seed_records", "kind = 'must'")}
+        SELECT other FROM ({_paired_with_sql(
+            "seed_records", "(SELECT * FROM constraints WHERE kind = 'must')")})
     """)
     linked = records_of(locator, con, "unique_id", "SELECT other FROM must_links", "must_nos")
     con.execute(f"""
@@ -91,18 +92,6 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: boo
     )
 
 
-def _others_sql(table: str, records: str, condition: str = "true") -> str:
-    """The record ids paired in `table` (scored_pairs or constraints) with a record of
-    `records`, as column `other`."""
-    return f"""
-        SELECT uid_b AS other FROM {table}
-        WHERE {condition} AND uid_a IN (SELECT unique_id FROM {records})
-        UNION ALL
-        SELECT uid_a FROM {table}
-        WHERE {condition} AND uid_b IN (SELECT unique_id FROM {records})
-    """
-
-
 def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
                                          locator: RecordLocator | None) -> None:
     """Redo: the open review items (provisional children) whose queued record scored against a
@@ -152,8 +141,8 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
 
 def _paired_with_sql(records: str, pairs: str) -> str:
     """`(unique_id, other)`: each record of `records` (a table with `unique_id`) with every
-    record it has a stored scored pair with (`pairs`: `scored_pairs` or a part of it holding
-    those pairs)."""
+    record it is paired with in `pairs` (`uid_a`, `uid_b`: `scored_pairs` or a part of it
+    holding those pairs, or people's constraints)."""
     return f"""
         SELECT s.unique_id, p.uid_b AS other FROM {pairs} p
         JOIN {records} s ON p.uid_a = s.unique_id
