@@ -26,10 +26,7 @@ The rule (README "Decisions", docs/stewardship.md):
    of them reaches only one of the parts — is not ambiguous: it joins that part and the other parts
    become children of their own. That is how later evidence (the claim's first name arriving in a
    change of name) settles an earlier ambiguity without a person. So does a clear margin: a node
-   whose best pair with one part is `ambiguity_margin_bits` stronger than with any other joins it,
-   unless it is a link-level match for two records holding different keys of one exclusive feed
-   (two NHS numbers, two registrations, two claims: twins, by their sources' own word) — which
-   of the two it is stays a person's call, however wide the margin.
+   whose best pair with one part is `ambiguity_margin_bits` stronger than with any other joins it.
 4. *Review band.* A node alone in its cluster whose best pair with an earlier node (event-time
    order) of another cluster is at or above `review_threshold` is queued for review, as a
    provisional child of its own.
@@ -357,8 +354,7 @@ def _torn_nodes(
 ) -> set[str]:
     """Rule 3(a): endpoints of a refused join whose link-level pairs reach two or more clusters,
     unless their own records vote for their cluster (one reaches it alone, none reaches another
-    cluster alone) or their own cluster is the clearly stronger match — a margin that does not
-    count for a node matching two keyed children (`_matches_two_keyed_children`)."""
+    cluster alone)."""
     torn = set()
     for key in refused:
         for node in key:
@@ -369,8 +365,7 @@ def _torn_nodes(
             if len(reached) < 2:
                 continue
             candidates = sorted(reached | {cluster_of[node]})
-            decisive = None if _matches_two_keyed_children(graph, node) else _decisive(
-                graph, node, [clusters[i] for i in candidates])
+            decisive = _decisive(graph, node, [clusters[i] for i in candidates])
             if decisive is not None and candidates[decisive] == cluster_of[node]:
                 continue  # its own cluster is the clearly stronger match
             votes = set()
@@ -487,21 +482,6 @@ def _join_supported(parts: list[set[str]], supported: list[bool]) -> list[set[st
     for i, part in enumerate(parts):
         groups[find(i)] |= part
     return list(groups.values())
-
-
-def _matches_two_keyed_children(graph: _NodeGraph, node: str) -> bool:
-    """Whether `node` is a link-level match for two nodes holding different keys of one exclusive
-    feed (two NHS numbers, two birth registrations, two claims): two children by their sources'
-    own word, such as twins. Which of them it is is then a person's call, however wide the margin:
-    a margin between twins comes from which record happens to carry the field that tells them
-    apart (a census return has no middle name, a swapped first and middle name reads as a
-    sibling's), not from the node's evidence against the other twin."""
-    keys: dict[str, set[str]] = defaultdict(set)
-    for other, p in graph.neighbours[node].items():
-        if graph.is_link(p):
-            for feed, other_keys in graph.keys(other).items():
-                keys[feed] |= other_keys
-    return any(len(feed_keys) > 1 for feed_keys in keys.values())
 
 
 def _decisive(graph: _NodeGraph, node: str, groups: list[set[str]]) -> int | None:
