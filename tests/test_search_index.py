@@ -234,6 +234,8 @@ def test_the_search_profile_times_every_query_of_real_searches(
     assert result["search_cpu_ms"]["p50"] > 0
     assert any(query.startswith("CREATE OR REPLACE TEMP TABLE search_candidates")
                for query in result["query_cpu_ms"])
+    # the children's rows found as the engine's service finds them: by row_no
+    assert any("FROM children WHERE row_no" in query for query in result["query_cpu_ms"])
 
 
 # ---------------------------------------------------------------- children's rows by key
