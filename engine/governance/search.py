@@ -287,8 +287,9 @@ def _best_children(
     # rows and shields, by `row_no` where the engine's service knows which rows those are
     # (search_index.ChildRows), else by the child_id column alone (a scan of it: a join of the
     # two reads every child), then the shown children's columns by row id: reading the 22
-    # columns while filtering costs 4x as much on a million children, and only `limit`
-    # children are shown
+    # columns while filtering by child_id costs 4x as much on a million children, and only
+    # `limit` children are shown. By row_no, kept children few enough to be shown all are read
+    # in full at once.
     kept = con.execute(
         "SELECT record_no, child_id, hash(child_id) FROM records "
         "WHERE record_no IN (SELECT unnest(?::BIGINT[]))",
@@ -296,9 +297,12 @@ def _best_children(
     ).fetchall()
     child_of = {record_no: child_id for record_no, child_id, _ in kept}
     column, keys = _children_keys(con, kept)  # the child ids, or the rows that may be theirs
-    seen = {child_id: (row_id, shielded) for row_id, child_id, shielded in con.execute(
+    at_once = column == "row_no" and len(set(child_of.values())) <= limit
+    shown = f"child_id, shielded, archived_on, {', '.join(FULL_VIEW)}"
+    # child_id -> (rowid, child_id, shielded[, archived_on, FULL_VIEW…])
+    seen = {row[1]: row for row in con.execute(
         f"""
-        SELECT rowid, child_id, shielded FROM children
+        SELECT rowid, {shown if at_once else "child_id, shielded"} FROM children
         WHERE {column} IN (SELECT unnest($keys)) AND status <> 'merged'
           AND (archived_on IS NULL OR $sees_archived)
         """,
@@ -307,18 +311,16 @@ def _best_children(
     best: dict[str, tuple[float, float]] = {}
     for score in scores:
         child_id = child_of.get(score.record_no)
-        if child_id not in seen or score.probe != _probe_for(seen[child_id][1], withheld):
+        if child_id not in seen or score.probe != _probe_for(seen[child_id][2], withheld):
             continue
         best[child_id] = max(best.get(child_id, score.evidence), score.evidence)
     ranked = sorted(best, key=lambda child_id: (-best[child_id][0], child_id))[:limit]
-    columns = ", ".join(FULL_VIEW)
-    rows = con.execute(
-        f"SELECT child_id, shielded, archived_on, {columns} FROM children "
-        "WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
-        [sorted(seen[child_id][0] for child_id in ranked)],
-    ).fetchall()
-    children = {row[0]: row for row in rows}
-    return [_hit(children[child_id], best[child_id][1], viewer) for child_id in ranked]
+    if not at_once:
+        seen = {row[1]: row for row in con.execute(
+            f"SELECT rowid, {shown} FROM children WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
+            [sorted(seen[child_id][0] for child_id in ranked)],
+        ).fetchall()}
+    return [_hit(seen[child_id][1:], best[child_id][1], viewer) for child_id in ranked]
 
 
 def _children_keys(con: duckdb.DuckDBPyConnection, kept: list[tuple]) -> tuple[str, list]:
