@@ -17,6 +17,7 @@ Writes benchmarks/results/web-search-latest.json (and web-search-<timestamp>.jso
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import json
 import random
@@ -26,12 +27,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyotp
 from rich.console import Console
 
@@ -115,15 +118,68 @@ def _search_while_following(
     if not lines:
         return {"follow": None, "search_while_following": None}
     searcher = _Searcher(page, probes, socket_path_for(db))
+    clock = AppendClock()
     follow = replace(FollowPlan(), rate=plan.rate)
     console.print(f"  following {len(lines):,} lines at {plan.rate}/s while searching")
     run = run_follow(plan.python, db, lines, plan.rate, follow, run_dir / "follow",
-                     on_progress=searcher.follow_progress, append_file=FOLLOW_FILE)
+                     on_progress=clock.also(searcher.follow_progress), append_file=FOLLOW_FILE)
     return {
         "follow": {"offered_rate": plan.rate, "achieved_rate": round(run.achieved_rate, 1),
-                   "latency_ms": percentiles_ms(run.latencies_ms)},
+                   "latency_ms": percentiles_ms(run.latencies_ms),
+                   "first_decision_latency_ms": percentiles_ms(
+                       first_decision_latencies_ms(db, lines, clock))},
         "search_while_following": _summary(searcher.stop()),
     }
+
+
+class AppendClock:
+    """When the lines were appended: `run_follow` reports how many are done after each flushed
+    chunk, and the clock notes the time."""
+
+    def __init__(self) -> None:
+        self._done: list[int] = []
+        self._at: list[float] = []
+
+    def also(self, on_progress: Callable[[int, int], None]) -> Callable[[int, int], None]:
+        """A progress callback that notes the time, then calls `on_progress`."""
+        def noted(appended: int, total: int) -> None:
+            self._done.append(appended)
+            self._at.append(time.time())
+            on_progress(appended, total)
+        return noted
+
+    def appended_at(self, index: int) -> float:
+        """Epoch seconds at which line `index` (from 0) had been flushed."""
+        return self._at[bisect.bisect_right(self._done, index)]
+
+
+def first_decision_latencies_ms(
+    db: Path, lines: list[HeldBackLine], clock: AppendClock
+) -> list[float]:
+    """Each appended record's latency to its first decision: the commit of the batch that first
+    placed it (`decision_history`) − its append. The follow latency (`latency_ms`) counts to
+    the batch of the record's current decision instead, which a later batch's redo (the
+    record's neighbourhood changed, DESIGN.md principle 3) moves on."""
+    numbered = [(n, line) for n, line in enumerate(lines) if line.record_id is not None]
+    appended = pa.table({
+        "feed": [line.feed for _, line in numbered],
+        "record_id": [line.record_id for _, line in numbered],
+        "appended_at": [clock.appended_at(n) for n, _ in numbered],
+    })
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.register("appended", appended)
+        return [ms for (ms,) in con.execute("""
+            WITH first AS (
+                SELECT a.appended_at, arg_min(d.batch_id, d.seq) AS batch_id
+                FROM appended a JOIN decision_history d USING (feed, record_id)
+                GROUP BY a.feed, a.record_id, a.appended_at
+            )
+            SELECT (epoch(b.committed_at) - f.appended_at) * 1000
+            FROM first f JOIN batches b USING (batch_id)
+        """).fetchall()]
+    finally:
+        con.close()
 
 
 def _bulk_loaded_master(

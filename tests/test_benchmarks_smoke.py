@@ -15,7 +15,9 @@ from benchmarks.__main__ import main
 from benchmarks.engine_bench import TIMED_STAGES
 from benchmarks.feeds import HeldBackLine
 from benchmarks.plan import RESULTS_DIR
-from benchmarks.web_search import as_other_child
+from benchmarks.web_search import AppendClock, as_other_child, first_decision_latencies_ms
+from linkage_models.scoring import CompiledModel
+from tests.test_governance_helpers import AMELIA, OLIVER, governed_master, ingest, update
 
 # a real run of 10,000 and 100,000 children, before batches had stage times or the follow phase
 # quiet single updates (a projection must still be computable from such files)
@@ -104,3 +106,31 @@ def test_follow_lines_for_an_existing_master_are_other_childrens():
                       "nhs_number": "4434765919", "forenames": "OLIVER"}
     bad = HeldBackLine("gro", None, "not json\n")
     assert as_other_child(bad) == bad
+
+
+def test_web_search_times_each_record_to_the_batch_that_first_placed_it(
+    tmp_path: Path, model: CompiledModel
+):
+    clock = AppendClock()
+    told = []
+    progress = clock.also(lambda appended, total: told.append((appended, total)))
+    db = tmp_path / "m.duckdb"
+    con = governed_master(db)
+    lines = [HeldBackLine("gro", "oliver", "{}\n"), HeldBackLine("gro", None, "bad\n"),
+             HeldBackLine("gro", "amelia", "{}\n")]
+    progress(2, 3)
+    ingest(con, model, [update("gro", "oliver", source_key="R1", **OLIVER)])
+    progress(3, 3)
+    ingest(con, model, [update("gro", "amelia", source_key="R3", **AMELIA)])
+    # a later decision on Oliver's record (a redo, or here a person's) is not its latency
+    con.execute("INSERT INTO decision_history (feed, record_id, child_id, decision, decided_by, "
+                "batch_id, decided_at) VALUES ('gro', 'oliver', 'C', 'link', 'redo', 2, now())")
+    committed = dict(con.execute("SELECT batch_id, epoch(committed_at) FROM batches").fetchall())
+    con.close()
+
+    latencies = sorted(first_decision_latencies_ms(db, lines, clock))
+    assert told == [(2, 3), (3, 3)]
+    assert clock.appended_at(0) == clock.appended_at(1) <= clock.appended_at(2)
+    expected = sorted([(committed[1] - clock.appended_at(0)) * 1000,
+                       (committed[2] - clock.appended_at(2)) * 1000])
+    assert latencies == pytest.approx(expected)

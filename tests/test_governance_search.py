@@ -14,6 +14,7 @@ from engine.governance.acts import Request, perform
 from engine.governance.errors import GovernanceError
 from engine.governance.policy import GovernancePolicy
 from engine.governance.search import CONTACT_DATA_MANAGER
+from engine.governance.search_index import ChildRows, use_child_rows
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
     AMELIA,
@@ -57,9 +58,15 @@ def template(tmp_path_factory: pytest.TempPathFactory, model: CompiledModel) -> 
     return path
 
 
-@pytest.fixture
-def con(template: Path, tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(shutil.copy(template, tmp_path / "m.duckdb"))
+@pytest.fixture(params=["file", "engine"])
+def con(template: Path, tmp_path: Path, request: pytest.FixtureRequest
+        ) -> duckdb.DuckDBPyConnection:
+    """A copy of the template master; "engine": searched as the engine's service searches it,
+    finding children's rows through a ChildRows loaded as the service starts."""
+    con = duckdb.connect(shutil.copy(template, tmp_path / "m.duckdb"))
+    if request.param == "engine":
+        use_child_rows([con], ChildRows.loaded(con))
+    return con
 
 
 def children(con: duckdb.DuckDBPyConnection) -> dict[str, str]:

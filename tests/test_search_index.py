@@ -10,12 +10,23 @@ import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from engine.governance import search, search_index
+from engine.governance.policy import DEFAULT_POLICY
 from engine.governance.retention import _purge
 from linkage_models.scoring import CompiledModel
-from tests.test_governance_helpers import AMELIA, OLIVER, governed_master, ingest, update
+from tests.test_governance_helpers import (
+    AMELIA,
+    OLIVER,
+    act,
+    add_staff,
+    child_of,
+    governed_master,
+    ingest,
+    update,
+)
 
 # Children that share some of the probes' fields but not others.
 HARRY = OLIVER | {"first_name": "HARRY"}  # Oliver's twin
@@ -223,6 +234,86 @@ def test_the_search_profile_times_every_query_of_real_searches(
     assert result["search_cpu_ms"]["p50"] > 0
     assert any(query.startswith("CREATE OR REPLACE TEMP TABLE search_candidates")
                for query in result["query_cpu_ms"])
+    # the children's rows found as the engine's service finds them (its ChildRows catch up
+    # first), or as a page on the file does
+    scanned = profile(tmp_path / "m.duckdb", probes=3, warm_up=0, scan_children=True)
+    assert result["query_cpu_ms"].keys() != scanned["query_cpu_ms"].keys()
+
+
+# ---------------------------------------------------------------- children's rows by key
+
+
+def test_children_rewritten_new_or_merged_after_their_rows_were_loaded_are_found_as_they_are(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel
+):
+    rows = search_index.ChildRows.loaded(con)
+    add_staff(con, model)
+    ingest(con, model, [  # Oliver's row written anew (a GP practice now), Sophie new
+        update("census", "oliver", source_key="U1", upn="U1", school_urn="100234", **OLIVER),
+        update("dwp", "sophie", source_key="C9", first_name="SOPHIE", surname="QUIRK",
+               date_of_birth="2009-03-01", postcode="LS6 7QQ"),
+    ])
+    harry, cousin = (child_of(con, "gro", name) for name in ("harry", "cousin"))
+    act(con, model, "merge", "dana", "one child after all", child_id=harry,
+        other_child_id=cousin)
+    by_scan = [hits(con, model, probe) for probe in PROBES]
+    search_index.use_child_rows([con], rows)
+    try:
+        by_rows = [hits(con, model, probe) for probe in PROBES]
+    finally:
+        search_index.use_child_rows([con], None)
+    assert by_rows == by_scan
+    shown = {hit["child_id"]: hit for hit in by_rows[1]}  # born 2009-03-01
+    assert shown[child_of(con, "gro", "oliver")]["upn"] == "U1"
+    assert child_of(con, "dwp", "sophie") in shown
+    assert len({harry, cousin} & set(shown)) == 1  # the survivor only
+
+
+def test_an_entry_naming_another_childs_row_or_a_deleted_row_never_shows_a_wrong_child(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel
+):
+    rows = search_index.ChildRows.loaded(con)
+    oliver, harry = (child_of(con, "gro", name) for name in ("oliver", "harry"))
+    amelia = child_of(con, "gro", "amelia")
+    by_scan = [hits(con, model, probe) for probe in PROBES]
+    # a 32-bit key Oliver shares with Amelia and Harry (their rows), and a row deleted since
+    keys, numbers = con.execute("""
+        SELECT list(hash(o.child_id)), list(c.row_no) FROM children c, children o
+        WHERE o.child_id = $oliver AND c.child_id IN ($amelia, $harry)
+        """, {"oliver": oliver, "amelia": amelia, "harry": harry}).fetchall()[0]
+    rows._index.add(np.array([*keys, keys[0]], np.uint64),
+                    np.array([*numbers, 10**6], np.uint32))
+    search_index.use_child_rows([con], rows)
+    try:
+        assert [hits(con, model, probe) for probe in PROBES] == by_scan
+    finally:
+        search_index.use_child_rows([con], None)
+
+
+def test_the_engines_service_finds_childrens_rows_by_key_until_it_stops(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, tmp_path: Path
+):
+    from engine.governance.service import start_service
+
+    handle = start_service(con, tmp_path / "m.duckdb", model)
+    cursors = list(handle._server.cursors.queue)
+    try:
+        assert all(search_index.child_rows_of(cursor) is not None for cursor in cursors)
+    finally:
+        handle.stop()
+    assert all(search_index.child_rows_of(cursor) is None for cursor in cursors)
+
+
+def hits(con: duckdb.DuckDBPyConnection, model: CompiledModel,
+         probe: search.SearchProbe) -> list[dict]:
+    """A data manager's hits for `probe` (everything shown), in a transaction as an act runs."""
+    search.prepare_search_index(con, model)
+    con.begin()
+    try:
+        return search.search_children(con, model, probe, search.viewer_for("data_manager"), 10,
+                                      DEFAULT_POLICY)
+    finally:
+        con.commit()
 
 
 def indexed(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:

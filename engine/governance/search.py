@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from engine.candidates import with_term_frequencies_sql
@@ -27,6 +28,7 @@ from engine.governance.errors import GovernanceError
 from engine.governance.policy import GovernancePolicy
 from engine.governance.search_index import (
     catch_up_if_far_behind,
+    child_rows_of,
     ensure_search_index,
     indexed_up_to_sql,
     lookup_sql,
@@ -282,36 +284,55 @@ def _best_children(
     withholds something), best first, as the viewer may see them. Run in a transaction (row
     ids hold within one)."""
     # first the kept records' children (by record_no: records lie in that order), then their
-    # rows and shields by the child_id column alone (a join of the two reads every child), then
-    # the shown children's columns by row id: reading the 22 columns while filtering by
-    # child_id costs 4x as much on a million children, and only `limit` children are shown
-    child_of = dict(con.execute(
-        "SELECT record_no, child_id FROM records WHERE record_no IN (SELECT unnest(?::BIGINT[]))",
+    # rows and shields, by `row_no` where the engine's service knows which rows those are
+    # (search_index.ChildRows), else by the child_id column alone (a scan of it: a join of the
+    # two reads every child), then the shown children's columns by row id: reading the 22
+    # columns while filtering by child_id costs 4x as much on a million children, and only
+    # `limit` children are shown. By row_no, kept children few enough to be shown all are read
+    # in full at once.
+    kept = con.execute(
+        "SELECT record_no, child_id, hash(child_id) FROM records "
+        "WHERE record_no IN (SELECT unnest(?::BIGINT[]))",
         [sorted({score.record_no for score in scores})],
-    ).fetchall())
-    seen = {child_id: (row_id, shielded) for row_id, child_id, shielded in con.execute(
-        """
-        SELECT rowid, child_id, shielded FROM children
-        WHERE child_id IN (SELECT unnest($children::VARCHAR[]))
-          AND status <> 'merged' AND (archived_on IS NULL OR $sees_archived)
+    ).fetchall()
+    child_of = {record_no: child_id for record_no, child_id, _ in kept}
+    column, keys = _children_keys(con, kept)  # the child ids, or the rows that may be theirs
+    at_once = column == "row_no" and len(set(child_of.values())) <= limit
+    shown = f"child_id, shielded, archived_on, {', '.join(FULL_VIEW)}"
+    # child_id -> (rowid, child_id, shielded[, archived_on, FULL_VIEW…])
+    seen = {row[1]: row for row in con.execute(
+        f"""
+        SELECT rowid, {shown if at_once else "child_id, shielded"} FROM children
+        WHERE {column} IN (SELECT unnest($keys)) AND status <> 'merged'
+          AND (archived_on IS NULL OR $sees_archived)
         """,
-        {"children": sorted(set(child_of.values())), "sees_archived": viewer.sees_archived},
+        {"keys": keys, "sees_archived": viewer.sees_archived},
     ).fetchall()}
     best: dict[str, tuple[float, float]] = {}
     for score in scores:
         child_id = child_of.get(score.record_no)
-        if child_id not in seen or score.probe != _probe_for(seen[child_id][1], withheld):
+        if child_id not in seen or score.probe != _probe_for(seen[child_id][2], withheld):
             continue
         best[child_id] = max(best.get(child_id, score.evidence), score.evidence)
     ranked = sorted(best, key=lambda child_id: (-best[child_id][0], child_id))[:limit]
-    columns = ", ".join(FULL_VIEW)
-    rows = con.execute(
-        f"SELECT child_id, shielded, archived_on, {columns} FROM children "
-        "WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
-        [sorted(seen[child_id][0] for child_id in ranked)],
-    ).fetchall()
-    children = {row[0]: row for row in rows}
-    return [_hit(children[child_id], best[child_id][1], viewer) for child_id in ranked]
+    if not at_once:
+        seen = {row[1]: row for row in con.execute(
+            f"SELECT rowid, {shown} FROM children WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
+            [sorted(seen[child_id][0] for child_id in ranked)],
+        ).fetchall()}
+    return [_hit(seen[child_id][1:], best[child_id][1], viewer) for child_id in ranked]
+
+
+def _children_keys(con: duckdb.DuckDBPyConnection, kept: list[tuple]) -> tuple[str, list]:
+    """How to find the rows of the children of `kept` ((record_no, child_id, hash(child_id))
+    rows): (`row_no`, the numbers that may be theirs) where the cursor has a ChildRows (rows of
+    other children may come with them: only the kept children's rows are ever looked up), else
+    (`child_id`, their ids)."""
+    rows = child_rows_of(con)
+    if rows is None:
+        return "child_id", sorted({child_id for _, child_id, _ in kept})
+    keys = np.array([key for *_, key in kept], np.uint64)
+    return "row_no", np.unique(rows.row_numbers(con, keys)).astype(np.int64).tolist()
 
 
 def _probe_for(shielded: bool, withheld: bool) -> str:

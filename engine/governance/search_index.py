@@ -19,19 +19,27 @@ reads the few records appended since the last upkeep (`record_no` above `indexed
 added by the search itself (`catch_up_if_far_behind`). A record's canonical columns never
 change, so rows stay true; a record's child is read from `records` for the few candidates a
 search keeps. Retention deletes the purged records' rows.
+
+The kept records' children's rows: the engine's service holds where each child's row is
+(`ChildRows`, in memory, like the engine's own look-ups by key), so that its searches read
+them by `row_no` instead of scanning `children.child_id`; a search on a master file opened for
+one page has none and scans that column.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import duckdb
+import numpy as np
 from splink.internals.blocking import BlockingRule
 
+from engine.key_index import KeyIndex
 from linkage_models.scoring import CompiledModel, equi_join_key
 
 TABLE = "search_index"
@@ -233,3 +241,62 @@ def _key_expressions(rule: str) -> tuple[str, ...]:
 def _signature(model: CompiledModel, rules: Sequence[str]) -> str:
     text = repr((tuple(rules), sorted(model.record_columns), duckdb.__version__))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ChildRows:
+    """Where each child's row of `children` is, for the searches of the process that holds the
+    master (the engine's service): `hash(child_id)` -> `row_no` in memory (engine.key_index),
+    so that a search reads its children's rows by `row_no` instead of scanning the `child_id`
+    column (a million strings at 1M children).
+
+    A child's row is written anew with a higher `row_no` at every change, and only under the
+    engine's write lock, so the rows numbered above the highest held are exactly those written
+    since: each lookup first adds them, in the searcher's own transaction. An entry may name a
+    row deleted since, or (a 32-bit key) another child's row: the caller filters the rows by
+    `child_id`. Load it before any search's transaction begins (`start_service` does), so that
+    no search sees a row deleted before it was loaded."""
+
+    def __init__(self) -> None:
+        self._index = KeyIndex("children", "hash(child_id)", number="row_no")
+        self._lock = threading.Lock()  # the service's searches share it
+
+    @classmethod
+    def loaded(cls, con: duckdb.DuckDBPyConnection) -> ChildRows:
+        """Every row of `children`, read on a cursor of `con` in one transaction."""
+        rows = cls()
+        cursor = con.cursor()
+        try:
+            cursor.begin()
+            rows._index.load(cursor)
+            cursor.commit()
+        finally:
+            cursor.close()
+        return rows
+
+    def row_numbers(self, con: duckdb.DuckDBPyConnection, child_keys: np.ndarray) -> np.ndarray:
+        """The `row_no`s that may be the rows of the children whose `hash(child_id)` are
+        `child_keys` (a superset: filter by `child_id`), after adding the rows written since
+        the last lookup as `con`'s transaction sees them."""
+        with self._lock:
+            self._index.catch_up(con)
+            return self._index.find(child_keys)[1]
+
+
+# The ChildRows of each cursor the engine's service serves searches on (`use_child_rows`).
+_CHILD_ROWS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, ChildRows] = (
+    weakref.WeakKeyDictionary())
+
+
+def use_child_rows(cursors: Iterable[duckdb.DuckDBPyConnection], rows: ChildRows | None) -> None:
+    """Let searches on `cursors` find children's rows through `rows` (None: by scanning
+    `child_id` again, as on a master file opened for one page)."""
+    for cursor in cursors:
+        if rows is None:
+            _CHILD_ROWS.pop(cursor, None)
+        else:
+            _CHILD_ROWS[cursor] = rows
+
+
+def child_rows_of(con: duckdb.DuckDBPyConnection) -> ChildRows | None:
+    """The ChildRows searches on `con` use, if any."""
+    return _CHILD_ROWS.get(con)

@@ -37,6 +37,7 @@ from engine.governance.acts import Outcome, Request, perform
 from engine.governance.errors import GovernanceError
 from engine.governance.schema import create_governance_tables
 from engine.governance.search import keep_search_index
+from engine.governance.search_index import ChildRows, use_child_rows
 from linkage_models.scoring import CompiledModel, ModelError
 
 # Requests served at once (each on its own cursor); more wait for a free cursor.
@@ -205,6 +206,8 @@ class _GovernanceServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServ
         self.cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         for _ in range(SERVICE_CONNECTIONS):
             self.cursors.put(con.cursor())
+        # before the first request: no search may see rows deleted before the load
+        use_child_rows(self.cursors.queue, ChildRows.loaded(con))
         with socket_address(path) as address:
             super().__init__(address, _RequestHandler)
         self.search_index_upkeep = SearchIndexUpkeep(con, model)
@@ -221,6 +224,7 @@ class _GovernanceServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServ
             self.cursors.put(cursor)
 
     def close_cursors(self) -> None:
+        use_child_rows(self.cursors.queue, None)
         while not self.cursors.empty():
             self.cursors.get_nowait().close()
 
