@@ -28,7 +28,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from engine.key_index import KeyIndex
+from engine.key_index import KeyIndex, catch_up_all
 
 Column = Literal["child_id", "unique_id"]
 
@@ -61,11 +61,8 @@ class RecordLocator:
     def catch_up(self, con: duckdb.DuckDBPyConnection) -> None:
         """Add the records appended and the records placed since the last catch-up."""
         indexed_before = self.by_uid.up_to
-        self.by_uid.catch_up(con)
-        self.by_child.catch_up(con)  # a new record with its child of now
-        self.pairs.catch_up(con)
-        self.children.catch_up(con)
-        self.xref.catch_up(con)
+        # by_child: a new record with its child of now
+        catch_up_all(con, [self.by_uid, self.by_child, self.pairs, self.children, self.xref])
         placed = con.execute(f"""
             SELECT seq, hash(feed || ':' || record_id) AS uid_key, hash(child_id) AS child_key
             FROM decision_history WHERE seq > {self._placed_up_to}

@@ -59,9 +59,13 @@ class ChangeWriter:
         self.config = config
         self.locator = locator
         self._index_sqls = index_records_sqls(model, "new_records")
-        self._golden_sqls = golden_upsert_sqls(
-            config.survivorship, "placed", "rebuilt",
-            children_rows_sql("placed_child_rows") if locator else "children")
+        rows = children_rows_sql("placed_child_rows") if locator else "children"
+        # by whether records moved (then table `rebuilt` lists the children that lost some)
+        self._golden_sqls = {
+            rebuilt: golden_upsert_sqls(config.survivorship, "placed",
+                                        "rebuilt" if rebuilt else None, rows)
+            for rebuilt in (True, False)
+        }
 
     def apply(
         self, con: duckdb.DuckDBPyConnection, changes: ChangeSet, hood: Neighbourhood,
@@ -210,12 +214,12 @@ class ChangeWriter:
         parts = ["SELECT * FROM new_records"] if placed.new else []
         if known:
             parts.append(f"SELECT * FROM {known}")
-        con.register("rebuilt_arrow", pa.table(
-            {"child_id": sorted(changes.shrunk)}, schema=pa.schema([("child_id", pa.string())])
-        ))
-        con.execute("CREATE OR REPLACE TEMP TABLE rebuilt AS SELECT * FROM rebuilt_arrow")
-        con.unregister("rebuilt_arrow")
-        if placed.moved:
+        if placed.moved:  # only a move can leave a child with fewer records
+            con.register("rebuilt_arrow", pa.table(
+                {"child_id": sorted(changes.shrunk)},
+                schema=pa.schema([("child_id", pa.string())])))
+            con.execute("CREATE OR REPLACE TEMP TABLE rebuilt AS SELECT * FROM rebuilt_arrow")
+            con.unregister("rebuilt_arrow")
             parts.extend(self._moved_and_rebuilt_records_sqls(con))
         if not parts:
             return
@@ -224,7 +228,7 @@ class ChangeWriter:
         if self.locator:  # the rows of the children placed, for the golden statements
             self.locator.rows_of_children(con, "SELECT DISTINCT child_id FROM placed",
                                           "placed_child_rows")
-        for statement in self._golden_sqls:
+        for statement in self._golden_sqls[placed.moved]:
             con.execute(statement)
 
     def _moved_and_rebuilt_records_sqls(self, con: duckdb.DuckDBPyConnection) -> list[str]:
