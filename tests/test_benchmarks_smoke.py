@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks import projection
+from benchmarks import follow_master, projection
 from benchmarks.__main__ import main
-from benchmarks.engine_bench import TIMED_STAGES
-from benchmarks.feeds import HeldBackLine
+from benchmarks.engine_bench import TIMED_STAGES, bulk_load
+from benchmarks.feeds import HeldBackLine, cached_feeds, hold_back_newest
 from benchmarks.plan import RESULTS_DIR
 from benchmarks.web_search import as_other_child
 
@@ -64,6 +65,29 @@ def test_benchmark_of_300_children_writes_every_figure(tmp_path: Path):
     if importlib.util.find_spec("matplotlib"):  # plots need requirements-bench.lock
         assert (out / "stages.png").stat().st_size > 0
 
+
+
+def test_the_follow_phase_alone_runs_on_a_copy_of_a_master_loaded_before(tmp_path: Path):
+    cache = tmp_path / "cache"
+    feeds = cached_feeds(cache / "300", 300, seed=1)
+    held = 200 * 1 + 3  # --rate 200 for 1 s, then 3 quiet updates, as below
+    split = hold_back_newest(feeds.feeds, held, tmp_path / "bulk")
+    master = tmp_path / "loaded.duckdb"
+    bulk_load(sys.executable, split.bulk_feeds, master, tmp_path / "bulk.log", 300)
+    before = master.read_bytes()
+
+    status = follow_master.main([
+        "--master", str(master), "--children", "300", "--cache", str(cache), "--rate", "200",
+        "--follow-seconds", "1", "--quiet-updates", "3", "--out", str(tmp_path / "results")])
+
+    assert status == 0
+    assert master.read_bytes() == before  # only a copy was followed
+    result = json.loads((tmp_path / "results" / "follow-latest.json").read_text())
+    follow = result["follow"]
+    assert follow["appended"] == 200
+    assert 0 < follow["committed"] <= 200
+    assert follow["quiet_single_update_ms"]["appended"] == 3
+    assert follow["batch_cost"]["small_batch_median_ms"] > 0
 
 def test_projection_of_two_sizes_passes_through_both_and_is_labelled(tmp_path: Path):
     status = projection.main([str(STORED_RESULT), "--out", str(tmp_path)])
