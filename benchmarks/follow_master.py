@@ -62,6 +62,7 @@ def follow_master(plan: BenchPlan, children: int, master: Path, console: Console
         "machine": machine(),
         "children": children,
         "master": str(master),
+        "engine_python": plan.python,
         "plan": {"seed": plan.seed, "rate": plan.follow.rate, "seconds": plan.follow.seconds,
                  "quiet_updates": plan.follow.quiet_updates},
         "follow": follow,
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the benchmark's feeds folder (as `python -m benchmarks --cache`)")
     parser.add_argument("--seed", type=int, default=BenchPlan.seed)
     parser.add_argument("--out", type=Path, default=BenchPlan.out_dir, help="results folder")
+    parser.add_argument("--engine-python", default=sys.executable,
+                        help="the Python whose `engine` is measured (e.g. another checkout's "
+                             ".venv/bin/python, to compare two versions on one master)")
     parser.add_argument("--rate", type=int, default=FollowPlan.rate, help="lines/s offered")
     parser.add_argument("--follow-seconds", type=float, default=FollowPlan.seconds)
     parser.add_argument("--quiet-updates", type=int, default=FollowPlan.quiet_updates)
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     follow = replace(FollowPlan(), rate=args.rate, seconds=args.follow_seconds,
                      quiet_updates=args.quiet_updates)
     plan = replace(BenchPlan(), cache_dir=args.cache, seed=args.seed, out_dir=args.out,
-                   follow=follow)
+                   follow=follow, python=args.engine_python)
     console = Console(stderr=True)
     result = follow_master(plan, args.children, args.master, console)
     for path in write_json(result, plan.out_dir, "follow"):
