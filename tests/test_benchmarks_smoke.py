@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import follow_master, projection
+from benchmarks import batch_profile, follow_master, projection
 from benchmarks.__main__ import main
 from benchmarks.engine_bench import TIMED_STAGES, bulk_load
 from benchmarks.feeds import HeldBackLine, cached_feeds, hold_back_newest
 from benchmarks.plan import RESULTS_DIR
 from benchmarks.web_search import as_other_child
+from tests.feeds import synthetic_feeds
 
 # a real run of 10,000 and 100,000 children, before batches had stage times or the follow phase
 # quiet single updates (a projection must still be computable from such files)
@@ -128,3 +129,21 @@ def test_follow_lines_for_an_existing_master_are_other_childrens():
                       "nhs_number": "4434765919", "forenames": "OLIVER"}
     bad = HeldBackLine("gro", None, "not json\n")
     assert as_other_child(bad) == bad
+
+
+def test_the_batch_profile_times_each_statement_of_real_batches_on_a_copy(tmp_path: Path):
+    feeds = synthetic_feeds(tmp_path / "g", 200, seed=3)
+    master = tmp_path / "m.duckdb"
+    bulk_load(sys.executable, feeds, master, tmp_path / "bulk.log", 300)
+    before = master.read_bytes()
+    updates = batch_profile.sample_updates(feeds, 6, new_key_share=0.5, seed=1)
+
+    result = batch_profile.profile(master, updates, batch_size=2, explain=True)
+
+    assert master.read_bytes() == before  # a copy was written
+    assert len(updates) == 6 and result["batches"] == 3
+    assert result["median_ms"] > 0 and result["stages_median_ms"]["write"] > 0
+    assert result["statements_per_batch"] > 10
+    commit = [s for s in result["statements"] if s["sql"] == "COMMIT"]
+    assert commit and commit[0]["runs_per_batch"] == 1
+    assert any(s["planning_ms_per_batch"] for s in result["statements"])
