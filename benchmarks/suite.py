@@ -75,7 +75,7 @@ def _engine(
          f"{bulk['updates_per_second']:,.0f}/s, peak RSS {bulk['peak_rss_mib']:,.0f} MiB")
     curve = cost_curve(db)
     _say(console, "cost growth", f"resolver s/update, last vs first quarter: {curve['growth']}")
-    latency = _follow(plan, db, split.held_back, run_dir / "follow", console)
+    latency = follow_phase(plan, db, split.held_back, run_dir / "follow", console)
     with console.status("evaluate"):
         accuracy = evaluate(plan.python, db, feeds.truth, run_dir / "evaluate.log",
                             plan.evaluate_timeout_s)
@@ -85,7 +85,7 @@ def _engine(
                        "cost_curve": curve}}
 
 
-def _follow(
+def follow_phase(
     plan: BenchPlan, db: Path, lines: list[HeldBackLine], work_dir: Path, console: Console
 ) -> dict[str, Any]:
     """The `--follow` latency phase on the loaded master, or `{"failed": reason}`: `lines` at

@@ -108,9 +108,11 @@ class KeyIndex:
     def catch_up(self, con: duckdb.DuckDBPyConnection) -> None:
         """Add the master's rows numbered above the highest held (those its writers appended
         since; the constant bound lets DuckDB skip the blocks before them)."""
-        rows = con.execute(f"{self._select} WHERE {self._number} > {self.up_to}").fetchnumpy()
-        if len(rows["key"]):
-            self.add(rows["key"], _record_numbers(rows["record_no"]))
+        catch_up_all(con, [self])
+
+    def since_sql(self) -> str:
+        """`(key, record_no)` of the master's rows numbered above the highest held."""
+        return f"{self._select} WHERE {self._number} > {self.up_to}"
 
     def add(self, keys: np.ndarray, nos: np.ndarray) -> None:
         """Hold `nos` under `keys` (64-bit hashes)."""
@@ -156,6 +158,17 @@ class KeyIndex:
         self._chunks = [chunk for _, chunk in parts]
         held = [int(c.nos.max()) for c in self._chunks if len(c.nos)]
         self.up_to = max([self.up_to, *held])
+
+
+def catch_up_all(con: duckdb.DuckDBPyConnection, indexes: list[KeyIndex]) -> None:
+    """Catch every index up, in one query (each statement costs DuckDB ~1 ms to plan)."""
+    parts = " UNION ALL ".join(f"SELECT {i} AS part, * FROM ({index.since_sql()})"
+                               for i, index in enumerate(indexes))
+    rows = con.execute(parts).fetchnumpy()
+    for i, index in enumerate(indexes):
+        mine = rows["part"] == i
+        if mine.any():
+            index.add(rows["key"][mine], _record_numbers(rows["record_no"][mine]))
 
 
 def narrow_keys(keys: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ Tables (DESIGN.md "Master store contract" plus our own):
 - `records`       the record index: every linked record in canonical form with its `child_id`
                   and a `record_no` (candidates are searched here, not only in golden records);
 - `blocking_keys` `(block_key, record_no)`: the blocking index over `records` (engine.candidates);
-- `xref`          `(feed, source_key) -> child_id`, the fast path for known identifiers;
+- `xref`          `(feed, source_key) -> child_id`, the fast path for known identifiers, and an
+                  `xref_no` (engine.record_locator finds a key's row by it);
 - `term_frequencies` `(column_name, value, n)`: counts behind the model's tf adjustments;
 - `dead_letters`  one row per bad line, with its reason;
 - `scored_pairs`  `(uid_a, uid_b, probability, pair_no)`: every scored pair of records at or above
@@ -55,7 +56,7 @@ SOURCES_SEEDED_BY = "DfE (sources frozen June 2010)"
 
 # Bumped whenever a table changes shape; a master of another version is refused, not guessed at,
 # unless a migration below takes it to this version.
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 
 class MasterStoreError(RuntimeError):
@@ -109,10 +110,12 @@ CREATE TABLE IF NOT EXISTS blocking_keys (
     block_key UBIGINT NOT NULL,
     record_no BIGINT NOT NULL
 );
+CREATE SEQUENCE IF NOT EXISTS xref_no_seq;
 CREATE TABLE IF NOT EXISTS xref (
     feed VARCHAR NOT NULL,
     source_key VARCHAR NOT NULL,
-    child_id VARCHAR NOT NULL
+    child_id VARCHAR NOT NULL,
+    xref_no BIGINT DEFAULT nextval('xref_no_seq')
 );
 CREATE TABLE IF NOT EXISTS term_frequencies (
     column_name VARCHAR NOT NULL,
@@ -266,6 +269,9 @@ def _create_or_check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         if version == "4":
             _migrate_4_to_5(con)
             version = "5"
+        if version == "5":
+            _migrate_5_to_6(con)
+            version = "6"
         if version != SCHEMA_VERSION:
             raise MasterStoreError(
                 f"master database {path} has schema version {version}, this engine writes "
@@ -289,7 +295,7 @@ def _migrate_3_to_4(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE {table} RENAME TO {table}_v3")
     con.execute(_schema_sql())
     for table in ("links", "xref"):
-        con.execute(f"INSERT INTO {table} SELECT * FROM {table}_v3")
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {table}_v3")
         con.execute(f"DROP TABLE {table}_v3")
     con.execute("ALTER TABLE batches ADD COLUMN stage_ms JSON")
     con.execute("UPDATE master_meta SET value = '4' WHERE key = 'schema_version'")
@@ -307,6 +313,18 @@ def _migrate_4_to_5(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE {table} ADD COLUMN {column} BIGINT "
                     f"DEFAULT nextval('{sequence}')")
     con.execute("UPDATE master_meta SET value = '5' WHERE key = 'schema_version'")
+    con.execute("COMMIT")
+
+
+def _migrate_5_to_6(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 6 numbers the rows of `xref` (`xref_no`), so that a batch finds its keys' rows
+    by key (engine.record_locator) instead of reading the whole table. (A master migrated from
+    version 3 has the column already: version 4's tables were created with it.)"""
+    con.execute("BEGIN")
+    con.execute("CREATE SEQUENCE IF NOT EXISTS xref_no_seq")
+    con.execute("ALTER TABLE xref ADD COLUMN IF NOT EXISTS xref_no BIGINT "
+                "DEFAULT nextval('xref_no_seq')")
+    con.execute("UPDATE master_meta SET value = '6' WHERE key = 'schema_version'")
     con.execute("COMMIT")
 
 

@@ -9,7 +9,9 @@ returns `records` narrowed to the record numbers the in-memory indexes give for 
 and the caller keeps its own filter on `child_id` or `unique_id`, which drops any stale entry;
 `pairs_of` likewise narrows `scored_pairs` by `pair_no` to the pairs of given record ids, and
 `rows_of_children` `children` by `row_no` to the rows of given children (a child's row is written
-anew, with a new number, at every change: an old number finds no row).
+anew, with a new number, at every change: an old number finds no row), and `xref_of` `xref` by
+`xref_no` to the rows of given `(feed, source_key)` keys (a row keeps its number when its child
+changes).
 
 The index by child follows moves as well as new records: every time a record is placed (new,
 moved by a redo, a merge or a person's act) a row is appended to `decision_history`, whose `seq`
@@ -26,22 +28,23 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from engine.key_index import KeyIndex
+from engine.key_index import KeyIndex, catch_up_all
 
 Column = Literal["child_id", "unique_id"]
 
 
 class RecordLocator:
     """The record numbers of `records` by `unique_id` and by `child_id`, the pair numbers of
-    `scored_pairs` by either record's `unique_id`, the row numbers of `children` by `child_id`
-    (each key part of a hash of the value, engine.key_index, so an entry may also name another
-    row: the caller's filter decides)."""
+    `scored_pairs` by either record's `unique_id`, the row numbers of `children` by `child_id`,
+    the row numbers of `xref` by `feed:source_key` (each key part of a hash of the value,
+    engine.key_index, so an entry may also name another row: the caller's filter decides)."""
 
     def __init__(self) -> None:
         self.by_uid = KeyIndex("records", "hash(unique_id)")
         self.by_child = KeyIndex("records", "hash(child_id)")
         self.pairs = KeyIndex(_PAIR_ENDS, "hash(uid)", number="pair_no")
         self.children = KeyIndex("children", "hash(child_id)", number="row_no")
+        self.xref = KeyIndex("xref", f"hash({XREF_KEY})", number="xref_no")
         self._placed_up_to = -1  # the highest decision_history.seq read
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -51,16 +54,15 @@ class RecordLocator:
         self.by_child.load(con)
         self.pairs.load(con)
         self.children.load(con)
+        self.xref.load(con)
         self._placed_up_to = con.execute(
             "SELECT coalesce(max(seq), -1) FROM decision_history").fetchall()[0][0]
 
     def catch_up(self, con: duckdb.DuckDBPyConnection) -> None:
         """Add the records appended and the records placed since the last catch-up."""
         indexed_before = self.by_uid.up_to
-        self.by_uid.catch_up(con)
-        self.by_child.catch_up(con)  # a new record with its child of now
-        self.pairs.catch_up(con)
-        self.children.catch_up(con)
+        # by_child: a new record with its child of now
+        catch_up_all(con, [self.by_uid, self.by_child, self.pairs, self.children, self.xref])
         placed = con.execute(f"""
             SELECT seq, hash(feed || ':' || record_id) AS uid_key, hash(child_id) AS child_key
             FROM decision_history WHERE seq > {self._placed_up_to}
@@ -95,11 +97,20 @@ class RecordLocator:
         _store_numbers(con, name, "row_no", self._find(con, self.children, values))
         return children_rows_sql(name)
 
+    def xref_of(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> str:
+        """A FROM item: `xref` narrowed to the rows whose key (`XREF_KEY`) may be one of the
+        values of the query `values` (keep the filter on `feed` and `source_key`)."""
+        _store_numbers(con, name, "xref_no", self._find(con, self.xref, values))
+        return f"(SELECT * FROM xref WHERE xref_no IN (SELECT xref_no FROM {name}))"
+
     @staticmethod
     def _find(con: duckdb.DuckDBPyConnection, index: KeyIndex, values: str) -> np.ndarray:
         keys = con.execute(f"SELECT DISTINCT hash(v) AS key FROM ({values}) t(v)").fetchnumpy()
         return index.find(keys["key"])[1]
 
+
+# An xref row's key, as SQL over its columns (or a batch record's).
+XREF_KEY = "feed || ':' || source_key"
 
 # Each pair under both of its records' ids.
 _PAIR_ENDS = ("(SELECT uid_a AS uid, pair_no FROM scored_pairs "

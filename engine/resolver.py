@@ -35,7 +35,7 @@ from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, save_feed_positions
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
-from engine.record_locator import RecordLocator, records_of
+from engine.record_locator import XREF_KEY, RecordLocator, records_of
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
@@ -123,12 +123,13 @@ class Resolver:
 
     @contextlib.contextmanager
     def _transaction(self, clock: StageClock | None = None) -> Iterator[None]:
-        """One DuckDB transaction: committed (then the batch's temporary tables are dropped), or
-        rolled back (which drops them) and reported as MasterStoreError."""
+        """One DuckDB transaction: the batch's temporary tables dropped and committed, or rolled
+        back (which drops them) and reported as MasterStoreError."""
         self.con.begin()
         try:
             yield
             with clock.stage("commit") if clock else contextlib.nullcontext():
+                self.con.execute(_DROP_BATCH_TABLES)  # one call: ~50 statements cost 4x more
                 self.con.commit()
         except duckdb.Error as err:
             self._rollback()
@@ -136,7 +137,6 @@ class Resolver:
         except BaseException:  # e.g. KeyboardInterrupt mid-batch: leave no transaction open
             self._rollback()
             raise
-        self._drop_batch_tables()
 
     def _resolve_updates(
         self, updates: list[Update], outcome: BatchOutcome, clock: StageClock
@@ -148,6 +148,19 @@ class Resolver:
             return
         with clock.stage("xref"):
             outcome.xref = self._resolve_known_identifiers()
+        if outcome.updates > outcome.xref:
+            changes, hood = self._decide_new_records(clock)
+        else:  # every record went to its key's child: nothing was scored, no child to redo
+            changes, hood = ChangeSet(), Neighbourhood({})
+        with clock.stage("write"):
+            self._writer.apply(
+                self.con, changes, hood, Provenance("engine", self.model.version, self._batch_id),
+                known="known_records",
+            )
+        _count_outcome(changes, hood, outcome)
+
+    def _decide_new_records(self, clock: StageClock) -> tuple[ChangeSet, Neighbourhood]:
+        """Score the records of `batch_new` and decide them with their neighbourhood."""
         with clock.stage("candidates"):
             self._candidates.find(self.con)
         with clock.stage("scores"):
@@ -156,13 +169,7 @@ class Resolver:
             hood = read_neighbourhood(self.con, with_new=True, redo=self.config.decision.redo,
                                       locator=self._locator)
         with clock.stage("decide"):
-            changes = decide(hood, self.config.decision, self._support)
-        with clock.stage("write"):
-            self._writer.apply(
-                self.con, changes, hood, Provenance("engine", self.model.version, self._batch_id),
-                known="known_records",
-            )
-        _count_outcome(changes, hood, outcome)
+            return decide(hood, self.config.decision, self._support), hood
 
     def _take_new_updates(self, updates: list[Update]) -> int:
         """Table `batch`: the updates not yet in `links` (nor so in `records`, which holds the
@@ -201,43 +208,59 @@ class Resolver:
         They join the record index at once, so the batch's new records can match them.
         `batch_xref`: every record of the batch whose key is in xref, with that key's child."""
         con = self.con
-        con.execute("""
+        keys = self._locator.xref_of(con, f"SELECT {XREF_KEY} FROM batch", "batch_xref_nos")
+        con.execute(f"""
             CREATE OR REPLACE TEMP TABLE batch_xref AS
             SELECT b.unique_id, b.feed, b.source_key, x.child_id FROM batch b
-            JOIN xref x ON x.feed = b.feed AND x.source_key = b.source_key
+            JOIN {keys} x ON x.feed = b.feed AND x.source_key = b.source_key
         """)
-        # A child of this key alone may be a fragment (its first record too poor to link): a
-        # record bringing values the key has not had is compared, not sent there unscored.
+        fresh = self._fresh_values_of_lone_keys() if self._count("batch_xref") else ""
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE known_records AS
+            SELECT x.child_id, b.* FROM batch b JOIN batch_xref x USING (unique_id)
+            WHERE x.child_id NOT IN (
+                SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
+            {fresh}
+        """)
+        known = self._count("known_records")
+        if known:
+            self._run(self._index_known_sqls)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE batch_new AS
+            SELECT * FROM batch WHERE unique_id NOT IN (SELECT unique_id FROM known_records)
+        """)
+        return known
+
+    def _fresh_values_of_lone_keys(self) -> str:
+        """A child that holds one key alone may be a fragment (its first record too poor to
+        link): a record of that key bringing values the key has not had is compared, not sent
+        there unscored. Table `batch_fresh_values`: those records of the batch; returns the
+        condition that keeps them out of the fast path."""
+        con = self.con
         compared = [c for c in self.model.record_columns
                     if c not in ("unique_id", "feed", "source_key")]
+        # xref by child is read whole: a child's rows of `xref` (and of `records`) lie
+        # scattered over the table, so reading them by number reads most blocks anyway
         con.execute("""
             CREATE OR REPLACE TEMP TABLE lone_key_children AS
-            SELECT x.unique_id, x.child_id FROM batch_xref x
-            JOIN xref o USING (child_id) GROUP BY ALL HAVING count(*) = 1
+            SELECT x.child_id FROM xref x
+            WHERE x.child_id IN (SELECT child_id FROM batch_xref)
+            GROUP BY x.child_id HAVING count(*) = 1
         """)
+        if not self._count("lone_key_children"):
+            return ""
         lone = records_of(self._locator, con, "child_id",
                           "SELECT child_id FROM lone_key_children", "lone_key_records")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE batch_fresh_values AS
             WITH seen AS (SELECT feed, source_key, hash({", ".join(compared)}) AS h FROM {lone} r
                           WHERE child_id IN (SELECT child_id FROM lone_key_children))
-            SELECT b.unique_id FROM batch b JOIN lone_key_children USING (unique_id)
+            SELECT b.unique_id FROM batch b
+            JOIN batch_xref x USING (unique_id) JOIN lone_key_children USING (child_id)
             ANTI JOIN seen s ON s.feed = b.feed AND s.source_key = b.source_key
                             AND s.h = hash({", ".join(f"b.{c}" for c in compared)})
         """)
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE known_records AS
-            SELECT x.child_id, b.* FROM batch b JOIN batch_xref x USING (unique_id)
-            WHERE x.child_id NOT IN (
-                SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
-              AND x.unique_id NOT IN (SELECT unique_id FROM batch_fresh_values)
-        """)
-        self._run(self._index_known_sqls)
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE batch_new AS
-            SELECT * FROM batch WHERE unique_id NOT IN (SELECT unique_id FROM known_records)
-        """)
-        return self._count("known_records")
+        return "AND x.unique_id NOT IN (SELECT unique_id FROM batch_fresh_values)"
 
     def _score_new_records(self) -> None:
         """`scored_edges`: each new record's pairs at or above the review threshold, with the
@@ -315,17 +338,17 @@ class Resolver:
     def _count(self, table: str) -> int:
         return scalar(self.con, f"SELECT count(*) FROM {table}")
 
-    def _drop_batch_tables(self) -> None:
-        for table in _BATCH_TABLES:
-            self.con.execute(f"DROP TABLE IF EXISTS {table}")
-
 
 _BATCH_TABLES = (
-    "batch", "batch_xref", "lone_key_children", "lone_key_records", "batch_fresh_values",
+    "batch", "batch_xref", "batch_xref_nos", "lone_key_children",
+    "lone_key_records", "batch_fresh_values",
     "known_records", "batch_new", "batch_keys",
     "index_pairs", "right_records", "pairs", "left_tf", "right_tf", "scored_edges",
     *HOOD_TABLES, *CHANGE_TABLES,
 )
+
+
+_DROP_BATCH_TABLES = "; ".join(f"DROP TABLE IF EXISTS {table}" for table in _BATCH_TABLES)
 
 
 def _first_line(err: Exception) -> str:

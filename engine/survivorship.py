@@ -35,13 +35,14 @@ DERIVED_STATUSES = ("active", "deceased")
 _FIELDS_SHAPE = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in GOLDEN_FIELDS) + "}"
 
 
-def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str,
+def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str | None,
                        children: str = "children") -> list[str]:
     """Statements folding every record of table `placed` (canonical columns, `unique_id`,
     `child_id`) into its child's golden row, creating the rows of new children.
     `rebuilt(child_id)`: children whose golden values come from `placed` alone (it holds all
-    their records), not from their current row. `children`: where to read the current rows of
-    the children of `placed` from (`children`, or a part of it holding them all).
+    their records), not from their current row (None: there are none). `children`: where to
+    read the current rows of the children of `placed` from (`children`, or a part of it
+    holding them all).
 
     Delete-and-insert rather than `ON CONFLICT DO UPDATE`: DuckDB's upsert of a few thousand
     wide rows costs seconds, the delete and insert milliseconds. What records do not decide
@@ -110,7 +111,7 @@ def _placed_candidates_sql(placed: str, keys: dict[str, str]) -> str:
     """
 
 
-def _current_candidates_sql(rebuilt: str) -> str:
+def _current_candidates_sql(rebuilt: str | None) -> str:
     """The current rows of those children (`previous_children`) not being rebuilt."""
     columns = ", ".join(
         f"c.{name}, c.p.{name} AS s_{name}, c.k.{name} AS k_{name}" for name in GOLDEN_FIELDS
@@ -121,7 +122,7 @@ def _current_candidates_sql(rebuilt: str) -> str:
             SELECT *, from_json(provenance, '{_FIELDS_SHAPE}') AS p,
                    from_json(survivorship_keys, '{_FIELDS_SHAPE}') AS k
             FROM previous_children
-            WHERE child_id NOT IN (SELECT child_id FROM {rebuilt})
+            {f"WHERE child_id NOT IN (SELECT child_id FROM {rebuilt})" if rebuilt else ""}
         ) c
     """
 

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks import projection
+from benchmarks import batch_profile, follow_master, projection
 from benchmarks.__main__ import main
-from benchmarks.engine_bench import TIMED_STAGES
-from benchmarks.feeds import HeldBackLine
+from benchmarks.engine_bench import TIMED_STAGES, bulk_load
+from benchmarks.feeds import HeldBackLine, cached_feeds, hold_back_newest
 from benchmarks.plan import RESULTS_DIR
 from benchmarks.web_search import AppendClock, as_other_child, first_decision_latencies_ms
 from linkage_models.scoring import CompiledModel
+from tests.feeds import synthetic_feeds
 from tests.test_governance_helpers import AMELIA, OLIVER, governed_master, ingest, update
 
 # a real run of 10,000 and 100,000 children, before batches had stage times or the follow phase
@@ -66,6 +68,29 @@ def test_benchmark_of_300_children_writes_every_figure(tmp_path: Path):
     if importlib.util.find_spec("matplotlib"):  # plots need requirements-bench.lock
         assert (out / "stages.png").stat().st_size > 0
 
+
+
+def test_the_follow_phase_alone_runs_on_a_copy_of_a_master_loaded_before(tmp_path: Path):
+    cache = tmp_path / "cache"
+    feeds = cached_feeds(cache / "300", 300, seed=1)
+    held = 200 * 1 + 3  # --rate 200 for 1 s, then 3 quiet updates, as below
+    split = hold_back_newest(feeds.feeds, held, tmp_path / "bulk")
+    master = tmp_path / "loaded.duckdb"
+    bulk_load(sys.executable, split.bulk_feeds, master, tmp_path / "bulk.log", 300)
+    before = master.read_bytes()
+
+    status = follow_master.main([
+        "--master", str(master), "--children", "300", "--cache", str(cache), "--rate", "200",
+        "--follow-seconds", "1", "--quiet-updates", "3", "--out", str(tmp_path / "results")])
+
+    assert status == 0
+    assert master.read_bytes() == before  # only a copy was followed
+    result = json.loads((tmp_path / "results" / "follow-latest.json").read_text())
+    follow = result["follow"]
+    assert follow["appended"] == 200
+    assert 0 < follow["committed"] <= 200
+    assert follow["quiet_single_update_ms"]["appended"] == 3
+    assert follow["batch_cost"]["small_batch_median_ms"] > 0
 
 def test_projection_of_two_sizes_passes_through_both_and_is_labelled(tmp_path: Path):
     status = projection.main([str(STORED_RESULT), "--out", str(tmp_path)])
@@ -134,3 +159,19 @@ def test_web_search_times_each_record_to_the_batch_that_first_placed_it(
     expected = sorted([(committed[1] - clock.appended_at(0)) * 1000,
                        (committed[2] - clock.appended_at(2)) * 1000])
     assert latencies == pytest.approx(expected)
+def test_the_batch_profile_times_each_statement_of_real_batches_on_a_copy(tmp_path: Path):
+    feeds = synthetic_feeds(tmp_path / "g", 200, seed=3)
+    master = tmp_path / "m.duckdb"
+    bulk_load(sys.executable, feeds, master, tmp_path / "bulk.log", 300)
+    before = master.read_bytes()
+    updates = batch_profile.sample_updates(feeds, 6, new_key_share=0.5, seed=1)
+
+    result = batch_profile.profile(master, updates, batch_size=2, explain=True)
+
+    assert master.read_bytes() == before  # a copy was written
+    assert len(updates) == 6 and result["batches"] == 3
+    assert result["median_ms"] > 0 and result["stages_median_ms"]["write"] > 0
+    assert result["statements_per_batch"] > 10
+    commit = [s for s in result["statements"] if s["sql"] == "COMMIT"]
+    assert commit and commit[0]["runs_per_batch"] == 1
+    assert any(s["planning_ms_per_batch"] for s in result["statements"])

@@ -59,41 +59,49 @@ class ChangeWriter:
         self.config = config
         self.locator = locator
         self._index_sqls = index_records_sqls(model, "new_records")
-        self._golden_sqls = golden_upsert_sqls(
-            config.survivorship, "placed", "rebuilt",
-            children_rows_sql("placed_child_rows") if locator else "children")
+        rows = children_rows_sql("placed_child_rows") if locator else "children"
+        # by whether records moved (then table `rebuilt` lists the children that lost some)
+        self._golden_sqls = {
+            rebuilt: golden_upsert_sqls(config.survivorship, "placed",
+                                        "rebuilt" if rebuilt else None, rows)
+            for rebuilt in (True, False)
+        }
 
     def apply(
         self, con: duckdb.DuckDBPyConnection, changes: ChangeSet, hood: Neighbourhood,
         by: Provenance, known: str | None = None,
     ) -> None:
         """Write `changes` (and the fast-path records of table `known`, already indexed). A batch
-        passes `known` and has its tables `batch_new`, `batch_xref` and `scored_edges`; a
-        person's act has none of them."""
-        con.register("placed_arrow", _placements_to_arrow(changes, hood))
-        con.execute("CREATE OR REPLACE TEMP TABLE placed_now AS SELECT * FROM placed_arrow")
-        con.unregister("placed_arrow")
-        moved = any(hood.records[p.unique_id].child_id is not None for p in changes.placements)
-        if known:
+        passes `known` and has its tables `batch_new`, `batch_xref` and `scored_edges` (the
+        last two only if it placed a record); a person's act has none of them. Only the
+        statements with something to write run: a batch's fixed cost is mostly DuckDB planning
+        them (docs/scale.md)."""
+        placed = _Placed.of(changes, hood, batch=known is not None)
+        if placed.any:
+            con.register("placed_arrow", _placements_to_arrow(changes, hood))
+            con.execute("CREATE OR REPLACE TEMP TABLE placed_now AS SELECT * FROM placed_arrow")
+            con.unregister("placed_arrow")
+        if placed.new:
             self._index_new_records(con)
-        else:
-            con.execute("CREATE OR REPLACE TEMP TABLE new_records AS "
-                        "SELECT * EXCLUDE (record_no) FROM records LIMIT 0")
-        self._write_links(con, by, known)
-        con.execute("CREATE OR REPLACE TEMP TABLE moved_now AS "
-                    "SELECT * FROM placed_now WHERE NOT is_new")
-        if moved:
+        self._write_links(con, by, known, placed)
+        if placed.moved:
+            con.execute("CREATE OR REPLACE TEMP TABLE moved_now AS "
+                        "SELECT * FROM placed_now WHERE NOT is_new")
             self._move_existing_records(con, by)
-        self._write_review_items(con, by)
-        self._write_merges(con, changes, by)
-        self._fold_golden_records(con, changes, known, moved)
+        if placed.any:
+            self._write_review_items(con, by)
+        if changes.merged:
+            self._write_merges(con, changes, by)
+        self._fold_golden_records(con, changes, known, placed)
         if changes.merged:
             con.execute("""
                 UPDATE children SET status = 'merged', merged_into = m.into_child_id,
                                     updated_at = now()
                 FROM merges_now m WHERE children.child_id = m.merged_child_id
             """)
-        shield_by_safety_rule(con, self.config.decision.review_threshold, scored=bool(known))
+        if placed.any:  # a record only joining its key's child is next to nothing new
+            shield_by_safety_rule(con, self.config.decision.review_threshold,
+                                  scored=bool(known))
 
     def _index_new_records(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute("""
@@ -105,38 +113,38 @@ class ChangeWriter:
             con.execute(statement)
 
     def _write_links(self, con: duckdb.DuckDBPyConnection, by: Provenance,
-                     known: str | None) -> None:
-        fast_path = f"""
-            UNION ALL
-            SELECT feed, record_id, child_id, 'link', NULL::DOUBLE, NULL, true FROM {known}
-        """ if known else ""
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE decided_now AS
-            SELECT feed, record_id, child_id, decision, match_probability, candidates, is_new
-            FROM placed_now
-            {fast_path}
-        """)
-        con.execute("""
-            INSERT INTO links
-            SELECT p.feed, p.record_id, p.child_id, p.decision, p.match_probability, ?, now(), ?
-            FROM placed_now p WHERE p.is_new
-        """, [by.model_version, by.batch_id])
+                     known: str | None, placed: _Placed) -> None:
+        decided = [f"SELECT feed, record_id, child_id, 'link' AS decision, NULL::DOUBLE AS "
+                   f"match_probability, NULL AS candidates, true AS is_new FROM {known}"
+                   ] if known else []
+        if placed.any:
+            decided.insert(0, "SELECT feed, record_id, child_id, decision, match_probability, "
+                              "candidates, is_new FROM placed_now")
+        if not decided:
+            return
+        if placed.new:
+            con.execute("""
+                INSERT INTO links
+                SELECT p.feed, p.record_id, p.child_id, p.decision, p.match_probability, ?,
+                       now(), ?
+                FROM placed_now p WHERE p.is_new
+            """, [by.model_version, by.batch_id])
         if known:
             con.execute(f"""
                 INSERT INTO links
                 SELECT feed, record_id, child_id, 'link', NULL, ?, now(), ? FROM {known}
             """, [by.model_version, by.batch_id])
-        con.execute("""
+        con.execute(f"""
             INSERT INTO decision_history (feed, record_id, child_id, decision, match_probability,
                                           candidates, model_version, decided_by, batch_id,
                                           decided_at)
             SELECT feed, record_id, child_id, decision, match_probability, candidates::JSON,
                    ?, CASE WHEN is_new THEN ? ELSE ? END, ?, now()
-            FROM decided_now
+            FROM ({" UNION ALL ".join(decided)})
         """, [by.model_version, by.decided_by, by.redone_by, by.batch_id])
-        if known:  # only a batch places new records; keys it found in xref are there already
+        if placed.new:  # only a batch places new records; keys it found in xref are there already
             con.execute("""
-                INSERT INTO xref
+                INSERT INTO xref (feed, source_key, child_id)
                 SELECT DISTINCT ON (feed, source_key) feed, source_key, child_id
                 FROM new_records n
                 WHERE source_key IS NOT NULL AND unique_id NOT IN (
@@ -191,37 +199,39 @@ class ChangeWriter:
         ))
         con.execute("CREATE OR REPLACE TEMP TABLE merges_now AS SELECT * FROM merges_arrow")
         con.unregister("merges_arrow")
-        if changes.merged:
-            con.execute("""
-                INSERT INTO merges
-                SELECT merged_child_id, into_child_id, ?, ?, now() FROM merges_now
-                ON CONFLICT (merged_child_id) DO UPDATE SET into_child_id = excluded.into_child_id,
-                    decided_by = excluded.decided_by, batch_id = excluded.batch_id,
-                    merged_at = excluded.merged_at
-            """, [by.decided_by, by.batch_id])
+        con.execute("""
+            INSERT INTO merges
+            SELECT merged_child_id, into_child_id, ?, ?, now() FROM merges_now
+            ON CONFLICT (merged_child_id) DO UPDATE SET into_child_id = excluded.into_child_id,
+                decided_by = excluded.decided_by, batch_id = excluded.batch_id,
+                merged_at = excluded.merged_at
+        """, [by.decided_by, by.batch_id])
 
     def _fold_golden_records(self, con: duckdb.DuckDBPyConnection, changes: ChangeSet,
-                             known: str | None, moved: bool) -> None:
-        con.register("rebuilt_arrow", pa.table(
-            {"child_id": sorted(changes.shrunk)}, schema=pa.schema([("child_id", pa.string())])
-        ))
-        con.execute("CREATE OR REPLACE TEMP TABLE rebuilt AS SELECT * FROM rebuilt_arrow")
-        con.unregister("rebuilt_arrow")
-        fast_path = f"UNION ALL BY NAME SELECT * FROM {known}" if known else ""
-        moved_records = self._moved_and_rebuilt_records_sql(con) if moved else ""
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE placed AS
-            SELECT * FROM new_records
-            {fast_path}
-            {moved_records}
-        """)
+                             known: str | None, placed: _Placed) -> None:
+        """Fold the records placed (new, known, moved; every record of a child rebuilt) into
+        their children's rows."""
+        parts = ["SELECT * FROM new_records"] if placed.new else []
+        if known:
+            parts.append(f"SELECT * FROM {known}")
+        if placed.moved:  # only a move can leave a child with fewer records
+            con.register("rebuilt_arrow", pa.table(
+                {"child_id": sorted(changes.shrunk)},
+                schema=pa.schema([("child_id", pa.string())])))
+            con.execute("CREATE OR REPLACE TEMP TABLE rebuilt AS SELECT * FROM rebuilt_arrow")
+            con.unregister("rebuilt_arrow")
+            parts.extend(self._moved_and_rebuilt_records_sqls(con))
+        if not parts:
+            return
+        con.execute("CREATE OR REPLACE TEMP TABLE placed AS "
+                    + "\nUNION ALL BY NAME\n".join(parts))
         if self.locator:  # the rows of the children placed, for the golden statements
             self.locator.rows_of_children(con, "SELECT DISTINCT child_id FROM placed",
                                           "placed_child_rows")
-        for statement in self._golden_sqls:
+        for statement in self._golden_sqls[placed.moved]:
             con.execute(statement)
 
-    def _moved_and_rebuilt_records_sql(self, con: duckdb.DuckDBPyConnection) -> str:
+    def _moved_and_rebuilt_records_sqls(self, con: duckdb.DuckDBPyConnection) -> list[str]:
         """The records moved to a child not rebuilt, and every record of a rebuilt child (whose
         golden record is recomputed from them all)."""
         if self.locator:
@@ -232,17 +242,19 @@ class ChangeWriter:
                              "SELECT child_id FROM rebuilt", "rebuilt_nos")
         # Two semi-joins, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by
         # row over the whole record index.
-        return f"""
-            UNION ALL BY NAME
+        return [
+            f"""
             SELECT r.* EXCLUDE (record_no) FROM {moved} r
             WHERE r.unique_id IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
                                   (SELECT child_id FROM rebuilt))
-            UNION ALL BY NAME
+            """,
+            f"""
             SELECT r.* EXCLUDE (record_no) FROM {rebuilt} r
             WHERE r.child_id IN (SELECT child_id FROM rebuilt)
               AND r.unique_id NOT IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
                                       (SELECT child_id FROM rebuilt))
-        """
+            """,
+        ]
 
 
 def shield_by_safety_rule(
@@ -293,8 +305,23 @@ def _placements_to_arrow(changes: ChangeSet, hood: Neighbourhood) -> pa.Table:
     }, schema=_PLACEMENT_SCHEMA)
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """What kinds of placement a change set holds: any at all, of new records (only a batch
+    places them), of records already in the master (moved, or their decision changed)."""
+
+    any: bool
+    new: bool
+    moved: bool
+
+    @classmethod
+    def of(cls, changes: ChangeSet, hood: Neighbourhood, batch: bool) -> _Placed:
+        is_new = [hood.records[p.unique_id].child_id is None for p in changes.placements]
+        return cls(bool(is_new), batch and any(is_new), not all(is_new))
+
+
 CHANGE_TABLES = (
-    "placed_now", "new_records", "decided_now", "moved_now", "merges_now", "rebuilt", "placed",
+    "placed_now", "new_records", "moved_now", "merges_now", "rebuilt", "placed",
     "indexed", "previous_children", "golden_candidates", "golden", "moved_nos", "rebuilt_nos",
     "placed_child_rows",
 )
