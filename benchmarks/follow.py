@@ -170,17 +170,24 @@ def append_at_rate(
 
 
 def line_latencies(db: Path, appended: pa.Table) -> pa.Table:
-    """`(appended_at, latency_ms)` of each appended line whose record is in the master's
-    `links`, in append order: its batch's `committed_at` − `appended_at`."""
+    """`(appended_at, latency_ms)` of each appended line the master decided, in append order:
+    the `committed_at` of the batch that first placed its record (`decision_history`) −
+    `appended_at`. Not the batch of its current decision (`links.batch_id`): a later batch's
+    redo, when the record's neighbourhood changed (DESIGN.md principle 3), moves that on, though
+    the line was resolved and visible since its first batch."""
     con = duckdb.connect(str(db), read_only=True)
     try:
         con.register("appended", appended)
         return con.sql("""
-            SELECT a.appended_at, (epoch(b.committed_at) - a.appended_at) * 1000 AS latency_ms
-            FROM appended a
-            JOIN links l USING (feed, record_id)
-            JOIN batches b USING (batch_id)
-            ORDER BY a.appended_at, a.feed, a.record_id
+            WITH first AS (
+                SELECT a.feed, a.record_id, a.appended_at,
+                       arg_min(d.batch_id, d.seq) AS batch_id
+                FROM appended a JOIN decision_history d USING (feed, record_id)
+                GROUP BY a.feed, a.record_id, a.appended_at
+            )
+            SELECT f.appended_at, (epoch(b.committed_at) - f.appended_at) * 1000 AS latency_ms
+            FROM first f JOIN batches b USING (batch_id)
+            ORDER BY f.appended_at, f.feed, f.record_id
         """).to_arrow_table()
     finally:
         con.close()

@@ -40,7 +40,7 @@ from rich.console import Console
 
 from benchmarks.engine_bench import bulk_load
 from benchmarks.feeds import HeldBackLine, cached_feeds, hold_back_newest
-from benchmarks.follow import percentiles_ms, run_follow
+from benchmarks.follow import line_latencies, percentiles_ms, run_follow
 from benchmarks.plan import CACHE_DIR, RESULTS_DIR, FollowPlan
 from benchmarks.report import machine, write_json
 from engine.governance.service import socket_path_for
@@ -156,30 +156,15 @@ class AppendClock:
 def first_decision_latencies_ms(
     db: Path, lines: list[HeldBackLine], clock: AppendClock
 ) -> list[float]:
-    """Each appended record's latency to its first decision: the commit of the batch that first
-    placed it (`decision_history`) − its append. The follow latency (`latency_ms`) counts to
-    the batch of the record's current decision instead, which a later batch's redo (the
-    record's neighbourhood changed, DESIGN.md principle 3) moves on."""
+    """Each appended record's latency to its first decision (benchmarks.follow.line_latencies),
+    timed from `clock`'s append times."""
     numbered = [(n, line) for n, line in enumerate(lines) if line.record_id is not None]
     appended = pa.table({
         "feed": [line.feed for _, line in numbered],
         "record_id": [line.record_id for _, line in numbered],
         "appended_at": [clock.appended_at(n) for n, _ in numbered],
     })
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        con.register("appended", appended)
-        return [ms for (ms,) in con.execute("""
-            WITH first AS (
-                SELECT a.appended_at, arg_min(d.batch_id, d.seq) AS batch_id
-                FROM appended a JOIN decision_history d USING (feed, record_id)
-                GROUP BY a.feed, a.record_id, a.appended_at
-            )
-            SELECT (epoch(b.committed_at) - f.appended_at) * 1000
-            FROM first f JOIN batches b USING (batch_id)
-        """).fetchall()]
-    finally:
-        con.close()
+    return line_latencies(db, appended)["latency_ms"].to_pylist()
 
 
 def _bulk_loaded_master(
