@@ -628,10 +628,12 @@ def _assign_ids(
         best = max(per_cluster.items(), key=lambda kv: (kv[1], kv[0] == first[child][1]))
         home[best[0]].append(child)
     ids, merged, new_children = [], {}, set()
+    taken: set[str] = set()  # the ids given so far (a set: a large batch has 10^5 clusters)
     for i, uids in enumerate(clusters):
         claimants = sorted(home.get(i, []), key=lambda c: (-counts[c][i], first[c][0], c))
         if claimants:
             ids.append(claimants[0])
+            taken.add(claimants[0])
             merged |= {other: claimants[0] for other in claimants[1:]}
         else:
             founder = hood.records[uids[0]]
@@ -639,10 +641,11 @@ def _assign_ids(
             if founder.child_id is not None:  # a part split off an existing child
                 seed = f"{founder.unique_id}/{'|'.join(uids)}/{founder.child_id}"
             child = new_child_id(seed)
-            while child in counts or child in ids:  # never the id of another cluster's child
+            while child in counts or child in taken:  # never another cluster's child's id
                 seed += "/"
                 child = new_child_id(seed)
             ids.append(child)
+            taken.add(child)
             new_children.add(child)
     index_of = {child: i for i, child in enumerate(ids)}
     shrunk = {
