@@ -322,6 +322,6 @@ class _Placed:
 
 CHANGE_TABLES = (
     "placed_now", "new_records", "moved_now", "merges_now", "rebuilt", "placed",
-    "indexed", "previous_children", "golden_candidates", "golden", "moved_nos", "rebuilt_nos",
+    "indexed", "previous_children", "golden", "moved_nos", "rebuilt_nos",
     "placed_child_rows",
 )
