@@ -181,25 +181,22 @@ class _NodeGraph:
             _pair(self.node_of[a], self.node_of[b]) for a, b in cannot
             if a in self.node_of and b in self.node_of
         }
-        self.best: dict[tuple[str, str], float] = {}  # node pair -> best probability
         self.record_pairs: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        # node -> its neighbour nodes, each with the best probability of a pair between them
         self.neighbours: dict[str, dict[str, float]] = defaultdict(dict)
         self._add_pairs(hood.pairs)
 
     def _add_pairs(self, pairs: list[Pair]) -> None:
-        node_of, best, neighbours = self.node_of, self.best, self.neighbours
+        node_of, record_pairs, neighbours = self.node_of, self.record_pairs, self.neighbours
         for pair in pairs:
-            na, nb = node_of.get(pair.a), node_of.get(pair.b)
-            if na is None or nb is None:
+            a, b, probability = pair.a, pair.b, pair.probability
+            if a not in node_of or b not in node_of:
                 continue
-            probability = pair.probability
-            self.record_pairs[pair.a].append((pair.b, probability))
-            self.record_pairs[pair.b].append((pair.a, probability))
-            if na != nb:
-                key = _pair(na, nb)
-                if probability > best.get(key, -1.0):
-                    best[key] = probability
-                    neighbours[na][nb] = neighbours[nb][na] = probability
+            record_pairs[a].append((b, probability))
+            record_pairs[b].append((a, probability))
+            na, nb = node_of[a], node_of[b]
+            if na != nb and probability > neighbours[na].get(nb, -1.0):
+                neighbours[na][nb] = neighbours[nb][na] = probability
 
     def exclusive_keys(self) -> dict[str, dict[str, set[str]]]:
         """Node -> its exclusive feeds' source keys, for the nodes that have any."""
@@ -218,7 +215,10 @@ class _NodeGraph:
         (a join a person refused is settled, not ambiguous)."""
         clusters = _ConstrainedUnion(self)
         link = self.config.link_threshold
-        strong = sorted((-p, na, nb) for (na, nb), p in self.best.items() if p >= link)
+        strong = sorted(
+            (-p, na, nb) for na, others in self.neighbours.items() for nb, p in others.items()
+            if na < nb and p >= link
+        )
         refused: set[tuple[str, str]] = set()
         for _, na, nb in strong:
             if clusters.union(na, nb) == _KEY_CONFLICT:
