@@ -624,18 +624,17 @@ def _placements(graph: _NodeGraph, clusters: list[set[str]], ambiguous: set[str]
             REVIEW_BAND if _in_review_band(graph, cluster, cluster_of_node, ambiguous) else None
         )
         review = reason is not None
-        bridging = ids[i] in survivors
-        is_new_child = ids[i] in new_children
+        child = ids[i]
+        bridging = child in survivors
+        is_new_child = child in new_children
+        founder = records_of[i][0]
         for uid in records_of[i]:
             current = hood.records[uid]
-            decision = _decision(current, ids[i], review, bridging, is_new_child,
-                                 uid == records_of[i][0])
-            if current.child_id is not None and (current.child_id, current.decision) == (
-                ids[i], decision
-            ):
+            decision = _decision(current, child, review, bridging, is_new_child, uid == founder)
+            if current.child_id == child and current.decision == decision:
                 continue  # unchanged
             changes.placements.append(Placement(
-                uid, ids[i], decision, _probability(graph, uid, child_of),
+                uid, child, decision, _probability(graph, uid, child_of),
                 _candidates(graph, uid, child_of) if review else (), reason,
             ))
     return changes
@@ -650,11 +649,12 @@ def _assign_ids(
     for i, uids in enumerate(clusters):
         for uid in uids:
             record = hood.records[uid]
-            if record.child_id is None:
+            child = record.child_id
+            if child is None:
                 continue
-            counts[record.child_id][i] += 1
-            if record.child_id not in first or record.order < first[record.child_id][0]:
-                first[record.child_id] = (record.order, i)
+            counts[child][i] += 1
+            if child not in first or record.order < first[child][0]:
+                first[child] = (record.order, i)
     home: dict[int, list[str]] = defaultdict(list)
     for child, per_cluster in counts.items():
         best = max(per_cluster.items(), key=lambda kv: (kv[1], kv[0] == first[child][1]))
