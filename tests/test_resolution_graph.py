@@ -1,5 +1,6 @@
 """The decision core (engine.resolution.graph) on hand-made neighbourhoods: no database."""
 
+import gc
 import itertools
 
 import pytest
@@ -55,6 +56,18 @@ def test_a_record_with_no_pairs_founds_a_new_child():
     changes = decide(hood(record("gro:1")), CONFIG, no_support)
     assert placement(changes, "gro:1").decision == "new"
     assert placement(changes, "gro:1").child_id == new_child_id("gro:1")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_deciding_leaves_the_garbage_collector_as_it_found_it(enabled):
+    """decide pauses the cyclic collector while it works (speed), never for its caller."""
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        decide(hood(record("gro:1")), CONFIG, no_support)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 def test_a_link_level_pair_links_to_the_existing_child():

@@ -41,11 +41,13 @@ The rule (README "Decisions", docs/stewardship.md):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from engine.config import DecisionConfig
@@ -127,87 +129,116 @@ MAX_SPLIT_ROUNDS = 4
 
 def decide(hood: Neighbourhood, config: DecisionConfig, support: SupportLookup) -> ChangeSet:
     """Place every record of the neighbourhood (see the module docstring for the rule)."""
-    graph = _NodeGraph(hood, config)
-    clusters, refused = graph.cluster()
-    ambiguous: set[str] = set()
-    clusters = _split_ambiguous(graph, clusters, refused, ambiguous, support)
-    return _placements(graph, clusters, ambiguous)
+    with _cyclic_gc_paused():
+        graph = _NodeGraph(hood, config)
+        clusters, refused = graph.cluster()
+        ambiguous: set[str] = set()
+        clusters = _split_ambiguous(graph, clusters, refused, ambiguous, support)
+        return _placements(graph, clusters, ambiguous)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """A large neighbourhood makes hundreds of thousands of small containers that all live
+    until `decide` returns and hold no cycles: the cyclic collector would walk them (and the rest
+    of the heap) many times over to free nothing (a quarter of decide's time on a 75k-record
+    neighbourhood)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # ---------------------------------------------------------------- nodes and clusters
 
 
 class _NodeGraph:
-    """Records grouped into nodes, with node-level pairs and constraints."""
+    """Records grouped into nodes, with node-level pairs and constraints. A pair of nodes (or
+    records) is keyed by the ordered tuple `_pair(a, b)`."""
 
     def __init__(self, hood: Neighbourhood, config: DecisionConfig) -> None:
         self.hood = hood
         self.config = config
-        self.exclusive = frozenset(config.exclusive_key_feeds)
-        cannot = {frozenset(p) for p in hood.cannot_link if p[0] != p[1]}
-        self.node_of = _group_nodes(hood, cannot)
+        # records in event-time order, and each one's place in it (a sort key)
+        self.in_order = sorted(hood.records, key=lambda u: hood.records[u].order)
+        self.rank = {uid: i for i, uid in enumerate(self.in_order)}
+        cannot = {_pair(a, b) for a, b in hood.cannot_link if a != b}
+        self.node_of = _group_nodes(hood, self.in_order, cannot)
         self.members: dict[str, list[str]] = defaultdict(list)
-        for uid in sorted(hood.records, key=lambda u: hood.records[u].order):
+        for uid in self.in_order:
             self.members[self.node_of[uid]].append(uid)
         self.order = {node: hood.records[uids[0]].order for node, uids in self.members.items()}
-        self.apart: set[frozenset[str]] = set()  # node pairs a split put in different clusters
+        self.apart: set[tuple[str, str]] = set()  # node pairs a split put in different clusters
         # nodes a person joined: only there can one record hold the node to a part of its cluster
         self.joined_by_people = {
             self.node_of[a] for a, b in hood.must_link
             if a in self.node_of and b in self.node_of and self.node_of[a] == self.node_of[b]
         }
         self.cannot = {
-            frozenset((self.node_of[a], self.node_of[b])) for a, b in map(tuple, cannot)
+            _pair(self.node_of[a], self.node_of[b]) for a, b in cannot
             if a in self.node_of and b in self.node_of
         }
-        self.best: dict[frozenset[str], float] = {}  # node pair -> best probability
         self.record_pairs: dict[str, list[tuple[str, float]]] = defaultdict(list)
-        for pair in hood.pairs:
-            if pair.a not in self.node_of or pair.b not in self.node_of:
-                continue
-            na, nb = self.node_of[pair.a], self.node_of[pair.b]
-            self.record_pairs[pair.a].append((pair.b, pair.probability))
-            self.record_pairs[pair.b].append((pair.a, pair.probability))
-            if na != nb:
-                key = frozenset((na, nb))
-                if pair.probability > self.best.get(key, -1.0):
-                    self.best[key] = pair.probability
+        # node -> its neighbour nodes, each with the best probability of a pair between them
         self.neighbours: dict[str, dict[str, float]] = defaultdict(dict)
-        for key, probability in self.best.items():
-            na, nb = tuple(key)
-            self.neighbours[na][nb] = probability
-            self.neighbours[nb][na] = probability
+        self._add_pairs(hood.pairs)
 
-    def keys(self, node: str) -> dict[str, set[str]]:
-        keys: dict[str, set[str]] = defaultdict(set)
-        for uid in self.members[node]:
-            record = self.hood.records[uid]
-            if record.source_key is not None and record.feed in self.exclusive:
-                keys[record.feed].add(record.source_key)
+    def _add_pairs(self, pairs: list[Pair]) -> None:
+        node_of, record_pairs, neighbours = self.node_of, self.record_pairs, self.neighbours
+        for pair in pairs:
+            a, b, probability = pair.a, pair.b, pair.probability
+            if a not in node_of or b not in node_of:
+                continue
+            record_pairs[a].append((b, probability))
+            record_pairs[b].append((a, probability))
+            na, nb = node_of[a], node_of[b]
+            if na != nb and probability > neighbours[na].get(nb, -1.0):
+                neighbours[na][nb] = neighbours[nb][na] = probability
+
+    def exclusive_keys(self) -> dict[str, dict[str, set[str]]]:
+        """Node -> its exclusive feeds' source keys, for the nodes that have any."""
+        exclusive = frozenset(self.config.exclusive_key_feeds)
+        keys: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for uid, record in self.hood.records.items():
+            if record.source_key is not None and record.feed in exclusive:
+                keys[self.node_of[uid]][record.feed].add(record.source_key)
         return keys
 
     def is_link(self, probability: float) -> bool:
         return probability >= self.config.link_threshold
 
-    def cluster(self) -> tuple[list[set[str]], set[frozenset[str]]]:
+    def cluster(self) -> tuple[list[set[str]], set[tuple[str, str]]]:
         """Clusters of nodes (rule 2) and the node pairs whose join an exclusive key refused
         (a join a person refused is settled, not ambiguous)."""
         clusters = _ConstrainedUnion(self)
+        link = self.config.link_threshold
         strong = sorted(
-            (-p, *sorted(key)) for key, p in self.best.items() if self.is_link(p)
+            (-p, na, nb) for na, others in self.neighbours.items() for nb, p in others.items()
+            if na < nb and p >= link
         )
-        refused: set[frozenset[str]] = set()
+        refused: set[tuple[str, str]] = set()
         for _, na, nb in strong:
             if clusters.union(na, nb) == _KEY_CONFLICT:
-                refused.add(frozenset((na, nb)))
+                refused.add((na, nb))
         return clusters.components(), refused
 
 
-def _group_nodes(hood: Neighbourhood, cannot: set[frozenset[str]]) -> dict[str, str]:
+def _pair(a: str, b: str) -> tuple[str, str]:
+    """The key of an unordered pair of ids."""
+    return (a, b) if a < b else (b, a)
+
+
+def _group_nodes(
+    hood: Neighbourhood, in_order: list[str], cannot: set[tuple[str, str]]
+) -> dict[str, str]:
     """Record id -> node id: records sharing a source key, and must-linked records, are one
     node, except where a person cannot-linked two of them."""
-    parent = {uid: uid for uid in hood.records}
-    members = {uid: {uid} for uid in hood.records}
+    parent = {uid: uid for uid in in_order}
+    # each root's records, kept only to check cannot-links
+    members = {uid: {uid} for uid in in_order} if cannot else {}
 
     def find(uid: str) -> str:
         while parent[uid] != uid:
@@ -218,21 +249,21 @@ def _group_nodes(hood: Neighbourhood, cannot: set[frozenset[str]]) -> dict[str, 
     def union(a: str, b: str) -> None:
         ra, rb = find(a), find(b)
         if ra == rb or (cannot and any(
-            frozenset((x, y)) in cannot for x in members[ra] for y in members[rb]
+            _pair(x, y) in cannot for x in members[ra] for y in members[rb]
         )):
             return
-        low, high = sorted((ra, rb))
+        low, high = _pair(ra, rb)
         parent[high] = low
-        members[low] |= members.pop(high)
+        if cannot:
+            members[low] |= members.pop(high)
 
-    by_key: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for uid in sorted(hood.records, key=lambda u: hood.records[u].order):
+    first_of_key: dict[tuple[str, str], str] = {}
+    for uid in in_order:
         record = hood.records[uid]
         if record.source_key is not None:
-            by_key[(record.feed, record.source_key)].append(uid)
-    for uids in by_key.values():
-        for uid in uids[1:]:
-            union(uids[0], uid)
+            first = first_of_key.setdefault((record.feed, record.source_key), uid)
+            if first != uid:
+                union(first, uid)
     for a, b in hood.must_link:
         if a in parent and b in parent:
             union(a, b)
@@ -248,8 +279,7 @@ class _ConstrainedUnion:
     def __init__(self, graph: _NodeGraph) -> None:
         self.graph = graph
         self.parent = {node: node for node in graph.members}
-        self.keys: dict[str, dict[str, set[str]]] = {}  # per root, filled when first joined
-        self.members = {node: {node} for node in graph.members}
+        self.keys = graph.exclusive_keys()  # per root: its nodes' exclusive keys
 
     def find(self, node: str) -> str:
         while self.parent[node] != node:
@@ -263,27 +293,27 @@ class _ConstrainedUnion:
         if ra == rb:
             return _JOINED
         if self.graph.cannot and any(
-            frozenset((x, y)) in self.graph.cannot
-            for x in self.members[ra] for y in self.members[rb]
+            _pair(self.find(x), self.find(y)) == _pair(ra, rb) for x, y in self.graph.cannot
         ):
             return _CANNOT_LINK
-        ka, kb = self._keys(ra), self._keys(rb)
-        if any(feed in kb and kb[feed] != keys for feed, keys in ka.items()):
+        ka, kb = self.keys.get(ra), self.keys.get(rb)
+        if ka and kb and any(feed in kb and kb[feed] != keys for feed, keys in ka.items()):
             return _KEY_CONFLICT
-        low, high = sorted((ra, rb))
+        low, high = _pair(ra, rb)
         self.parent[high] = low
-        for feed, keys in self.keys.pop(high).items():
-            self.keys[low].setdefault(feed, set()).update(keys)
-        self.members[low] |= self.members.pop(high)
+        if high in self.keys:
+            for feed, keys in self.keys.pop(high).items():
+                self.keys[low][feed] |= keys
         return _JOINED
 
-    def _keys(self, root: str) -> dict[str, set[str]]:
-        if root not in self.keys:
-            self.keys[root] = self.graph.keys(root)
-        return self.keys[root]
-
     def components(self) -> list[set[str]]:
-        return [set(members) for members in self.members.values()]
+        """The clusters, in the order of their roots among the nodes."""
+        roots: dict[str, set[str]] = {
+            node: set() for node, parent in self.parent.items() if parent == node
+        }
+        for node in self.parent:
+            roots[self.find(node)].add(node)
+        return list(roots.values())
 
 
 # ---------------------------------------------------------------- ambiguity (rule 3)
@@ -308,7 +338,7 @@ class _Cut:
 
 
 def _split_ambiguous(
-    graph: _NodeGraph, clusters: list[set[str]], refused: set[frozenset[str]],
+    graph: _NodeGraph, clusters: list[set[str]], refused: set[tuple[str, str]],
     ambiguous: set[str], support: SupportLookup,
 ) -> list[set[str]]:
     """Split clusters at ambiguous nodes until none is left (or the rounds run out)."""
@@ -341,15 +371,17 @@ def _split_ambiguous(
     return settled + pending
 
 
-def _records_of(graph: _NodeGraph, nodes: Iterable[str]) -> list[str]:
+def _records_of(graph: _NodeGraph, nodes: Collection[str]) -> list[str]:
     """The records of `nodes`, founding record first (event-time order)."""
-    records = graph.hood.records
+    if len(nodes) == 1:
+        (node,) = nodes
+        return list(graph.members[node])
     return sorted((uid for node in nodes for uid in graph.members[node]),
-                  key=lambda uid: records[uid].order)
+                  key=graph.rank.__getitem__)
 
 
 def _torn_nodes(
-    graph: _NodeGraph, refused: set[frozenset[str]], clusters: list[set[str]],
+    graph: _NodeGraph, refused: set[tuple[str, str]], clusters: list[set[str]],
     cluster_of: dict[str, int],
 ) -> set[str]:
     """Rule 3(a): endpoints of a refused join whose link-level pairs reach two or more clusters,
@@ -414,15 +446,15 @@ def _record_cuts(graph: _NodeGraph, cluster: set[str], supporting: float) -> lis
         + [mate for mate in graph.members[graph.node_of[uid]] if mate != uid]
         for uid in records
     }
-    order = graph.hood.records
+    rank = graph.rank.__getitem__
     cuts = []
-    for uid in sorted(_articulation_nodes(adjacency), key=lambda u: order[u].order):
+    for uid in sorted(_articulation_nodes(adjacency), key=rank):
         node = graph.node_of[uid]
         if node not in graph.joined_by_people:
             continue
         parts = sorted(_components(adjacency, records - {uid}),
-                       key=lambda p: min(order[u].order for u in p))
-        record_parts = [sorted(p, key=lambda u: order[u].order) for p in parts]
+                       key=lambda p: min(map(rank, p)))
+        record_parts = [sorted(p, key=rank) for p in parts]
         node_parts = [{graph.node_of[u] for u in p} for p in parts]
         cuts.append(_Cut("record", node, record_parts, node_parts))
     return cuts
@@ -438,7 +470,7 @@ def _resolve_cut(
     if split is not None:
         for first, second in itertools.combinations(split, 2):
             graph.apart |= {
-                frozenset((node, other)) for node in first for other in graph.neighbours[node]
+                _pair(node, other) for node in first for other in graph.neighbours[node]
                 if other in second
             }
     return split
@@ -588,22 +620,21 @@ def _placements(graph: _NodeGraph, clusters: list[set[str]], ambiguous: set[str]
     changes = ChangeSet(merged=merged, new_children=new_children, shrunk=shrunk)
     survivors = set(merged.values())
     for i, cluster in enumerate(clusters):
-        reason = AMBIGUOUS if cluster & ambiguous else (
+        reason = AMBIGUOUS if not ambiguous.isdisjoint(cluster) else (
             REVIEW_BAND if _in_review_band(graph, cluster, cluster_of_node, ambiguous) else None
         )
         review = reason is not None
-        bridging = ids[i] in survivors
-        is_new_child = ids[i] in new_children
+        child = ids[i]
+        bridging = child in survivors
+        is_new_child = child in new_children
+        founder = records_of[i][0]
         for uid in records_of[i]:
             current = hood.records[uid]
-            decision = _decision(current, ids[i], review, bridging, is_new_child,
-                                 uid == records_of[i][0])
-            if current.child_id is not None and (current.child_id, current.decision) == (
-                ids[i], decision
-            ):
+            decision = _decision(current, child, review, bridging, is_new_child, uid == founder)
+            if current.child_id == child and current.decision == decision:
                 continue  # unchanged
             changes.placements.append(Placement(
-                uid, ids[i], decision, _probability(graph, uid, child_of),
+                uid, child, decision, _probability(graph, uid, child_of),
                 _candidates(graph, uid, child_of) if review else (), reason,
             ))
     return changes
@@ -618,11 +649,12 @@ def _assign_ids(
     for i, uids in enumerate(clusters):
         for uid in uids:
             record = hood.records[uid]
-            if record.child_id is None:
+            child = record.child_id
+            if child is None:
                 continue
-            counts[record.child_id][i] += 1
-            if record.child_id not in first or record.order < first[record.child_id][0]:
-                first[record.child_id] = (record.order, i)
+            counts[child][i] += 1
+            if child not in first or record.order < first[child][0]:
+                first[child] = (record.order, i)
     home: dict[int, list[str]] = defaultdict(list)
     for child, per_cluster in counts.items():
         best = max(per_cluster.items(), key=lambda kv: (kv[1], kv[0] == first[child][1]))
@@ -630,8 +662,8 @@ def _assign_ids(
     ids, merged, new_children = [], {}, set()
     taken: set[str] = set()  # the ids given so far (a set: a large batch has 10^5 clusters)
     for i, uids in enumerate(clusters):
-        claimants = sorted(home.get(i, []), key=lambda c: (-counts[c][i], first[c][0], c))
-        if claimants:
+        if i in home:
+            claimants = sorted(home[i], key=lambda c: (-counts[c][i], first[c][0], c))
             ids.append(claimants[0])
             taken.add(claimants[0])
             merged |= {other: claimants[0] for other in claimants[1:]}
@@ -665,8 +697,8 @@ def _in_review_band(
     (node,) = cluster
     return any(
         p >= graph.config.review_threshold and graph.order[other] < graph.order[node]
-        and other not in ambiguous and frozenset((node, other)) not in graph.cannot
-        and frozenset((node, other)) not in graph.apart
+        and other not in ambiguous and _pair(node, other) not in graph.cannot
+        and _pair(node, other) not in graph.apart
         for other, p in graph.neighbours[node].items()
         if cluster_of[other] != cluster_of[node]
     )
@@ -692,7 +724,8 @@ def _decision(
 def _probability(graph: _NodeGraph, uid: str, child_of: dict[str, str]) -> float | None:
     """The record's best pair within its child (else its best pair at all)."""
     pairs = graph.record_pairs.get(uid, [])
-    inside = [p for other, p in pairs if child_of[other] == child_of[uid]]
+    child = child_of[uid]
+    inside = [p for other, p in pairs if child_of[other] == child]
     if inside:
         return max(inside)
     return max((p for _, p in pairs), default=None)
