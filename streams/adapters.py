@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams import normalise as norm
-from streams.canonical import EVENTS, BadRecord, Update
+from streams.canonical import EVENTS, BadRecord, Update, new_update
 from streams.names import standard_first_name
 
 # A real record is well under 2 KB; a longer line is hostile or corrupt, not evidence.
@@ -57,9 +57,9 @@ def parse_record_line(
     record_id, event = _record_id(record), _event(feed, record, events)
     event_time = _event_time(record)
     _normalise_dates(record, date_fields)
-    return Update(
-        feed=feed, record_id=record_id, event=event, event_time=event_time, **feed_fields(record)
-    )
+    fields = feed_fields(record)
+    fields.update(feed=feed, record_id=record_id, event=event, event_time=event_time)
+    return new_update(fields)
 
 
 def _gro_fields(record: Record) -> dict[str, str | None]:
@@ -151,6 +151,10 @@ def _json_object(line: str) -> Record:
         raise BadRecord(f"line too long: {len(line):,} characters (limit {MAX_LINE_CHARS:,})")
     if line.startswith("\ufeff"):
         line = line[1:]
+    if line.startswith("{"):
+        record = _plain_json_object(line)
+        if record is not None:
+            return record
     if not line or line.isspace():
         raise BadRecord("empty line")
     try:
@@ -166,8 +170,21 @@ def _json_object(line: str) -> Record:
     return record
 
 
+def _plain_json_object(line: str) -> Record | None:
+    """The JSON object a line starting with `{` holds, read by the decoder's C scanner without
+    `JSONDecoder.decode`'s Python-level wrapper and its regexes; None when the line is anything
+    but one object and JSON whitespace, for `_DECODER.decode` to say why."""
+    try:
+        record, end = _DECODER.scan_once(line, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    return None if line[end:].strip(_JSON_WHITESPACE) else record
+
+
 def _check_value_types(record: Record) -> None:
     """Every value of the record, known field or not, must be a string or null."""
+    if _STRING_OR_NULL.issuperset(map(type, record.values())):
+        return
     for key, value in record.items():
         if value is not None and type(value) is not str:
             raise BadRecord(
@@ -266,6 +283,8 @@ def _reject_constant(constant: str) -> None:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_WHITESPACE = " \t\n\r"
+_STRING_OR_NULL = frozenset((str, type(None)))
 
 
 def _first_sentence(error: ValueError) -> str:

@@ -15,7 +15,8 @@ is one Arrow table of string columns (`UPDATE_SCHEMA`). Normalisation rules (don
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
+from operator import attrgetter
 
 import pyarrow as pa
 
@@ -77,7 +78,29 @@ UPDATE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Update))
 UPDATE_SCHEMA = pa.schema([(name, pa.string()) for name in UPDATE_COLUMNS])
 
 
+def new_update(values: dict[str, str | None]) -> Update:
+    """`Update(**values)` (fields not in `values` None), the same object at a fraction of the cost.
+
+    A frozen dataclass's `__init__` sets each of its 26 fields through `object.__setattr__`, and
+    26 keyword arguments are matched by name: ~4 us an update, a third of parsing a feed line. A
+    mutable twin with Update's very slots takes the values positionally, then the object takes
+    Update's class (which Python refuses, loudly, if the two layouts ever differ).
+    """
+    update = _MutableUpdate(*map(values.get, UPDATE_COLUMNS))
+    update.__class__ = Update
+    return update
+
+
 def updates_to_arrow(updates: list[Update]) -> pa.Table:
     """A batch of updates as one Arrow table with `UPDATE_SCHEMA` (column order fixed)."""
-    columns = {name: [getattr(u, name) for u in updates] for name in UPDATE_COLUMNS}
-    return pa.table(columns, schema=UPDATE_SCHEMA)
+    rows = map(_update_values, updates)
+    columns = zip(*rows, strict=True) if updates else [()] * len(UPDATE_COLUMNS)
+    return pa.table(dict(zip(UPDATE_COLUMNS, columns, strict=True)), schema=UPDATE_SCHEMA)
+
+
+_MutableUpdate = make_dataclass(
+    "_MutableUpdate",
+    [(f.name, f.type, field(default=f.default)) for f in fields(Update)],
+    slots=True,
+)
+_update_values = attrgetter(*UPDATE_COLUMNS)

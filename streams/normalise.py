@@ -129,6 +129,8 @@ def code(raw: str | None) -> str | None:
     """
     if raw is None:
         return None
+    if raw.isalnum() and raw.isascii():
+        return raw.upper()
     compact = "".join(raw.upper().split())
     return printable(compact) or None
 
