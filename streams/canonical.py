@@ -96,9 +96,10 @@ def finished(draft: UpdateDraft) -> Update:  # type: ignore[valid-type]
 
 def updates_to_arrow(updates: list[Update]) -> pa.Table:
     """A batch of updates as one Arrow table with `UPDATE_SCHEMA` (column order fixed)."""
-    rows = map(_update_values, updates)
-    columns = zip(*rows, strict=True) if updates else [()] * len(UPDATE_COLUMNS)
-    return pa.table(dict(zip(UPDATE_COLUMNS, columns, strict=True)), schema=UPDATE_SCHEMA)
+    # Arrow converts the rows (tuples) itself, faster than building a Python list per column.
+    rows = pa.array(list(map(_update_values, updates)), type=_UPDATE_ROW)
+    return pa.Table.from_struct_array(rows)
 
 
 _update_values = attrgetter(*UPDATE_COLUMNS)
+_UPDATE_ROW = pa.struct(UPDATE_SCHEMA)
