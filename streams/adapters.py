@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams import normalise as norm
-from streams.canonical import EVENTS, BadRecord, Update
+from streams.canonical import EVENTS, BadRecord, Update, UpdateDraft, finished
 from streams.names import standard_first_name
 
 # A real record is well under 2 KB; a longer line is hostile or corrupt, not evidence.
@@ -26,6 +26,7 @@ DATE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 Record = dict[str, Any]
+FieldFiller = Callable[[Record, UpdateDraft], None]  # type: ignore[valid-type]
 
 
 def parse_line(feed: str, line: str) -> Update:
@@ -35,10 +36,10 @@ def parse_line(feed: str, line: str) -> Update:
     wins (as in every mainstream JSON parser). A missing or unparseable `event_time` (ISO 8601
     with `Z` or an offset) makes the line bad, as does a line longer than `MAX_LINE_CHARS`.
     """
-    feed_fields = _FEED_FIELDS.get(feed)
-    if feed_fields is None:
+    fill_fields = _FEED_FIELDS.get(feed)
+    if fill_fields is None:
         raise BadRecord(f"unknown feed {_shown(feed)}")
-    return parse_record_line(feed, line, EVENTS[feed], DATE_FIELDS[feed], feed_fields)
+    return parse_record_line(feed, line, EVENTS[feed], DATE_FIELDS[feed], fill_fields)
 
 
 def parse_record_line(
@@ -46,96 +47,81 @@ def parse_record_line(
     line: str,
     events: tuple[str, ...],
     date_fields: tuple[str, ...],
-    feed_fields: Callable[[Record], dict[str, str | None]],
+    fill_fields: FieldFiller,
 ) -> Update:
     """The Update of one line of any feed that follows the feed contract: the line validated (a
     JSON object of strings or nulls, `record_id`, `event` one of `events`, `event_time`, real
-    calendar dates in `date_fields`), then `feed_fields(record)` gives its canonical fields.
+    calendar dates in `date_fields`), then `fill_fields(record, update)` sets its canonical fields.
     Raises BadRecord(reason) for a bad line."""
     record = _json_object(line)
     _check_value_types(record)
     record_id, event = _record_id(record), _event(feed, record, events)
-    event_time = _event_time(record)
+    update = UpdateDraft(feed, record_id, event, _event_time(record))
     _normalise_dates(record, date_fields)
-    return Update(
-        feed=feed, record_id=record_id, event=event, event_time=event_time, **feed_fields(record)
-    )
+    fill_fields(record, update)
+    return finished(update)
 
 
-def _gro_fields(record: Record) -> dict[str, str | None]:
+def _gro_fields(record: Record, update: UpdateDraft) -> None:
     """A GRO birth or death registration. Only a birth's registration_id names the person."""
-    first_name, middle_names = norm.split_forenames(record.get("forenames"))
-    parent_forenames, parent_surname = _parent_names(record)
-    is_birth = record.get("event") == "birth"
-    return {
-        "source_key": norm.code(record.get("registration_id")) if is_birth else None,
-        **name_fields(first_name, middle_names, record.get("surname")),
-        "sex": norm.sex(record.get("sex"), _SEX_MF),
-        "date_of_birth": record.get("date_of_birth"),
-        "date_of_death": record.get("date_of_death"),
-        **address_fields(record),
-        "nhs_number": norm.nhs_number(record.get("nhs_number")),
-        "parent_forenames": parent_forenames,
-        "parent_surname": parent_surname,
-    }
+    get = record.get
+    if get("event") == "birth":
+        update.source_key = norm.code(get("registration_id"))
+    fill_names(update, *norm.split_forenames(get("forenames")), get("surname"))
+    update.sex = norm.sex(get("sex"), _SEX_MF)
+    update.date_of_birth = get("date_of_birth")
+    update.date_of_death = get("date_of_death")
+    fill_address(update, record)
+    update.nhs_number = norm.nhs_number(get("nhs_number"))
+    update.parent_forenames, update.parent_surname = _parent_names(record)
 
 
-def _dwp_fields(record: Record) -> dict[str, str | None]:
+def _dwp_fields(record: Record, update: UpdateDraft) -> None:
     """A DWP child benefit claim event, keyed by the child's reference."""
-    first_name, middle_names = norm.split_forenames(record.get("child_forenames"))
-    return {
-        "source_key": norm.code(record.get("child_reference")),
-        **name_fields(first_name, middle_names, record.get("child_surname")),
-        "sex": norm.sex(record.get("child_sex"), _SEX_MF),
-        "date_of_birth": record.get("child_date_of_birth"),
-        **address_fields(record),
-        "parent_forenames": norm.name(record.get("claimant_forenames")),
-        "parent_surname": norm.name(record.get("claimant_surname")),
-        "claimant_nino": norm.code(record.get("claimant_nino")),
-    }
+    get = record.get
+    update.source_key = norm.code(get("child_reference"))
+    fill_names(update, *norm.split_forenames(get("child_forenames")), get("child_surname"))
+    update.sex = norm.sex(get("child_sex"), _SEX_MF)
+    update.date_of_birth = get("child_date_of_birth")
+    fill_address(update, record)
+    update.parent_forenames = norm.name(get("claimant_forenames"))
+    update.parent_surname = norm.name(get("claimant_surname"))
+    update.claimant_nino = norm.code(get("claimant_nino"))
 
 
-def _nhs_fields(record: Record) -> dict[str, str | None]:
+def _nhs_fields(record: Record, update: UpdateDraft) -> None:
     """An NHS demographics (PDS) event, keyed by NHS number."""
-    first_name, middle_names = first_and_middle_names(
-        record.get("given_name"), record.get("other_given_names")
-    )
-    nhs_number = norm.nhs_number(record.get("nhs_number"))
-    return {
-        "source_key": nhs_number,
-        **name_fields(first_name, middle_names, record.get("family_name")),
-        "sex": norm.sex(record.get("gender"), _SEX_NHS),
-        "date_of_birth": record.get("birth_date"),
-        "date_of_death": record.get("death_date"),
-        **address_fields(record),
-        "nhs_number": nhs_number,
-        "gp_practice_code": norm.code(record.get("gp_practice_code")),
-    }
+    get = record.get
+    forenames = first_and_middle_names(get("given_name"), get("other_given_names"))
+    update.source_key = update.nhs_number = norm.nhs_number(get("nhs_number"))
+    fill_names(update, *forenames, get("family_name"))
+    update.sex = norm.sex(get("gender"), _SEX_NHS)
+    update.date_of_birth = get("birth_date")
+    update.date_of_death = get("death_date")
+    fill_address(update, record)
+    update.gp_practice_code = norm.code(get("gp_practice_code"))
 
 
-def _census_fields(record: Record) -> dict[str, str | None]:
+def _census_fields(record: Record, update: UpdateDraft) -> None:
     """A school census return, keyed by UPN. Preferred names are kept only when they differ
     from the legal ones."""
-    first_name, middle_names = norm.split_forenames(record.get("legal_forename"))
-    surname = norm.name(record.get("legal_surname"))
-    preferred_first_name, _ = norm.split_forenames(record.get("preferred_forename"))
-    preferred_surname = norm.name(record.get("preferred_surname"))
-    upn = norm.code(record.get("upn"))
-    return {
-        "source_key": upn,
-        **name_fields(first_name, middle_names, surname),
-        "preferred_first_name": _if_different(preferred_first_name, first_name),
-        "preferred_surname": _if_different(preferred_surname, surname),
-        "former_surname": norm.name(record.get("former_surname")),
-        "sex": norm.sex(record.get("sex"), _SEX_MF),
-        "date_of_birth": record.get("dob"),
-        "postcode": norm.postcode(record.get("postcode")),
-        "upn": upn,
-        "school_urn": norm.code(record.get("school_urn")),
-    }
+    get = record.get
+    first_name, middle_names = norm.split_forenames(get("legal_forename"))
+    surname = norm.name(get("legal_surname"))
+    preferred_first_name, _ = norm.split_forenames(get("preferred_forename"))
+    preferred_surname = norm.name(get("preferred_surname"))
+    update.source_key = update.upn = norm.code(get("upn"))
+    fill_names(update, first_name, middle_names, surname)
+    update.preferred_first_name = _if_different(preferred_first_name, first_name)
+    update.preferred_surname = _if_different(preferred_surname, surname)
+    update.former_surname = norm.name(get("former_surname"))
+    update.sex = norm.sex(get("sex"), _SEX_MF)
+    update.date_of_birth = get("dob")
+    update.postcode = norm.postcode(get("postcode"))
+    update.school_urn = norm.code(get("school_urn"))
 
 
-_FEED_FIELDS: dict[str, Callable[[Record], dict[str, str | None]]] = {
+_FEED_FIELDS: dict[str, FieldFiller] = {
     "gro": _gro_fields,
     "dwp": _dwp_fields,
     "nhs": _nhs_fields,
@@ -151,6 +137,10 @@ def _json_object(line: str) -> Record:
         raise BadRecord(f"line too long: {len(line):,} characters (limit {MAX_LINE_CHARS:,})")
     if line.startswith("\ufeff"):
         line = line[1:]
+    if line.startswith("{"):
+        record = _plain_json_object(line)
+        if record is not None:
+            return record
     if not line or line.isspace():
         raise BadRecord("empty line")
     try:
@@ -166,8 +156,21 @@ def _json_object(line: str) -> Record:
     return record
 
 
+def _plain_json_object(line: str) -> Record | None:
+    """The JSON object a line starting with `{` holds, read by the decoder's C scanner without
+    `JSONDecoder.decode`'s Python-level wrapper and its regexes; None when the line is anything
+    but one object and JSON whitespace, for `_DECODER.decode` to say why."""
+    try:
+        record, end = _DECODER.scan_once(line, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    return None if line[end:].strip(_JSON_WHITESPACE) else record
+
+
 def _check_value_types(record: Record) -> None:
     """Every value of the record, known field or not, must be a string or null."""
+    if _STRING_OR_NULL.issuperset(map(type, record.values())):
+        return
     for key, value in record.items():
         if value is not None and type(value) is not str:
             raise BadRecord(
@@ -225,26 +228,23 @@ def first_and_middle_names(given: str | None, others: str | None) -> tuple[str |
     return norm.split_forenames(f"{given or ''} {others}")
 
 
-def name_fields(
-    first_name: str | None, middle_names: str | None, surname: str | None
-) -> dict[str, str | None]:
-    """The name fields of an update; `surname` raw, the forenames already canonical."""
-    return {
-        "first_name": first_name,
-        "middle_names": middle_names,
-        "first_name_std": standard_first_name(first_name),
-        "surname": norm.name(surname),
-    }
+def fill_names(
+    update: UpdateDraft, first_name: str | None, middle_names: str | None, surname: str | None
+) -> None:
+    """Set the name fields of an update; `surname` raw, the forenames already canonical."""
+    update.first_name = first_name
+    update.middle_names = middle_names
+    update.first_name_std = standard_first_name(first_name)
+    update.surname = norm.name(surname)
 
 
-def address_fields(record: Record) -> dict[str, str | None]:
-    """The address fields shared by gro, dwp, nhs and declared feeds."""
-    return {
-        "address_line1": norm.text(record.get("address_line1")),
-        "address_line2": norm.text(record.get("address_line2")),
-        "town": norm.text(record.get("town")),
-        "postcode": norm.postcode(record.get("postcode")),
-    }
+def fill_address(update: UpdateDraft, record: Record) -> None:
+    """Set the address fields shared by gro, dwp, nhs and declared feeds."""
+    get = record.get
+    update.address_line1 = norm.text(get("address_line1"))
+    update.address_line2 = norm.text(get("address_line2"))
+    update.town = norm.text(get("town"))
+    update.postcode = norm.postcode(get("postcode"))
 
 
 def _parent_names(record: Record) -> tuple[str | None, str | None]:
@@ -266,6 +266,8 @@ def _reject_constant(constant: str) -> None:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_WHITESPACE = " \t\n\r"
+_STRING_OR_NULL = frozenset((str, type(None)))
 
 
 def _first_sentence(error: ValueError) -> str:

@@ -30,12 +30,12 @@ from typing import Any, TextIO
 from streams import normalise as norm
 from streams.adapters import (
     Record,
-    address_fields,
+    fill_address,
+    fill_names,
     first_and_middle_names,
-    name_fields,
     parse_record_line,
 )
-from streams.canonical import FEEDS, UPDATE_COLUMNS, BadRecord, Update
+from streams.canonical import FEEDS, UPDATE_COLUMNS, BadRecord, Update, UpdateDraft
 
 DECLARATION_FILE = "feed.toml"
 DECLARED_EVENTS: tuple[str, ...] = ("record",)
@@ -195,30 +195,26 @@ def declared_feeds(feeds_dir: Path) -> tuple[str, ...]:
 # ---------------------------------------------------------------- the adapter
 
 
-def _declared_fields(record: Record) -> dict[str, str | None]:
+def _declared_fields(record: Record, update: UpdateDraft) -> None:
     """The canonical fields of a declared feed's line; `first_name` may hold middle names too."""
-    first_name, middle_names = first_and_middle_names(
-        record.get("first_name"), record.get("middle_names")
-    )
-    preferred_first_name, _ = norm.split_forenames(record.get("preferred_first_name"))
-    return {
-        "source_key": norm.code(record.get("source_key")),
-        **name_fields(first_name, middle_names, record.get("surname")),
-        "preferred_first_name": preferred_first_name,
-        "preferred_surname": norm.name(record.get("preferred_surname")),
-        "former_surname": norm.name(record.get("former_surname")),
-        "sex": norm.sex(record.get("sex"), _CANONICAL_SEX),
-        "date_of_birth": record.get("date_of_birth"),
-        "date_of_death": record.get("date_of_death"),
-        **address_fields(record),
-        "nhs_number": norm.nhs_number(record.get("nhs_number")),
-        "upn": norm.code(record.get("upn")),
-        "parent_forenames": norm.name(record.get("parent_forenames")),
-        "parent_surname": norm.name(record.get("parent_surname")),
-        "claimant_nino": norm.code(record.get("claimant_nino")),
-        "school_urn": norm.code(record.get("school_urn")),
-        "gp_practice_code": norm.code(record.get("gp_practice_code")),
-    }
+    get = record.get
+    forenames = first_and_middle_names(get("first_name"), get("middle_names"))
+    update.source_key = norm.code(get("source_key"))
+    fill_names(update, *forenames, get("surname"))
+    update.preferred_first_name, _ = norm.split_forenames(get("preferred_first_name"))
+    update.preferred_surname = norm.name(get("preferred_surname"))
+    update.former_surname = norm.name(get("former_surname"))
+    update.sex = norm.sex(get("sex"), _CANONICAL_SEX)
+    update.date_of_birth = get("date_of_birth")
+    update.date_of_death = get("date_of_death")
+    fill_address(update, record)
+    update.nhs_number = norm.nhs_number(get("nhs_number"))
+    update.upn = norm.code(get("upn"))
+    update.parent_forenames = norm.name(get("parent_forenames"))
+    update.parent_surname = norm.name(get("parent_surname"))
+    update.claimant_nino = norm.code(get("claimant_nino"))
+    update.school_urn = norm.code(get("school_urn"))
+    update.gp_practice_code = norm.code(get("gp_practice_code"))
 
 
 # ---------------------------------------------------------------- the declaration

@@ -12,6 +12,7 @@ import re
 import unicodedata
 
 _UK_POSTCODE = re.compile(r"[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}")
+_CANONICAL_UK_POSTCODE = re.compile(r"[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}")
 _CANONICAL_NAME = re.compile(r"[A-Z]+(?:[-' ][A-Z]+)*")
 _ASCII_DIGITS = frozenset("0123456789")
 
@@ -91,6 +92,8 @@ def postcode(raw: str | None) -> str | None:
     >>> postcode("   ") is None
     True
     """
+    if raw is not None and _CANONICAL_UK_POSTCODE.fullmatch(raw):
+        return raw
     compact = code(raw)
     if compact is not None and _UK_POSTCODE.fullmatch(compact):
         return f"{compact[:-3]} {compact[-3:]}"
@@ -129,6 +132,8 @@ def code(raw: str | None) -> str | None:
     """
     if raw is None:
         return None
+    if raw.isalnum() and raw.isascii():
+        return raw.upper()
     compact = "".join(raw.upper().split())
     return printable(compact) or None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import FrozenInstanceError, asdict
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from streams.canonical import (
     UPDATE_SCHEMA,
     BadRecord,
     Update,
+    UpdateDraft,
+    finished,
     updates_to_arrow,
 )
 from streams.generator import GeneratorConfig, generate
@@ -337,6 +340,41 @@ def test_date_fields_of_another_feed_are_unknown_fields_and_ignored() -> None:
 )
 def test_harmless_oddities_still_parse(line: str) -> None:
     assert parse_line("gro", line).surname == "O'NEIL-SMITH"
+
+
+@pytest.mark.parametrize(
+    ("tail", "reason"),
+    [("\x0b", "invalid JSON: Extra data"), (" {}", "invalid JSON: Extra data"), ("}", "invalid")],
+)
+def test_anything_but_json_whitespace_after_the_object_is_bad(tail: str, reason: str) -> None:
+    with pytest.raises(BadRecord, match=reason):
+        parse_line("gro", line_of(GRO_BIRTH) + tail)
+
+
+def test_a_parsed_update_is_the_frozen_update_of_its_values() -> None:
+    update = parse_line("census", line_of(CENSUS_RETURN))
+    assert type(update) is Update
+    assert update == Update(**asdict(update))
+    assert hash(update) == hash(Update(**asdict(update)))
+    with pytest.raises(FrozenInstanceError):
+        update.surname = "SMITH"  # type: ignore[misc]
+
+
+def test_a_finished_draft_is_the_update_of_the_fields_set() -> None:
+    draft = UpdateDraft("gro", "gro-1", "birth", "2009-01-05T10:00:00Z")
+    draft.surname = "SMITH"
+    assert finished(draft) == Update(
+        feed="gro", record_id="gro-1", event="birth", event_time="2009-01-05T10:00:00Z",
+        surname="SMITH",
+    )
+
+
+def test_updates_become_arrow_rows_in_order_and_no_updates_an_empty_table() -> None:
+    updates = [parse_line(feed, line_of(record)) for feed, record in GOOD_RECORDS.items()]
+    table = updates_to_arrow(updates)
+    assert table.schema == UPDATE_SCHEMA
+    assert table.to_pylist() == [asdict(update) for update in updates]
+    assert updates_to_arrow([]).equals(UPDATE_SCHEMA.empty_table())
 
 
 def test_every_event_of_every_feed_is_accepted() -> None:

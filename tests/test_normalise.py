@@ -63,6 +63,9 @@ def test_forenames_split_into_first_and_middle_names() -> None:
     ("raw", "expected"),
     [
         ("SW1A 1AA", "SW1A 1AA"),
+        ("SW1A  1AA", "SW1A 1AA"),
+        ("SW1A 1AA\n", "SW1A 1AA"),
+        ("SW1A\u00a01AA", "SW1A 1AA"),
         ("sw1a1aa", "SW1A 1AA"),
         (" m1   1ae ", "M1 1AE"),
         ("B33 8TH", "B33 8TH"),
