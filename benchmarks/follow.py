@@ -81,7 +81,7 @@ def run_follow(
     started_epoch = time.time()
     with MeasuredProcess(cmd, work_dir / "engine-follow.log") as proc:
         # CPU alone is no sign of readiness: opening a large master can wait on the disk
-        ready = proc.wait_for_stderr(READY_LINE, plan.ready_max_s)
+        ready = proc.wait_for_stderr(READY_LINE, plan.ready_line_max_s)
         ready += proc.wait_until_idle(
             below=plan.idle_below, settle_s=plan.idle_settle_s, min_s=1.0, max_s=plan.ready_max_s
         )
