@@ -29,8 +29,7 @@ class FollowPlan:
     # idle = below this share of one core for `idle_settle_s` (engine started / caught up)
     idle_below: float = 0.15
     idle_settle_s: float = 1.0
-    # `run` says it is ready once its master is open and indexed (or, on empty feeds, at its
-    # first line: then the wait runs out)...
+    # `run` says it is ready once its master is open and indexed (following, at start-up)...
     ready_line_max_s: float = 120.0
     # ...then ready = idle: on a master just bulk-loaded the engine's service first builds the
     # search index in the background (~2 min at 1M children, on both cores); lines appended

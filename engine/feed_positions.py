@@ -30,10 +30,18 @@ class FeedPosition:
     line: int
 
 
+@dataclass(frozen=True, slots=True)
+class FollowStarted:
+    """The first item of a followed stream, before any line. Bytewax builds a sink's partition
+    at its first item, so without it a `run --follow` on quiet feeds would open the master, load
+    its in-memory indexes and start its service only when the first line arrives: that line
+    would wait for all of it, and people could not search until then."""
+
+
 def is_feed_line(item: object) -> bool:
     """Whether a stream item stands for a feed line (an update or a dead letter), rather than
-    being a position: what a batch's size counts."""
-    return not isinstance(item, FeedPosition)
+    being a position or the start marker: what a batch's size counts."""
+    return not isinstance(item, FeedPosition | FollowStarted)
 
 
 _SCHEMA_SQL = """

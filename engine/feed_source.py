@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from engine.feed_positions import FeedPosition, FileOffsets
+from engine.feed_positions import FeedPosition, FileOffsets, FollowStarted
 
 FEEDS_PARTITION = "feeds"
 
@@ -64,9 +64,9 @@ class FeedChunk:
     end: FeedPosition
 
 
-class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
+class FeedFilesSource(FixedPartitionedSource[FeedChunk | FollowStarted, FileOffsets]):
     """Reads `<feeds_dir>/*/*.jsonl`, the given feeds first (in their order) within each period,
-    from the positions `start` on.
+    from the positions `start` on. Following, its first item is `FollowStarted`.
 
     A chunk ends at every `chunk_boundary`-th line read since the run started (the batch size;
     None: no such boundary):
@@ -118,7 +118,7 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk, FileOffsets]):
         return [(feed, path) for _, _, feed, path in sorted(files)]
 
 
-class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
+class FeedFilesPartition(StatefulSourcePartition[FeedChunk | FollowStarted, FileOffsets]):
     """Tails the feed files; see the module docstring for the reading rules."""
 
     def __init__(self, source: FeedFilesSource, offsets: FileOffsets) -> None:
@@ -126,10 +126,14 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk, FileOffsets]):
         self._offsets = offsets
         self._lines_read = 0
         self._idle_until: datetime | None = None
+        self._started = not source.follow
 
-    def next_batch(self) -> list[FeedChunk]:
+    def next_batch(self) -> list[FeedChunk | FollowStarted]:
         if self._source.stop.is_set():
             raise StopIteration
+        if not self._started:
+            self._started = True
+            return [FollowStarted()]
         chunks = self._read_some()
         if chunks:
             self._idle_until = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.feed_positions import FeedPosition
+from engine.feed_positions import FeedPosition, FollowStarted
 from engine.feed_source import FeedChunk, FeedLine
 from streams.adapters import parse_line
 from streams.canonical import FEEDS, BadRecord, Update
@@ -40,9 +40,14 @@ class FeedParser:
 
     registered: frozenset[str]
 
-    def parse_chunk(self, chunk: FeedChunk) -> list[Update | DeadLetter | FeedPosition]:
+    def parse_chunk(
+        self, chunk: FeedChunk | FollowStarted
+    ) -> list[Update | DeadLetter | FeedPosition | FollowStarted]:
         """The dataflow's parse step: every line of a chunk, then the chunk's end position
-        (saved with the batch that holds it, after the lines before it: engine.feed_positions)."""
+        (saved with the batch that holds it, after the lines before it: engine.feed_positions);
+        the start marker passes through."""
+        if isinstance(chunk, FollowStarted):
+            return [chunk]
         return [*map(self.parse_line, chunk.lines), chunk.end]
 
     def parse_line(self, feed_line: FeedLine) -> Update | DeadLetter:

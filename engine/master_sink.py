@@ -1,9 +1,10 @@
 """Bytewax output: the single-writer partition that owns the master DuckDB file.
 
 Every micro-batch goes to one partition (`master`), on whichever worker owns it; that worker opens
-the DuckDB file and the model when the partition is built, so in a cluster only one process ever
-writes the master. Writes are idempotent per (feed, record_id), so a replay after a crash
-(Bytewax recovery is at-least-once) has exactly-once effect; the partition keeps no state.
+the DuckDB file and the model when the partition is built (at the stream's first item: following,
+that is the source's `FollowStarted`, so before any line arrives), so in a cluster only one
+process ever writes the master. Writes are idempotent per (feed, record_id), so a replay after a
+crash (Bytewax recovery is at-least-once) has exactly-once effect; the partition keeps no state.
 
 What else the process serves on the master while it holds it (people's searches and acts: DuckDB
 lets one process open the file) is composed by the caller as a `MasterService` factory: the
@@ -23,6 +24,7 @@ import duckdb
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from engine.config import EngineConfig
+from engine.feed_positions import FeedPosition, FollowStarted
 from engine.intake import DeadLetter
 from engine.master_store import ENGINE_OPEN_WAIT_S, configure_store, open_master
 from engine.resolver import BatchOutcome, Resolver
@@ -30,7 +32,7 @@ from linkage_models.scoring import CompiledModel
 from streams.canonical import Update
 
 MASTER_PARTITION = "master"
-Batch = list[Update | DeadLetter]
+Batch = list[Update | DeadLetter | FeedPosition | FollowStarted]
 
 
 class MasterService(Protocol):
@@ -113,6 +115,8 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
 
     def write_batch(self, values: list[Batch]) -> None:
         for batch in values:
+            if all(isinstance(item, FollowStarted) for item in batch):
+                continue  # it only had Bytewax build this partition: nothing to write
             with self.service.write_lock:  # a person's act never races a batch
                 outcome = self.resolver.resolve(batch)
             if self.on_batch is not None:

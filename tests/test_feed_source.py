@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.feed_positions import FeedPosition
+from engine.feed_positions import FeedPosition, FollowStarted
 from engine.feed_source import FeedFilesSource
 
 
@@ -82,6 +82,7 @@ def test_a_state_bytewax_kept_is_not_where_the_source_resumes(feeds: Path):
 
 def test_follow_waits_for_a_half_written_line_and_picks_up_new_files(feeds: Path):
     part = make_source(feeds, follow=True).build_part("feeds", "feeds", None)
+    assert part.next_batch() == [FollowStarted()]  # before any line: the master opens at once
     assert len(read_all(part)) == 4
     with (feeds / "gro" / "2009-02.jsonl").open("a") as handle:
         handle.write('{"a": "5"')

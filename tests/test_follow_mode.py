@@ -75,3 +75,23 @@ def test_appended_lines_are_linked_and_search_works_while_following(follower):
     assert con.execute("SELECT count(DISTINCT child_id) FROM links").fetchall() == [(1,)]
     assert con.execute("SELECT count(*) FROM audit_log WHERE act = 'search'").fetchall()[0][0] >= 1
     con.close()
+
+
+def test_the_engine_opens_the_master_and_serves_before_the_first_line(tmp_path: Path):
+    """On quiet feeds the master is loaded and the service started at once, not when the first
+    line arrives (that line would wait for it all, and nobody could search until then)."""
+    feeds, db = tmp_path / "feeds", tmp_path / "master.duckdb"
+    feeds.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
+         "--follow", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(Path(str(db) + ".sock").exists)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert stderr.splitlines()[0].startswith("master ready: 0 records indexed in memory in ")
+    assert json.loads(stdout)["updates"] == 0
