@@ -85,6 +85,10 @@ class StoreConfig:
 
     checkpoint_threshold_mb: int = 512
     memory_limit_mb: int = 1536
+    # Following, a checkpoint once no batch came for this long and the log holds this much
+    # (engine.idle_checkpoint): its stall falls in a pause of the feeds, not on the next line.
+    idle_checkpoint_after_s: float = 2.0
+    idle_checkpoint_min_mb: float = 64.0
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,8 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch.max_latency_ms": _at_least(1),
     "store.checkpoint_threshold_mb": _at_least(1),
     "store.memory_limit_mb": _at_least(256),
+    "store.idle_checkpoint_after_s": _at_least(0.1),
+    "store.idle_checkpoint_min_mb": _at_least(0),
     "source.lines_per_read": _at_least(1),
     "source.poll_interval_ms": _at_least(1),
     "survivorship.source_trust": _RANKS,

@@ -86,7 +86,7 @@ def build_flow(
     )
     sink = MasterSink(
         options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master,
-        service=options.service, on_ready=on_ready,
+        service=options.service, on_ready=on_ready, follow=options.follow,
     )
     op.output("master", batches, sink)
     return flow

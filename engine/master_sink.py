@@ -25,6 +25,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, FollowStarted
+from engine.idle_checkpoint import IdleCheckpointer
 from engine.intake import DeadLetter
 from engine.master_store import ENGINE_OPEN_WAIT_S, configure_store, open_master
 from engine.resolver import BatchOutcome, Resolver
@@ -72,8 +73,10 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         owns_master: bool = True,
         service: ServiceFactory | None = None,
         on_ready: Callable[[str], None] | None = None,
+        follow: bool = False,
     ) -> None:
         self.db_path = db_path
+        self.follow = follow
         self.on_ready = on_ready
         self.model_path = model_path
         self.config = config
@@ -99,7 +102,11 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
             self.on_ready(f"master ready: {resolver.records_indexed:,} records indexed in memory "
                           f"in {time.monotonic() - started:.1f} s")
         service = self.service(con, self.db_path, model) if self.service else _NoService()
-        return MasterWriterPartition(resolver, service, self.on_batch)
+        idle = IdleCheckpointer(
+            con, Path(f"{self.db_path}.wal"), service.write_lock,
+            self.config.store.idle_checkpoint_after_s, self.config.store.idle_checkpoint_min_mb,
+        ) if self.follow else None
+        return MasterWriterPartition(resolver, service, self.on_batch, idle)
 
 
 class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
@@ -108,10 +115,12 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
         resolver: Resolver,
         service: MasterService,
         on_batch: Callable[[BatchOutcome], None] | None,
+        idle: IdleCheckpointer | None = None,
     ) -> None:
         self.resolver = resolver
         self.service = service
         self.on_batch = on_batch
+        self.idle = idle
 
     def write_batch(self, values: list[Batch]) -> None:
         for batch in values:
@@ -119,6 +128,8 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
                 continue  # it only had Bytewax build this partition: nothing to write
             with self.service.write_lock:  # a person's act never races a batch
                 outcome = self.resolver.resolve(batch)
+                if self.idle is not None:
+                    self.idle.wrote()
             if self.on_batch is not None:
                 self.on_batch(outcome)
 
@@ -126,5 +137,7 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
         return None
 
     def close(self) -> None:
+        if self.idle is not None:
+            self.idle.stop()
         self.service.stop()
         self.resolver.con.close()

@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -95,3 +96,32 @@ def test_the_engine_opens_the_master_and_serves_before_the_first_line(tmp_path: 
     assert process.returncode == 0, stderr
     assert stderr.splitlines()[0].startswith("master ready: 0 records indexed in memory in ")
     assert json.loads(stdout)["updates"] == 0
+
+
+def test_the_master_is_checkpointed_when_the_feeds_pause(tmp_path: Path):
+    """Following, the write-ahead log is checkpointed in a pause of the feeds, long before it
+    reaches DuckDB's own threshold (512 MB), so its stall never falls on a waiting line."""
+    feeds, db, config = tmp_path / "feeds", tmp_path / "master.duckdb", tmp_path / "engine.toml"
+    feeds.mkdir()
+    config.write_text("[store]\nidle_checkpoint_after_s = 0.5\nidle_checkpoint_min_mb = 0\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
+         "--follow", "--json", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(process.stderr), daemon=True)
+    reader.start()
+    wal = Path(f"{db}.wal")
+    try:
+        wait_for(lambda: any(line.startswith("master ready") for line in said))
+        write_feed(feeds, "gro", [gro_birth("1", "Ava", "Brown", "F", "2009-03-01", "LS6 2AB")])
+        wait_for(lambda: any(line.startswith("1 updates") for line in said))
+        wait_for(lambda: not wal.exists() or wal.stat().st_size == 0, timeout=15)
+        process.send_signal(signal.SIGTERM)
+        stdout = process.stdout.read()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, "".join(said)
+    assert json.loads(stdout)["updates"] == 1
