@@ -75,7 +75,7 @@ def search(
     con: duckdb.DuckDBPyConnection, model: CompiledModel, user: str = "pat", **probe: Any
 ) -> list[dict]:
     """The hits of a search by `user` (name, dob, postcode, limit as keywords)."""
-    args = {"name": None, "dob": None, "postcode": None, "limit": None} | probe
+    args = {"name": None, "dob": None, "postcode": None, "limit": None, "brief": None} | probe
     return act(con, model, "search", user, "safeguarding enquiry", **args).result
 
 

@@ -13,7 +13,7 @@ import pytest
 from engine.governance.acts import Request, perform
 from engine.governance.errors import GovernanceError
 from engine.governance.policy import GovernancePolicy
-from engine.governance.search import CONTACT_DATA_MANAGER
+from engine.governance.search import CONTACT_DATA_MANAGER, LIST_VIEW
 from engine.governance.search_index import ChildRows, use_child_rows
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
@@ -154,6 +154,23 @@ def test_a_practitioner_sees_only_name_sex_dob_and_id_of_a_shielded_child(
     assert (hit["child_id"], hit["first_name"], hit["surname"], hit["sex"],
             hit["date_of_birth"], hit["contact"]) == (
         oliver, "OLIVER", "QUARTERMAINE", "M", "2009-03-01", CONTACT_DATA_MANAGER)
+
+
+def test_a_brief_search_finds_the_same_children_with_only_a_lists_fields(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel
+):
+    act(con, model, "shield", "dana", "child protection plan", child_id=children(con)["harry"])
+    probe = {"dob": "2009-03-01"}
+    full, brief = search(con, model, **probe), search(con, model, brief=True, **probe)
+    assert [(h["child_id"], h["match_probability"]) for h in brief] == [
+        (h["child_id"], h["match_probability"]) for h in full]
+    assert len(brief) == 2
+    for full_hit, brief_hit in zip(full, brief, strict=True):
+        if "contact" in full_hit:  # the shielded child: as restricted as in a full search
+            assert brief_hit == full_hit
+        else:
+            assert set(brief_hit) == {"child_id", "shielded", "match_probability", *LIST_VIEW}
+            assert brief_hit == {key: full_hit[key] for key in brief_hit}
 
 
 def test_the_data_manager_sees_a_shielded_child_in_full(

@@ -395,7 +395,8 @@ def _search(ctx: Context) -> Outcome:
         raise GovernanceError(f"limit must be between 1 and {ctx.policy.max_search_limit}")
     probe = search.probe_from_inputs(ctx.args["name"], ctx.args["dob"], ctx.args["postcode"])
     viewer = search.viewer_for(ctx.actor.role)
-    hits = search.search_children(ctx.con, ctx.model(), probe, viewer, limit, ctx.policy)
+    fields = search.LIST_VIEW if ctx.args["brief"] else search.FULL_VIEW
+    hits = search.search_children(ctx.con, ctx.model(), probe, viewer, limit, ctx.policy, fields)
     return Outcome(hits, [hit["child_id"] for hit in hits])
 
 
@@ -517,6 +518,7 @@ ACTS: dict[str, Act] = {act.name: act for act in (
     Act("session.check", _ANYONE, {}, _session_check, audited=False, effect=READ),
     Act("search", _SEARCHERS, {
         "name": _PERSONAL, "dob": _PERSONAL, "postcode": _PERSONAL, "limit": Argument(int),
+        "brief": Argument(bool),  # only a list's fields (search.LIST_VIEW): the results page
     }, _search, needs_reason=True, effect=READ, prepare=search.prepare_search_index),
     Act("child.view", _SEARCHERS, {"child_id": _REQUIRED_TEXT}, _child_view, needs_reason=True,
         effect=READ),

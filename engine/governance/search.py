@@ -48,6 +48,9 @@ FULL_VIEW: tuple[str, ...] = (
     "status",
 )
 SHIELDED_VIEW: tuple[str, ...] = ("first_name", "surname", "sex", "date_of_birth")
+# What a list of results shows (the web application's results page, `brief`): a child's row is
+# read for these alone, since each column read costs a block decompressed per child shown.
+LIST_VIEW: tuple[str, ...] = (*SHIELDED_VIEW, "postcode")
 # Broader blocking for a probe without a complete key of the model's rules.
 FALLBACK_BLOCKING_RULES: tuple[str, ...] = (
     "l.date_of_birth = r.date_of_birth",
@@ -58,7 +61,6 @@ _FULL, _RESTRICTED = "search:full", "search:restricted"
 _PROBE_COLUMN = re.compile(r"\bl\.(\w+)")  # a rule's probe (left-hand) column
 _PARAMETER = re.compile(r"\$(\w+)")
 _PROBE_COLUMNS = ("unique_id", *UPDATE_COLUMNS)
-_TEMP_TABLES = ("search_candidates", "search_pairs", "search_probe_tf", "search_candidates_tf")
 
 
 @dataclass(frozen=True)
@@ -141,12 +143,12 @@ def viewer_for(role: str) -> Viewer:
 
 def search_children(
     con: duckdb.DuckDBPyConnection, model: CompiledModel, probe: SearchProbe, viewer: Viewer,
-    limit: int, policy: GovernancePolicy,
+    limit: int, policy: GovernancePolicy, fields: tuple[str, ...] = FULL_VIEW,
 ) -> list[dict]:
     """The children matching `probe` best first (at most `limit`; the probe's evidence for each
     at least the policy's least Bayes factor), each as the viewer may see it: child_id,
-    match_probability, shielded and the FULL_VIEW fields, or for a shielded child the
-    SHIELDED_VIEW fields and a `contact`."""
+    match_probability, shielded and the `fields` (FULL_VIEW, or LIST_VIEW for a list of
+    results), or for a shielded child the SHIELDED_VIEW fields and a `contact`."""
     rules = searchable_rules(probe, model.blocking_rules)
     restricted = probe if viewer.sees_shielded else replace(probe, postcode=None)
     restricted_known = _known_columns(restricted)
@@ -160,9 +162,9 @@ def search_children(
         # without a postcode the restricted probe is the probe: one score per candidate
         withheld = restricted != probe
         scores = _score_candidates(con, model, withheld, _least_match_weight(model, policy))
-        return _best_children(con, scores, viewer, withheld, limit)
-    finally:  # one call, not five
-        con.execute(";".join(f"DROP TABLE IF EXISTS {table}" for table in _TEMP_TABLES))
+        return _best_children(con, scores, viewer, withheld, limit, fields)
+    finally:
+        con.execute("DROP TABLE IF EXISTS search_candidates")
         con.unregister("search_probe")
 
 
@@ -253,19 +255,20 @@ def _score_candidates(
     something (`withheld`), each candidate a restricted rule found against the restricted probe
     too (which of the two counts depends on the record's child); only scores of at least
     `least_weight`, which alone can make a child a hit."""
-    # one call (each call waits for the interpreter again while the engine's batches run)
-    con.execute(";".join((
-        f"""CREATE OR REPLACE TEMP TABLE search_pairs AS
+    # one statement: each call waits for the interpreter again while the engine's batches run,
+    # and a temporary table for each step costs more than planning it as a part of one query
+    pairs = f"""
         SELECT '{_FULL}' AS unique_id_l, unique_id AS unique_id_r FROM search_candidates
         UNION ALL
         SELECT '{_RESTRICTED}', unique_id FROM search_candidates
-        WHERE allowed_restricted AND {str(withheld).lower()}""",
-        *(f"CREATE OR REPLACE TEMP TABLE {table}_tf AS {with_term_frequencies_sql(model, table)}"
-          for table in ("search_probe", "search_candidates")),
-    )))
+        WHERE allowed_restricted AND {str(withheld).lower()}"""
     scores = model.score_sql("search_probe_tf", "search_candidates_tf", "search_pairs")
     kept = con.execute(
         f"""
+        WITH search_pairs AS MATERIALIZED ({pairs}),
+        search_probe_tf AS MATERIALIZED ({with_term_frequencies_sql(model, "search_probe")}),
+        search_candidates_tf AS MATERIALIZED (
+            {with_term_frequencies_sql(model, "search_candidates")})
         SELECT s.unique_id_l AS probe, c.record_no, s.match_weight, s.match_probability
         FROM ({scores}) s JOIN search_candidates c ON c.unique_id = s.unique_id_r
         WHERE s.match_weight >= ?
@@ -277,7 +280,7 @@ def _score_candidates(
 
 def _best_children(
     con: duckdb.DuckDBPyConnection, scores: list[Score], viewer: Viewer, withheld: bool,
-    limit: int,
+    limit: int, fields: tuple[str, ...],
 ) -> list[dict]:
     """Each child of `scores` that the viewer may see, with the best probability of its records
     under the probe that applies to it (the restricted one for a shielded child, if it
@@ -286,7 +289,7 @@ def _best_children(
     # first the kept records' children (by record_no: records lie in that order), then their
     # rows and shields, by `row_no` where the engine's service knows which rows those are
     # (search_index.ChildRows), else by the child_id column alone (a scan of it: a join of the
-    # two reads every child), then the shown children's columns by row id: reading the 22
+    # two reads every child), then the shown children's `fields` by row id: reading the
     # columns while filtering by child_id costs 4x as much on a million children, and only
     # `limit` children are shown. By row_no, kept children few enough to be shown all are read
     # in full at once.
@@ -298,8 +301,8 @@ def _best_children(
     child_of = {record_no: child_id for record_no, child_id, _ in kept}
     column, keys = _children_keys(con, kept)  # the child ids, or the rows that may be theirs
     at_once = column == "row_no" and len(set(child_of.values())) <= limit
-    shown = f"child_id, shielded, archived_on, {', '.join(FULL_VIEW)}"
-    # child_id -> (rowid, child_id, shielded[, archived_on, FULL_VIEW…])
+    shown = f"child_id, shielded, archived_on, {', '.join(fields)}"
+    # child_id -> (rowid, child_id, shielded[, archived_on, fields…])
     seen = {row[1]: row for row in con.execute(
         f"""
         SELECT rowid, {shown if at_once else "child_id, shielded"} FROM children
@@ -320,7 +323,7 @@ def _best_children(
             f"SELECT rowid, {shown} FROM children WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
             [sorted(seen[child_id][0] for child_id in ranked)],
         ).fetchall()}
-    return [_hit(seen[child_id][1:], best[child_id][1], viewer) for child_id in ranked]
+    return [_hit(seen[child_id][1:], best[child_id][1], viewer, fields) for child_id in ranked]
 
 
 def _children_keys(con: duckdb.DuckDBPyConnection, kept: list[tuple]) -> tuple[str, list]:
@@ -374,8 +377,8 @@ def _least_match_weight(model: CompiledModel, policy: GovernancePolicy) -> float
     return math.log2(prior / (1 - prior)) + math.log2(policy.min_bayes_factor)
 
 
-def _hit(row: tuple, probability: float, viewer: Viewer) -> dict:
-    return {"match_probability": round(probability, 6)} | _as_seen(row, viewer)
+def _hit(row: tuple, probability: float, viewer: Viewer, fields: tuple[str, ...]) -> dict:
+    return {"match_probability": round(probability, 6)} | _as_seen(row, viewer, fields)
 
 
 def child_view(con: duckdb.DuckDBPyConnection, child_id: str, viewer: Viewer) -> dict:
@@ -412,10 +415,11 @@ def child_view(con: duckdb.DuckDBPyConnection, child_id: str, viewer: Viewer) ->
     return view
 
 
-def _as_seen(row: tuple, viewer: Viewer) -> dict:
-    """A children row (child_id, shielded, archived_on, FULL_VIEW…) as the viewer may see it."""
+def _as_seen(row: tuple, viewer: Viewer, names: tuple[str, ...] = FULL_VIEW) -> dict:
+    """A children row (child_id, shielded, archived_on, then the `names` columns, which hold
+    SHIELDED_VIEW's) as the viewer may see it."""
     child_id, shielded, archived_on, *values = row
-    fields = dict(zip(FULL_VIEW, values, strict=True))
+    fields = dict(zip(names, values, strict=True))
     seen: dict = {"child_id": child_id, "shielded": shielded}
     if shielded and not viewer.sees_shielded:
         return seen | {name: fields[name] for name in SHIELDED_VIEW} | {

@@ -30,7 +30,8 @@ def search() -> tuple[str, int]:
     if request.method == "GET":
         return page("search.html", title="Find a child", probe=probe, reason=reason)
     try:
-        hits = perform("search", reason, **{k: v or None for k, v in probe.items()}).result
+        hits = perform("search", reason, brief=True,
+                       **{k: v or None for k, v in probe.items()}).result
     except AccessRefused as refused:
         return page("problem.html", 403, title="Refused", problem=str(refused))
     except GovernanceError as err:
