@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet-updates", type=int, default=defaults.follow.quiet_updates,
                         help="single lines appended one at a time to the idle engine after "
                              "the --follow phase (default %(default)s)")
+    parser.add_argument("--engine-timeout", type=float, default=defaults.engine_timeout_s,
+                        metavar="SECONDS", help="longest a bulk load may run before it is "
+                        "stopped (default %(default)s)")
+    parser.add_argument("--evaluate-timeout", type=float, default=defaults.evaluate_timeout_s,
+                        metavar="SECONDS", help="longest `evaluate` may run (default %(default)s)")
     return parser
 
 
@@ -76,9 +81,12 @@ def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BenchPla
         parser.error("--sizes: at least one size, each at least 1")
     if args.quiet_updates < 0:
         parser.error("--quiet-updates: at least 0")
+    if min(args.engine_timeout, args.evaluate_timeout) <= 0:
+        parser.error("--engine-timeout and --evaluate-timeout: more than 0 seconds")
     return BenchPlan(
         sizes=sizes, seed=args.seed, cache_dir=args.cache, out_dir=args.out,
         skip_anchors=args.skip_anchors,
+        engine_timeout_s=args.engine_timeout, evaluate_timeout_s=args.evaluate_timeout,
         follow=replace(FollowPlan(), rate=args.rate, seconds=args.follow_seconds,
                        quiet_updates=args.quiet_updates),
     )
