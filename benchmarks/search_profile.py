@@ -1,8 +1,10 @@
-"""`python -m benchmarks.search_profile --master FILE [--probes 60] [--scan-children]`: the CPU
-each query of a search costs, on an open connection to a master (read-only) whose search index
-is built (the engine or `benchmarks.web_search` builds it), for name and date of birth probes of
-children sampled from it; the children's rows found as the engine's service finds them (by
-row_no, search_index.ChildRows), or with `--scan-children` as a page on the master file does.
+"""`python -m benchmarks.search_profile --master FILE [--probes 60] [--scan-children] [--brief]`:
+the CPU each query of a search costs, on an open connection to a master (read-only) whose
+search index is built (the engine or `benchmarks.web_search` builds it), for name and date of
+birth probes of children sampled from it; the children's rows found as the engine's service
+finds them (by row_no, search_index.ChildRows), or with `--scan-children` as a page on the master
+file does; with `--brief`, only the fields of a list of results (the web results page), else
+the full view.
 
 Each query `search_children` sends is timed with the process's CPU clock (DuckDB's threads
 included) and wall clock; the summary gives p50 and p95 per query (by its first words) and for
@@ -69,10 +71,11 @@ class _Rows:
 
 
 def profile(db: Path, probes: int, warm_up: int = WARM_UP_SEARCHES,
-            scan_children: bool = False) -> dict[str, Any]:
+            scan_children: bool = False, brief: bool = False) -> dict[str, Any]:
     """Per-query and per-search CPU ms of `probes` searches on `db`, after `warm_up` ones."""
     model = CompiledModel.from_json(DEFAULT_MODEL_PATH)
     sampled = sample_probes(db, probes + warm_up, seed=7)
+    fields = search.LIST_VIEW if brief else search.FULL_VIEW
     con = duckdb.connect(str(db), read_only=True)
     try:
         timed = TimedConnection(con)
@@ -84,7 +87,7 @@ def profile(db: Path, probes: int, warm_up: int = WARM_UP_SEARCHES,
             began_cpu, began_wall = time.process_time(), time.perf_counter()
             con.begin()
             search.search_children(timed, model, probe, search.viewer_for("practitioner"),
-                                   DEFAULT_POLICY.search_limit, DEFAULT_POLICY)
+                                   DEFAULT_POLICY.search_limit, DEFAULT_POLICY, fields)
             con.commit()
             cpu.append((time.process_time() - began_cpu) * 1000)
             wall.append((time.perf_counter() - began_wall) * 1000)
@@ -106,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, default=60)
     parser.add_argument("--scan-children", action="store_true",
                         help="find the children's rows by scanning child_id (no engine)")
+    parser.add_argument("--brief", action="store_true",
+                        help="read only the fields the web results page shows")
     args = parser.parse_args(argv)
     if not args.master.is_file():
         parser.error(f"no master at {args.master}")
-    print(json.dumps(profile(args.master, args.probes, scan_children=args.scan_children),
-                     indent=1))
+    print(json.dumps(profile(args.master, args.probes, scan_children=args.scan_children,
+                             brief=args.brief), indent=1))
     return 0
 
 
