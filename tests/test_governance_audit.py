@@ -80,7 +80,7 @@ def test_a_search_is_audited_with_user_role_reason_query_and_children(
         "name": "Oliver Quartermaine", "dob": "2009-03-01"}
     query = json.loads(query)
     assert query == {"name": commitment(personal["name"]), "dob": commitment(personal["dob"]),
-                     "postcode": None, "limit": None}
+                     "postcode": None, "limit": None, "brief": None}
     assert json.loads(child_ids) == [child_of(con, "gro", "g1")]
 
 
