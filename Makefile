@@ -5,8 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR := data/demo
 DEMO_CHILDREN ?= 20000
-# the demo's users are accredited for a year
+# The demo's users are accredited for a year and sign in to `contactpoint serve` with this
+# password (and a token they enrol from the QR code at their first sign-in).
+DEMO_PASSWORD := demo password, not for real use
 DEMO_UNTIL = $(shell $(PYTHON) -c 'import datetime as d; print(d.date.today() + d.timedelta(days=365))')
+DEMO_USER_OPTIONS = --accredited-until $(DEMO_UNTIL) --password-stdin --db $(DEMO_DIR)/master.duckdb
 SIZES ?= 10000,100000
 
 .PHONY: venv demo test test-all lint bench clean
@@ -25,11 +28,12 @@ demo: venv
 	$(BIN)/contactpoint generate --children $(DEMO_CHILDREN) --seed 1 --out $(DEMO_DIR)
 	rm -f $(DEMO_DIR)/master.duckdb $(DEMO_DIR)/master.duckdb.wal
 	$(BIN)/contactpoint run --feeds $(DEMO_DIR)/feeds --db $(DEMO_DIR)/master.duckdb
-	$(BIN)/contactpoint users add demo-admin --role admin --org DfE --db $(DEMO_DIR)/master.duckdb \
-	    --accredited-until $(DEMO_UNTIL)
-	$(BIN)/contactpoint users add demo-manager --role data_manager --org Demo --by demo-admin \
-	    --db $(DEMO_DIR)/master.duckdb \
-	    --accredited-until $(DEMO_UNTIL)
+	echo '$(DEMO_PASSWORD)' | $(BIN)/contactpoint users add demo-admin --role admin --org DfE \
+	    $(DEMO_USER_OPTIONS)
+	echo '$(DEMO_PASSWORD)' | $(BIN)/contactpoint users add demo-manager --role data_manager \
+	    --org Demo --by demo-admin $(DEMO_USER_OPTIONS)
+	echo '$(DEMO_PASSWORD)' | $(BIN)/contactpoint users add demo-practitioner --role practitioner \
+	    --org Demo --by demo-admin $(DEMO_USER_OPTIONS)
 	$(BIN)/contactpoint evaluate --db $(DEMO_DIR)/master.duckdb --truth $(DEMO_DIR)/truth.csv \
 	    --user demo-manager --reason "demo: accuracy against the synthetic truth"
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
 import waitress
 
@@ -170,6 +172,22 @@ def test_a_practitioner_signs_in_with_totp_searches_with_a_reason_and_sees_a_shi
     submit(browser, "Change password")
     assert "Your password is changed." in browser.find_element(By.CSS_SELECTOR, ".done").text
     screenshot(browser, "practitioner-change-password")
+
+    browser.get(f"{base_url}/review")  # a data manager's page
+    assert "not part of your role" in browser.find_element(By.TAG_NAME, "main").text
+    screenshot(browser, "practitioner-not-for-your-role")
+
+    navigate(browser, browser.find_element(By.XPATH, "//header//button[.='Sign out']"))
+    browser.get(f"{base_url}/login")
+    fill(browser, name="pip", password="a new and longer passphrase")
+    submit(browser, "Continue")
+    assert "type the six-digit code" in browser.find_element(By.TAG_NAME, "main").text
+    assert "scan this QR code" not in browser.find_element(By.TAG_NAME, "main").text
+    screenshot(browser, "practitioner-code")
+    # the enrolment used this time step's code, and a code works once: the next step's
+    fill(browser, code=pyotp.TOTP(master["secrets"]["pip"]).at(time.time() + 30))
+    submit(browser, "Sign in")
+    assert "Signed in as pip" in browser.find_element(By.TAG_NAME, "header").text
 
 
 def test_five_wrong_passwords_lock_the_user_out(browser, base_url: str, master: dict):

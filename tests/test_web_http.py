@@ -5,8 +5,10 @@ revocation takes effect at the next request."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +29,8 @@ from tests.test_governance_helpers import act
 from tests.web_helpers import PASSWORD, code_for, csrf_token, sign_in, web_master
 
 EXTRA_USERS = {"rita": "practitioner", "sam": "practitioner", "lou": "practitioner",
-               "eve": "practitioner", "max": "practitioner", "kim": "data_manager"}
+               "eve": "practitioner", "max": "practitioner", "kim": "data_manager",
+               "ada": "practitioner", "ida": "practitioner", "joe": "practitioner"}
 PAGE_LIMIT_BYTES = 200 * 1024
 
 
@@ -62,6 +65,49 @@ def view_child(client: FlaskClient, child_id: str, reason: str):
 def test_healthz_answers_without_a_session(app: Flask):
     response = app.test_client().get("/healthz")
     assert (response.status_code, response.text) == (200, "ok\n")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    """(status, Location header) of GET `path` on the local server at `port`."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.getheader("Location") or ""
+    finally:
+        connection.close()
+
+
+def test_contactpoint_serve_answers_healthz_alone_without_a_session(master: dict, tmp_path: Path):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "--db", str(master["db"]), "--port", str(port)],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert get(port, "/healthz")[0] == 200
+                break
+            except ConnectionRefusedError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+                time.sleep(0.2)
+        status, location = get(port, "/search")
+        assert status == 302 and location.endswith("/login")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    missing = subprocess.run(
+        [sys.executable, "-m", "engine", "serve", "--db", str(tmp_path / "none.duckdb")],
+        capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].endswith("run `contactpoint run` first")
 
 
 def test_every_other_route_refuses_a_request_without_a_session(app: Flask):
@@ -209,6 +255,51 @@ def test_a_revoked_user_is_signed_out_at_the_next_request(
     refused = client.get("/search")
     assert refused.status_code == 403 and "was revoked" in refused.text
     assert client.get("/search").status_code == 302
+
+
+def test_an_accreditation_that_runs_out_signs_the_user_out_at_the_next_request(
+    app: Flask, master: dict
+):
+    client = app.test_client()
+    assert sign_in(client, "ada", master["secrets"]["ada"]).status_code == 302
+    assert client.get("/search").status_code == 200
+    con = duckdb.connect(str(master["db"]))  # the day after the accreditation's last one
+    con.execute("UPDATE users SET accredited_until = current_date - 1 WHERE name = 'ada'")
+    con.close()
+    refused = client.get("/search")
+    assert refused.status_code == 403 and "accreditation expired" in refused.text
+    assert client.get("/search").status_code == 302
+
+
+def password_step(app: Flask, name: str) -> tuple[FlaskClient, str]:
+    """A new client past the password step of `name`'s sign-in, and the code page's token."""
+    client = app.test_client()
+    form = client.get("/login")
+    client.post("/login", data={"csrf_token": csrf_token(form.text), "name": name,
+                                "password": PASSWORD})
+    return client, csrf_token(client.get("/login/code").text)
+
+
+def test_a_code_works_once(app: Flask, master: dict):
+    code = code_for(master["secrets"]["ida"])
+    client, token = password_step(app, "ida")
+    assert client.post("/login/code", data={"csrf_token": token, "code": code}).status_code == 302
+    again, token = password_step(app, "ida")
+    replayed = again.post("/login/code", data={"csrf_token": token, "code": code})
+    assert replayed.status_code == 401 and "used already" in replayed.text
+    assert again.get("/search").status_code == 302
+
+
+def test_five_wrong_codes_lock_the_user_out(app: Flask, master: dict):
+    client, token = password_step(app, "joe")
+    for _ in range(5):
+        wrong = client.post("/login/code", data={"csrf_token": token, "code": "000000"})
+    assert wrong.status_code == 401 and "locked until" in wrong.text
+    again = app.test_client()
+    page = again.get("/login")
+    refused = again.post("/login", data={"csrf_token": csrf_token(page.text), "name": "joe",
+                                         "password": PASSWORD})
+    assert refused.status_code == 401 and "locked until" in refused.text
 
 
 def test_an_admin_exports_the_audit_head_and_checks_the_log_against_it(
