@@ -165,6 +165,41 @@ def test_each_role_sees_only_its_pages(
         "pat": "practitioner", "dana": "data_manager", "root": "admin"}[user]
 
 
+FIELD = re.compile(r"<(input|select|textarea)\b([^>]*)>")
+LABEL_FOR = re.compile(r'<label\b[^>]*\bfor="([^"]+)"')
+
+
+def unlabelled_fields(html: str) -> list[str]:
+    """The form fields a person fills in that have neither a <label for> nor an aria-label."""
+    labelled = set(LABEL_FOR.findall(html))
+    missing = []
+    for _, attributes in FIELD.findall(html):
+        kind = re.search(r'\btype="([^"]+)"', attributes)
+        if kind and kind.group(1) in ("hidden", "submit", "button"):
+            continue
+        field_id = re.search(r'\bid="([^"]+)"', attributes)
+        if "aria-label=" not in attributes and (not field_id or field_id.group(1) not in labelled):
+            missing.append(attributes.strip())
+    return missing
+
+
+@pytest.mark.parametrize(("user", "paths"), [
+    (None, ["/login"]),
+    ("pat", ["/search", "/account/password"]),
+    ("dana", ["/review"]),
+    ("root", ["/admin/users", "/admin/sources", "/admin/retention", "/admin/audit"]),
+])
+def test_every_field_of_every_form_has_a_label(
+    app: Flask, signed_in: dict[str, FlaskClient], user: str | None, paths: list[str]
+):
+    client = signed_in[user] if user else app.test_client()
+    for path in paths:
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "<form" in page.text, path
+        assert unlabelled_fields(page.text) == [], path
+
+
 def test_a_search_needs_a_reason_and_is_audited_with_it(
     signed_in: dict[str, FlaskClient], master: dict
 ):
