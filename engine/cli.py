@@ -295,6 +295,8 @@ def _run(args: argparse.Namespace) -> int:
     from engine.config import ConfigError, EngineConfig
     from engine.dataflow import RunOptions
     from engine.feed_source import StopSignal
+    from engine.governance.errors import GovernanceError
+    from engine.governance.service import check_private_folder
     from engine.master_store import MasterStoreError
     from engine.progress import RunProgress
     from engine.runner import run_engine
@@ -316,8 +318,10 @@ def _run(args: argparse.Namespace) -> int:
     _stop_cleanly_on_signals(stop, args)
     progress = RunProgress()
     try:
+        if options.owns_master:
+            check_private_folder(args.db.absolute().parent)  # where the service's socket goes
         summary = run_engine(options, stop, progress, progress.ready)
-    except (ConfigError, MasterStoreError, ModelError) as err:
+    except (ConfigError, GovernanceError, MasterStoreError, ModelError) as err:
         raise UsageError(str(err)) from err
     progress.finish()
     if stop.is_set():

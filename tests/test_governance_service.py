@@ -20,6 +20,7 @@ import pytest
 from engine.governance.acts import Request
 from engine.governance.audit import verify_chain
 from engine.governance.client import MasterFile, dispatch
+from engine.governance.errors import GovernanceError
 from engine.governance.service import ServiceHandle, socket_path_for, start_service
 from linkage_models.scoring import CompiledModel
 from tests.test_governance_helpers import (
@@ -102,6 +103,21 @@ def test_the_socket_sits_beside_the_master_even_when_its_path_is_too_long_for_an
         assert status == 0 and len(json.loads(out)) == 3  # through the socket: the file is held
     finally:
         handle.stop()
+        con.close()
+
+
+def test_the_service_never_starts_in_a_folder_other_users_can_write(
+    tmp_path: Path, model: CompiledModel
+):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    con = governed_master(shared / "m.duckdb")
+    try:
+        shared.chmod(0o777)
+        with pytest.raises(GovernanceError, match="can be written by other users"):
+            start_service(con, shared / "m.duckdb", model)
+        assert not socket_path_for(shared / "m.duckdb").exists()
+    finally:
         con.close()
 
 

@@ -44,6 +44,20 @@ def test_master_locked_by_another_process(feeds: Path, tmp_path: Path, capsys):
         f"contactpoint run: master database {db} is in use by another process (only one writer)")
 
 
+def test_a_master_in_a_folder_other_users_can_write_is_refused(feeds: Path, tmp_path: Path,
+                                                                 capsys):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # another user could take the name of the service's socket here
+    code, err = run_cli(["run", "--feeds", str(feeds), "--db", str(shared / "m.duckdb")], capsys)
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        f"contactpoint run: the master's folder {shared} can be written by other users, who "
+        "could take the name of its service socket: keep the master in a folder only you can "
+        "write (chmod go-w)")
+    assert list(shared.iterdir()) == []
+
+
 def test_master_of_an_earlier_schema_is_refused_untouched(feeds: Path, tmp_path: Path, capsys):
     db = tmp_path / "master.duckdb"
     con = duckdb.connect(str(db))

@@ -12,7 +12,9 @@ the same time, and reading acts (a search) never wait for a batch (`acts.perform
 The socket always sits beside the master (a path too long for a socket address is reached
 through an open handle of its folder, never moved to a shared folder where another user could
 take its name), and both ends check the other's user id (SO_PEERCRED): the service answers only
-its own user, and the client talks only to a service run by its own user.
+its own user, and the client talks only to a service run by its own user. The service refuses to
+start in a folder another user may write (`check_private_folder`): there they could take the
+socket's name first, and the engine would then refuse to talk to them and serve no one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import queue
 import socket
 import socketserver
+import stat
 import struct
 import sys
 import threading
@@ -58,6 +61,21 @@ _PEER_CREDENTIALS = struct.Struct("3i")  # pid, uid, gid
 def socket_path_for(db_path: Path) -> Path:
     """The service socket of the master at `db_path`: `<db>.sock` beside it."""
     return db_path.absolute().with_name(db_path.name + ".sock")
+
+
+def check_private_folder(folder: Path) -> None:
+    """GovernanceError unless only this user (or root) can create files in `folder` (a folder
+    that does not exist passes: opening the master there says so)."""
+    try:
+        status = folder.stat()
+    except FileNotFoundError:
+        return
+    shared = status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if shared or status.st_uid not in (os.geteuid(), 0):
+        raise GovernanceError(
+            f"the master's folder {folder} can be written by other users, who could take the "
+            "name of its service socket: keep the master in a folder only you can write "
+            "(chmod go-w)")
 
 
 @contextmanager
@@ -110,8 +128,9 @@ def start_service(
     """Serve governance requests for the master `db_path` on its socket, in threads, with
     cursors of `con` (the engine's own connection) and the engine's `model`. Pass the lock the
     engine's writer holds while it writes a batch as `write_lock` (or use `handle.write_lock`)."""
-    create_governance_tables(con)
     path = socket_path_for(db_path)
+    check_private_folder(path.parent)
+    create_governance_tables(con)
     _remove_stale_socket(path)
     server = _GovernanceServer(path, con, model, write_lock or threading.Lock())
     os.chmod(path, 0o600)
