@@ -55,12 +55,20 @@ class RunOptions:
         return self.process_id in (None, 0)
 
 
+@dataclass(frozen=True)
+class EngineFlow:
+    """The dataflow, and its sink (which holds a failure found as the dataflow ended)."""
+
+    dataflow: Dataflow
+    sink: MasterSink
+
+
 def build_flow(
     options: RunOptions,
     stop: StopSignal,
     on_batch: Callable[[BatchOutcome], None] | None = None,
     on_ready: Callable[[str], None] | None = None,
-) -> Dataflow:
+) -> EngineFlow:
     config = options.config
     flow = Dataflow("contactpoint")
     source = FeedFilesSource(
@@ -89,11 +97,13 @@ def build_flow(
         service=options.service, on_ready=on_ready, follow=options.follow,
     )
     op.output("master", batches, sink)
-    return flow
+    return EngineFlow(flow, sink)
 
 
-def run_flow(flow: Dataflow, options: RunOptions) -> None:
-    """Run to the end of the feeds (or until stopped, with `follow`)."""
+def run_flow(engine_flow: EngineFlow, options: RunOptions) -> None:
+    """Run to the end of the feeds (or until stopped, with `follow`); a batch that failed to
+    reach the master is raised (MasterStoreError)."""
+    flow = engine_flow.dataflow
     if options.addresses:
         cli_main(
             flow,
@@ -105,6 +115,7 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
         cli_main(flow, workers_per_process=options.workers)
     else:
         run_main(flow)
+    engine_flow.sink.raise_failure()
 
 
 def _master_positions(options: RunOptions) -> FileOffsets:

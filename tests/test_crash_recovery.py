@@ -95,3 +95,26 @@ def test_sigterm_stops_cleanly_after_the_current_batch_and_says_how_to_resume(
     resumed = subprocess.run(run_command(feeds, db, config), check=True, capture_output=True,
                              text=True)
     assert '"updates"' in resumed.stdout
+
+
+def test_a_second_sigterm_aborts_the_batch_being_resolved_and_a_resume_completes_the_master(
+    feeds: Path, tmp_path: Path
+):
+    """A bulk load resolves one batch while it parses the next (engine.master_sink.BatchPipeline):
+    aborting rolls back the batch being resolved, and nothing of it is lost."""
+    config = tmp_path / "engine.toml"
+    config.write_text(CONFIG)
+    reference = tmp_path / "reference.duckdb"
+    subprocess.run(run_command(feeds, reference, config), check=True, capture_output=True)
+    db = tmp_path / "master.duckdb"
+    process = subprocess.Popen(run_command(feeds, db, config), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "contactpoint run: interrupted"
+    subprocess.run(run_command(feeds, db, config), check=True, capture_output=True)
+    assert master_state(db) == master_state(reference)

@@ -41,7 +41,7 @@ def test_a_master_re_created_beside_a_later_recovery_store_reads_every_line(
     init_db_dir(store, 1)
     options = RunOptions(feeds_dir=feeds, db_path=db, model_path=DEFAULT_MODEL_PATH,
                          config=EngineConfig())
-    run_main(build_flow(options, StopSignal()), recovery_config=RecoveryConfig(store))
+    run_main(build_flow(options, StopSignal()).dataflow, recovery_config=RecoveryConfig(store))
     db.unlink()  # re-created: the store beside it has read every file to its end
 
     summary = run(feeds, db)
