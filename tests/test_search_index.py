@@ -169,6 +169,28 @@ def test_the_upkeep_adds_new_records_while_people_search_and_rests_otherwise(
     assert candidates(con, model, probe) == {"dwp:quiet", "dwp:busy"}
 
 
+def test_a_failed_upkeep_is_tried_again_though_nobody_searches(
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, capsys: pytest.CaptureFixture
+):
+    from engine.governance.service import SearchIndexUpkeep
+
+    con.execute("ALTER TABLE records RENAME COLUMN postcode TO postcode_elsewhere")
+    upkeep = SearchIndexUpkeep(con, model, every_s=0.5, idle_after_s=60)
+    try:
+        reported = []
+
+        def upkeep_failed() -> bool:
+            reported.append(capsys.readouterr().err)
+            return "search index upkeep failed" in "".join(reported)
+
+        wait_until(upkeep_failed)
+        assert "trying again in 0.5 s" in "".join(reported)
+        con.execute("ALTER TABLE records RENAME COLUMN postcode_elsewhere TO postcode")
+        wait_until(lambda: indexed(con)[0] == newest_record(con))
+    finally:
+        upkeep.stop()
+
+
 def test_a_long_unsorted_tail_is_sorted_into_the_index(
     con: duckdb.DuckDBPyConnection, model: CompiledModel
 ):

@@ -146,8 +146,10 @@ class SearchIndexUpkeep:
     for it: as the engine starts (the first search after a bulk load would otherwise build it:
     about two minutes at 1M children, longer than a client waits), then every `every_s` seconds
     while someone has searched in the last `idle_after_s` (`searched()`), re-sorting it there
-    when its tail has grown long. Stopping interrupts it; a failure is reported and tried again
-    at the next round (a search meanwhile reads the tail from `records`)."""
+    when its tail has grown long. Stopping interrupts it. A failure is reported and tried again
+    whether or not anyone searches, after `every_s`, then twice as long after each further
+    failure up to `idle_after_s` (a search meanwhile reads the tail from `records`, or builds
+    the index itself if there is none)."""
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, model: CompiledModel,
@@ -156,6 +158,8 @@ class SearchIndexUpkeep:
         self._cursor = con.cursor()
         self._every_s, self._idle_after_s = every_s, idle_after_s
         self._last_search = -math.inf
+        self._retry_at: float | None = None  # after a failure: when to try again
+        self._failures = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(model,),
                                         name="search-index-upkeep", daemon=True)
@@ -178,16 +182,24 @@ class SearchIndexUpkeep:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPKEEP_NICENESS)
         self._keep(model)
         while not self._stopping.wait(self._every_s):
-            if time.monotonic() - self._last_search <= self._idle_after_s:
+            now = time.monotonic()
+            if (now - self._last_search <= self._idle_after_s
+                    or (self._retry_at is not None and now >= self._retry_at)):
                 self._keep(model)
 
     def _keep(self, model: CompiledModel) -> None:
         try:
             keep_search_index(self._cursor, model)
         except duckdb.Error as err:
-            if not self._stopping.is_set():
-                print(f"search index upkeep failed ({str(err).splitlines()[0]}); "
-                      "trying again shortly", file=sys.stderr)
+            if self._stopping.is_set():
+                return
+            wait_s = min(self._every_s * 2 ** self._failures, self._idle_after_s)
+            self._failures += 1
+            self._retry_at = time.monotonic() + wait_s
+            print(f"search index upkeep failed ({str(err).splitlines()[0]}); "
+                  f"trying again in {wait_s:g} s", file=sys.stderr)
+        else:
+            self._retry_at, self._failures = None, 0
 
 
 def _answers(path: Path) -> bool:
