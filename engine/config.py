@@ -80,11 +80,13 @@ class StoreConfig:
     DuckDB's memory (its cache of the master's blocks, a batch's joins, spilling to disk beyond)
     is held to `memory_limit_mb`: its default, 80% of the machine, lets the cache grow with the
     master, so the engine's memory would follow the master's size rather than the batch's.
-    1.5 GiB leaves room for the engine's in-memory key indexes (engine.key_index: 0.65 GB at 1M
-    children): a 1M-children load peaked at 2.83 GiB, at 6,061 updates/s (3.33 GiB with 2 GiB)."""
+    1,408 MB leaves room for the engine's in-memory key indexes (engine.key_index: 0.65 GB at 1M
+    children) and for the next batch of a bulk load, parsed while one is resolved
+    (engine.master_sink.BatchPipeline): a 1M-children load peaked at 2.90 GiB at 7,373
+    updates/s, against 3.01 GiB at 7,331/s with 1,536 MB (docs/scale.md, 2026-12-03)."""
 
     checkpoint_threshold_mb: int = 512
-    memory_limit_mb: int = 1536
+    memory_limit_mb: int = 1408
     # Following, a checkpoint once no batch came for this long and the log holds this much
     # (engine.idle_checkpoint): its stall falls in a pause of the feeds, not on the next line.
     idle_checkpoint_after_s: float = 2.0
