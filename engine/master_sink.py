@@ -178,9 +178,9 @@ class BatchPipeline:
     one is being resolved while the next is gathered, so memory holds two batches, not more.
     After a failure no later batch is resolved (its feed positions would pass over the failed
     batch's lines); the failure is raised at the next `submit`, or given to `on_failure` if
-    `finish` finds it (the last batch failed). A process
-    that exits meanwhile (a second Ctrl-C) interrupts the batch being resolved, which then rolls
-    back: the next run reads its lines again."""
+    `finish` finds it (the last batch failed). A process that exits meanwhile (a second Ctrl-C)
+    interrupts the batch being resolved, which then rolls back: the next run reads its lines
+    again."""
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, on_failure: Callable[[BaseException], None]
