@@ -10,11 +10,17 @@ feed reading), on a copy of the master (the file given is never written). Report
 (`batches.stage_ms`' stages) and, with `--statements`, the SQL statements that cost most, each with
 the time DuckDB takes to plan it (its `EXPLAIN`, run before it; planning, not data, is most of a
 small batch's cost: docs/scale.md "Where a batch's time goes").
+
+`python -m benchmarks.batch_profile --load DIR [--batch-size 100000]`: a bulk load's statements
+instead: every line of the feeds `DIR`, in the order a bulk load reads them (by period, then feed),
+resolved in batches of `--batch-size` into a new master in a temporary folder; the statements are
+reported over the batches of the load's second half, where the master is largest.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import shutil
@@ -127,6 +133,52 @@ def profile(master: Path, updates: list[Update], batch_size: int, explain: bool
         "ready_seconds": round(ready_s, 1),
         "median_ms": _median_ms(totals),
         "stages_median_ms": {stage: _median_ms(s) for stage, s in stages.items()},
+    } | _statements_report(timed, batches, explain)
+
+
+def feed_updates_in_order(feeds: Path) -> list[Update]:
+    """Every good line of the feeds `feeds`, by period (file name), then feed (folder name)."""
+    updates = []
+    for path in sorted(feeds.glob("*/*.jsonl"), key=lambda p: (p.name, p.parent.name)):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            with contextlib.suppress(BadRecord):
+                updates.append(parse_line(path.parent.name, line))
+    return updates
+
+
+def profile_load(updates: list[Update], batch_size: int, explain: bool) -> dict[str, Any]:
+    """Load `updates` in batches of `batch_size` into a new master; statements of the batches
+    that start in the second half of the load."""
+    with tempfile.TemporaryDirectory() as work:
+        config = EngineConfig()
+        con = open_master(Path(work) / "master.duckdb", wait_s=5)
+        configure_store(con, config.store)
+        timed = TimedConnection(con, explain)
+        resolver = Resolver(timed, CompiledModel.from_json(DEFAULT_MODEL_PATH), config)
+        timed.seconds.clear()
+        second_half = range(len(updates) // 2, len(updates))
+        began, timed_batches, timed_s = time.perf_counter(), 0, 0.0
+        for start in range(0, len(updates), batch_size):
+            if start not in second_half:
+                resolver.resolve(updates[start:start + batch_size])
+                timed.seconds.clear()
+                continue
+            batch_began = time.perf_counter()
+            resolver.resolve(updates[start:start + batch_size])
+            timed_s += time.perf_counter() - batch_began
+            timed_batches += 1
+        con.close()
+    return {
+        "batch_size": batch_size,
+        "updates": len(updates),
+        "seconds": round(time.perf_counter() - began, 1),
+        "timed_batches": timed_batches,
+        "timed_ms_per_batch": round(timed_s / max(timed_batches, 1) * 1000, 1),
+    } | _statements_report(timed, max(timed_batches, 1), explain)
+
+
+def _statements_report(timed: TimedConnection, batches: int, explain: bool) -> dict[str, Any]:
+    return {
         "statements_per_batch": round(sum(map(len, timed.seconds.values())) / batches, 1),
         "statements": [
             {"sql": label, "ms_per_batch": round(sum(s) / batches * 1000, 1),
@@ -154,20 +206,33 @@ def _json_object(text: str) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.batch_profile",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--master", type=Path, required=True, help="a loaded master (copied)")
-    parser.add_argument("--feeds", type=Path, required=True,
+    parser.add_argument("--master", type=Path, help="a loaded master (copied)")
+    parser.add_argument("--feeds", type=Path,
                         help="the feeds the master was loaded from (lines are sampled)")
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--load", type=Path, metavar="FEEDS",
+                        help="instead: load these feeds into a new master, in bulk batches")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="updates per batch (default 1; 100000 with --load)")
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--new-key-share", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--statements", action="store_true",
                         help="also time DuckDB's planning of each statement (EXPLAIN)")
     args = parser.parse_args(argv)
-    if not args.master.is_file():
-        parser.error(f"no master at {args.master}")
+    if args.batch_size is None:
+        args.batch_size = 100_000 if args.load else 1
     if args.batch_size < 1 or args.batches < 1:
         parser.error("--batch-size and --batches must be at least 1")
+    if args.load:
+        updates = feed_updates_in_order(args.load)
+        if not updates:
+            parser.error(f"no feed lines found under {args.load}")
+        print(json.dumps(profile_load(updates, args.batch_size, args.statements), indent=2))
+        return 0
+    if args.master is None or args.feeds is None:
+        parser.error("give --master and --feeds (or --load FEEDS)")
+    if not args.master.is_file():
+        parser.error(f"no master at {args.master}")
     updates = sample_updates(args.feeds, args.batch_size * args.batches, args.new_key_share,
                              args.seed)
     if not updates:

@@ -175,3 +175,17 @@ def test_the_batch_profile_times_each_statement_of_real_batches_on_a_copy(tmp_pa
     commit = [s for s in result["statements"] if s["sql"] == "COMMIT"]
     assert commit and commit[0]["runs_per_batch"] == 1
     assert any(s["planning_ms_per_batch"] for s in result["statements"])
+
+
+def test_the_load_profile_times_the_statements_of_a_bulk_loads_second_half(tmp_path: Path):
+    feeds = synthetic_feeds(tmp_path / "g", 200, seed=3)
+    updates = batch_profile.feed_updates_in_order(feeds)
+
+    result = batch_profile.profile_load(updates, batch_size=400, explain=False)
+
+    assert result["updates"] == len(updates) > 800
+    batches = -(-len(updates) // 400)
+    assert result["timed_batches"] == batches - -(-(len(updates) // 2) // 400)
+    commit = [s for s in result["statements"] if s["sql"] == "COMMIT"]
+    assert commit and commit[0]["runs_per_batch"] == 1
+    assert any(s["sql"].startswith("INSERT INTO records") for s in result["statements"])
