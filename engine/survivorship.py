@@ -128,15 +128,24 @@ def _current_candidates_sql(rebuilt: str | None) -> str:
 def _fold_sql(candidates: str) -> str:
     """Each child's greatest-key value per field, with its provenance and key, over the
     `candidates` query (not materialised first: writing its sixty text columns to a table cost
-    as much as the fold itself, 1.1 s of 2.1 s for 60k records)."""
+    as much as the fold itself, 1.1 s of 2.1 s for 60k records).
+
+    A field's pick is the greatest of `key SEP source SEP value` as text: a key never holds
+    SEP (a rank digit, the event time, a printable `feed:record_id`), so the greatest text has
+    the greatest key, and the key and source end at the first and second SEP. A plain `max`
+    over text costs a fifth of `arg_max` over a struct of the three (95k children: 0.45 s
+    against 2.4 s)."""
     picks = ",\n            ".join(
-        f"arg_max({{'v': {name}, 's': s_{name}, 'k': k_{name}}}, k_{name}) "
+        f"max(k_{name} || {_SEP} || coalesce(s_{name}, '') || {_SEP} || {name}) "
         f"FILTER (WHERE {name} IS NOT NULL) AS {name}"
         for name in GOLDEN_FIELDS
     )
-    values = ", ".join(f"{name}.v AS {name}" for name in GOLDEN_FIELDS)
-    sources = ", ".join(f"'{name}': {name}.s" for name in GOLDEN_FIELDS)
-    order_keys = ", ".join(f"'{name}': {name}.k" for name in GOLDEN_FIELDS)
+    values = ", ".join(
+        f"substr({name}, length({_key(name)}) + length({_source(name)}) + 3) AS {name}"
+        for name in GOLDEN_FIELDS
+    )
+    sources = ", ".join(f"'{name}': nullif({_source(name)}, '')" for name in GOLDEN_FIELDS)
+    order_keys = ", ".join(f"'{name}': {_key(name)}" for name in GOLDEN_FIELDS)
     return f"""
     SELECT
         child_id,
@@ -150,3 +159,15 @@ def _fold_sql(candidates: str) -> str:
         GROUP BY child_id
     )
     """
+
+
+# What separates a field pick's key, source and value (see _fold_sql).
+_SEP = "chr(1)"
+
+
+def _key(pick: str) -> str:
+    return f"split_part({pick}, {_SEP}, 1)"
+
+
+def _source(pick: str) -> str:
+    return f"split_part({pick}, {_SEP}, 2)"

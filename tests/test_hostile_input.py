@@ -107,6 +107,22 @@ def test_an_older_update_arriving_late_never_overwrites_newer_values(tmp_path: P
     assert provenance == "dwp:d2"
 
 
+def test_of_two_updates_at_one_moment_the_greater_record_id_wins_in_either_order(tmp_path: Path):
+    # the fold compares order keys as text; "dwp:d1" is a prefix of "dwp:d12" and sorts first
+    moment = "2010-06-01T10:00:00Z"
+    lines = [dwp_claim("d1", "CH1", "Leo", "Brown", "M", "2007-01-11", "LS6 2AB",
+                       event="change_of_address", event_time=moment),
+             dwp_claim("d12", "CH1", "Leo", "Brown", "M", "2007-01-11", "M1 4BT",
+                       event="change_of_address", event_time=moment)]
+    for order, lines_in_order in (("ab", lines), ("ba", lines[::-1])):
+        feeds, db = tmp_path / order / "feeds", tmp_path / order / "master.duckdb"
+        for line, period in zip(lines_in_order, ("2010-06", "2010-07"), strict=True):
+            write_feed(feeds, "dwp", [line], f"{period}.jsonl")
+            run(feeds, db)
+        assert query(db, "SELECT postcode, provenance->>'postcode' FROM children") == [
+            ("M1 4BT", "dwp:d12")], order
+
+
 def test_each_golden_field_records_where_it_came_from(tmp_path: Path):
     feeds, db = tmp_path / "feeds", tmp_path / "master.duckdb"
     write_feed(feeds, "gro", [gro_birth("1", "Oliver", "Smith", "M", "2009-01-05", "LS6 2AB")])
