@@ -35,11 +35,12 @@ from typing import Any
 import duckdb
 
 from engine.config import EngineConfig
+from engine.feed_source import feed_files_in_order
 from engine.master_store import configure_store, open_master
 from engine.resolver import Resolver
 from linkage_models.scoring import DEFAULT_MODEL_PATH, CompiledModel
 from streams.adapters import parse_line
-from streams.canonical import BadRecord, Update
+from streams.canonical import FEEDS, BadRecord, Update
 
 # each feed's own key field (the update keeps it, or gets a new one)
 _KEY_FIELDS = {"gro": "registration_id", "dwp": "child_reference", "nhs": "nhs_number",
@@ -137,12 +138,13 @@ def profile(master: Path, updates: list[Update], batch_size: int, explain: bool
 
 
 def feed_updates_in_order(feeds: Path) -> list[Update]:
-    """Every good line of the feeds `feeds`, by period (file name), then feed (folder name)."""
+    """Every good line of the feeds `feeds`, in the order a bulk load into a new master reads
+    them (its registered feeds are sorted by name)."""
     updates = []
-    for path in sorted(feeds.glob("*/*.jsonl"), key=lambda p: (p.name, p.parent.name)):
+    for feed, path in feed_files_in_order(feeds, tuple(sorted(FEEDS))):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             with contextlib.suppress(BadRecord):
-                updates.append(parse_line(path.parent.name, line))
+                updates.append(parse_line(feed, line))
     return updates
 
 

@@ -108,14 +108,8 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk | FollowStarted, FileOffs
         return FeedFilesPartition(self, dict(self.start))
 
     def files_in_order(self) -> list[tuple[str, Path]]:
-        """(feed, path) of every feed file: by period (file name), then registered feed order."""
-        rank = {feed: i for i, feed in enumerate(self.feeds)}
-        files = [
-            (path.name, rank.get(folder.name, len(rank)), folder.name, path)
-            for folder in self.feeds_dir.iterdir() if folder.is_dir()
-            for path in folder.glob("*.jsonl")
-        ]
-        return [(feed, path) for _, _, feed, path in sorted(files)]
+        """(feed, path) of every feed file, in the order they are read (`feed_files_in_order`)."""
+        return feed_files_in_order(self.feeds_dir, self.feeds)
 
 
 class FeedFilesPartition(StatefulSourcePartition[FeedChunk | FollowStarted, FileOffsets]):
@@ -191,6 +185,18 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk | FollowStarted, File
             return None
         self._offsets[name] = (offset, line_no)
         return FeedChunk(lines, FeedPosition(name, offset, line_no))
+
+
+def feed_files_in_order(feeds_dir: Path, feeds: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """(feed, path) of every feed file under `feeds_dir`: by period (file name), then the order
+    of `feeds` (the registered feeds; other folders after them, by name)."""
+    rank = {feed: i for i, feed in enumerate(feeds)}
+    files = [
+        (path.name, rank.get(folder.name, len(rank)), folder.name, path)
+        for folder in feeds_dir.iterdir() if folder.is_dir()
+        for path in folder.glob("*.jsonl")
+    ]
+    return [(feed, path) for _, _, feed, path in sorted(files)]
 
 
 def _feed_line(feed: str, file: str, line_no: int, raw: bytes) -> FeedLine:
