@@ -82,14 +82,16 @@ def record_columns_sql(model: CompiledModel, alias: str) -> str:
     return ", ".join(f"{alias}.{name}" for name in model.record_columns)
 
 
-def index_records_sqls(model: CompiledModel, placed: str) -> list[str]:
+def index_records_sqls(model: CompiledModel, placed: str, indexed: str = "indexed"
+                       ) -> list[str]:
     """Statements adding the records of table `placed` (canonical columns, `unique_id`,
-    `child_id`) to the record index and their keys to the blocking index."""
+    `child_id`) to the record index and their keys to the blocking index; the first makes
+    table `indexed`, the records with their new `record_no`."""
     return [
-        "CREATE OR REPLACE TEMP TABLE indexed AS "
+        f"CREATE OR REPLACE TEMP TABLE {indexed} AS "
         f"SELECT nextval('record_no_seq') AS record_no, * FROM {placed}",
-        "INSERT INTO records BY NAME SELECT * FROM indexed",
-        "INSERT INTO blocking_keys " + blocking_keys_sql(model, "indexed", "record_no"),
+        f"INSERT INTO records BY NAME SELECT * FROM {indexed}",
+        "INSERT INTO blocking_keys " + blocking_keys_sql(model, indexed, "record_no"),
     ]
 
 

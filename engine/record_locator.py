@@ -141,3 +141,9 @@ def records_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
     """`locator.records_of(...)`, or the whole of `records` where there is no locator (a
     person's act on a master no engine serves)."""
     return locator.records_of(con, column, values, name) if locator else "records"
+
+
+def xref_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
+            values: str, name: str) -> str:
+    """`locator.xref_of(...)`, or the whole of `xref` where there is no locator."""
+    return locator.xref_of(con, values, name) if locator else "xref"

@@ -81,7 +81,7 @@ class Resolver:
         tf_min = config.scoring.tf_min_values
         self._candidates = CandidateFinder(model)
         self._locator = RecordLocator()
-        self._index_known_sqls = index_records_sqls(model, "known_records")
+        self._index_known_sqls = index_records_sqls(model, "known_records", "known_indexed")
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
         self._left_tf_sql = with_term_frequencies_sql(model, "batch_new", tf_min)
@@ -155,7 +155,7 @@ class Resolver:
         with clock.stage("write"):
             self._writer.apply(
                 self.con, changes, hood, Provenance("engine", self.model.version, self._batch_id),
-                known="known_records",
+                known="known_indexed",
             )
         _count_outcome(changes, hood, outcome)
 
@@ -223,8 +223,8 @@ class Resolver:
             {fresh}
         """)
         known = self._count("known_records")
-        if known:
-            self._run(self._index_known_sqls)
+        # without records to index, only the (empty) table `known_indexed` the writer reads
+        self._run(self._index_known_sqls if known else self._index_known_sqls[:1])
         con.execute("""
             CREATE OR REPLACE TEMP TABLE batch_new AS
             SELECT * FROM batch WHERE unique_id NOT IN (SELECT unique_id FROM known_records)
@@ -377,7 +377,7 @@ XREF_SCAN_FROM_CHILDREN = 500
 _BATCH_TABLES = (
     "batch", "batch_xref", "batch_xref_nos", "xref_child_records", "xref_child_keys",
     "xref_child_key_nos", "lone_key_children", "batch_fresh_values",
-    "known_records", "batch_new", "batch_keys",
+    "known_records", "known_indexed", "batch_new", "batch_keys",
     "index_pairs", "right_records", "pairs", "left_tf", "right_tf", "scored_edges",
     *HOOD_TABLES, *CHANGE_TABLES,
 )

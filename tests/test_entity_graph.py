@@ -34,6 +34,20 @@ def partition(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
     return [row[0] for row in rows]
 
 
+def assert_moves_reached_every_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Each link names its record by number and agrees with it on the child; each xref key
+    names a child holding a record of that key (moves update all three by number)."""
+    assert con.execute("""
+        SELECT count(*) FROM links l LEFT JOIN records r USING (record_no)
+        WHERE r.unique_id IS DISTINCT FROM l.feed || ':' || l.record_id
+           OR r.child_id IS DISTINCT FROM l.child_id
+    """).fetchall() == [(0,)]
+    assert con.execute("""
+        SELECT count(*) FROM xref x ANTI JOIN records r
+        ON r.feed = x.feed AND r.source_key = x.source_key AND r.child_id = x.child_id
+    """).fetchall() == [(0,)]
+
+
 def decision(con: duckdb.DuckDBPyConnection, feed: str, record_id: str) -> str:
     return con.execute("SELECT decision FROM links WHERE feed = ? AND record_id = ?",
                        [feed, record_id]).fetchall()[0][0]
@@ -74,6 +88,7 @@ def test_the_claims_first_name_arriving_later_settles_the_item_without_a_person(
     ingest(master, model, [TWIN_A, TWIN_B, NAMELESS_CLAIM])
     ingest(master, model, [NAMED_LATER])
     assert partition(master) == [["census:b"], ["dwp:c", "dwp:d", "gro:a"]]
+    assert_moves_reached_every_table(master)
     resolved = master.execute(
         "SELECT resolved_at IS NOT NULL, resolved_by FROM review_queue WHERE record_id = 'c'"
     ).fetchone()
@@ -213,9 +228,11 @@ def test_a_later_merge_by_a_person_corrects_an_earlier_split(master, model: Comp
     new = act(master, model, "split", "dana", "looked like two children", child_id=child,
               records="dwp:d").result["child_id"]
     assert partition(master) == [["dwp:d"], ["gro:a", "nhs:n1"]]
+    assert_moves_reached_every_table(master)
     act(master, model, "merge", "dana", "the same child after all", child_id=new,
         other_child_id=child)
     assert partition(master) == [["dwp:d", "gro:a", "nhs:n1"]]
+    assert_moves_reached_every_table(master)
 
 
 def test_only_a_data_manager_may_correct_the_index(master, model: CompiledModel):

@@ -75,12 +75,13 @@ def test_a_version_3_master_is_migrated_keeping_its_rows_without_keyed_indexes(
     feeds: Path, tmp_path: Path, capsys
 ):
     """Version 4 drops links' and xref's primary keys (an ART index is rewritten whole at every
-    checkpoint), version 5 numbers the stored pairs; a version 3 master is taken there in place,
-    its rows kept."""
+    checkpoint), version 5 numbers the stored pairs, version 7 gives each link its record's
+    number; a version 3 master is taken there in place, its rows kept."""
     db = tmp_path / "master.duckdb"
     assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
     before = {t: _query(db, f"SELECT * FROM {t} ORDER BY ALL") for t in ("links", "xref")}
     con = duckdb.connect(str(db))  # as version 3 was: keyed links and xref, no stage_ms
+    con.execute("ALTER TABLE links DROP COLUMN record_no")
     for table, key in (("links", "feed, record_id"), ("xref", "feed, source_key")):
         con.execute(f"CREATE TABLE {table}_keyed AS SELECT * FROM {table} LIMIT 0")
         con.execute(f"ALTER TABLE {table}_keyed ADD PRIMARY KEY ({key})")
