@@ -50,7 +50,7 @@ def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str | N
     the child's previous row.
     """
     candidates = f"""
-        {_placed_candidates_sql(placed, _order_keys(config))}
+        {_placed_candidates_sql(placed, config)}
         UNION ALL BY NAME
         {_current_candidates_sql(rebuilt)}
     """
@@ -82,30 +82,32 @@ def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str | N
 
 
 def _order_keys(config: SurvivorshipConfig) -> dict[str, str]:
-    """Per golden field, the SQL of its order key over a record `r`."""
-    trust_cases = " ".join(
-        f"WHEN '{feed}' THEN {rank}" for feed, rank in sorted(config.source_trust.items())
-    )
-    # A rank is one character, chr(48 + rank): '0'..'9' for 0..9 as in keys already stored, and
-    # past 9 characters that sort after '9', so rank 10 sorts above 9 (as text, "10" < "9").
-    trust = f"chr(48 + CASE r.feed {trust_cases} ELSE 0 END)"
-    keys = {name: f"{trust} || r.event_time || r.unique_id" for name in config.trusted_fields}
-    keys |= {name: f"r.event_time || {trust} || r.unique_id" for name in config.latest_fields}
+    """Per golden field, the SQL of its order key over a record `r` with its source's rank
+    `r.trust` (`_placed_candidates_sql`)."""
+    keys = {name: "r.trust || r.event_time || r.unique_id" for name in config.trusted_fields}
+    keys |= {name: "r.event_time || r.trust || r.unique_id" for name in config.latest_fields}
     missing = set(GOLDEN_FIELDS) - set(keys)
     if missing:
         raise ValueError(f"survivorship has no rule for {sorted(missing)}")
     return keys
 
 
-def _placed_candidates_sql(placed: str, keys: dict[str, str]) -> str:
-    """The placed records, each field with its source record and order key."""
+def _placed_candidates_sql(placed: str, config: SurvivorshipConfig) -> str:
+    """The placed records, each field with its source record and order key (the source's rank
+    computed once a record: each expression costs DuckDB time to plan, every batch)."""
+    keys = _order_keys(config)
+    trust_cases = " ".join(
+        f"WHEN '{feed}' THEN {rank}" for feed, rank in sorted(config.source_trust.items())
+    )
     columns = ", ".join(
         f"r.{name}, r.unique_id AS s_{name}, {keys[name]} AS k_{name}" for name in GOLDEN_FIELDS
     )
+    # A rank is one character, chr(48 + rank): '0'..'9' for 0..9 as in keys already stored, and
+    # past 9 characters that sort after '9', so rank 10 sorts above 9 (as text, "10" < "9").
     return f"""
         SELECT r.child_id, {columns},
                r.event = 'death' OR r.date_of_death IS NOT NULL AS died
-        FROM {placed} r
+        FROM (SELECT *, chr(48 + CASE feed {trust_cases} ELSE 0 END) AS trust FROM {placed}) r
     """
 
 
@@ -130,22 +132,24 @@ def _fold_sql(candidates: str) -> str:
     `candidates` query (not materialised first: writing its sixty text columns to a table cost
     as much as the fold itself, 1.1 s of 2.1 s for 60k records).
 
-    A field's pick is the greatest of `key SEP source SEP value` as text: a key never holds
-    SEP (a rank digit, the event time, a printable `feed:record_id`), so the greatest text has
-    the greatest key, and the key and source end at the first and second SEP. A plain `max`
-    over text costs a fifth of `arg_max` over a struct of the three (95k children: 0.45 s
-    against 2.4 s)."""
+    A field's pick is the greatest of `key SEP source SEP value` as text (NULL where the value
+    is): a key never holds SEP (a rank digit, the event time, a printable `feed:record_id`), so
+    the greatest text has the greatest key, and the key and source are the pick's first two
+    parts. A plain `max` over text costs a fifth of `arg_max` over a struct of the three (95k
+    children: 0.45 s against 2.4 s). The pick is split once (`string_split`; `split_part` is
+    four times dearer for DuckDB to plan, and this statement is planned every batch)."""
     picks = ",\n            ".join(
-        f"max(k_{name} || {_SEP} || coalesce(s_{name}, '') || {_SEP} || {name}) "
-        f"FILTER (WHERE {name} IS NOT NULL) AS {name}"
+        f"max(k_{name} || {_SEP} || coalesce(s_{name}, '') || {_SEP} || {name}) AS {name}"
         for name in GOLDEN_FIELDS
     )
+    parts = ", ".join(f"{name}, string_split({name}, {_SEP}) AS p_{name}"
+                      for name in GOLDEN_FIELDS)
     values = ", ".join(
-        f"substr({name}, length({_key(name)}) + length({_source(name)}) + 3) AS {name}"
+        f"substr({name}, length(p_{name}[1]) + length(p_{name}[2]) + 3) AS {name}"
         for name in GOLDEN_FIELDS
     )
-    sources = ", ".join(f"'{name}': nullif({_source(name)}, '')" for name in GOLDEN_FIELDS)
-    order_keys = ", ".join(f"'{name}': {_key(name)}" for name in GOLDEN_FIELDS)
+    sources = ", ".join(f"'{name}': nullif(p_{name}[2], '')" for name in GOLDEN_FIELDS)
+    order_keys = ", ".join(f"'{name}': p_{name}[1]" for name in GOLDEN_FIELDS)
     return f"""
     SELECT
         child_id,
@@ -154,20 +158,14 @@ def _fold_sql(candidates: str) -> str:
         to_json({{{order_keys}}}) AS survivorship_keys,
         CASE WHEN died THEN 'deceased' ELSE 'active' END AS status
     FROM (
-        SELECT child_id, {picks}, bool_or(died) AS died
-        FROM ({candidates})
-        GROUP BY child_id
+        SELECT child_id, {parts}, died FROM (
+            SELECT child_id, {picks}, bool_or(died) AS died
+            FROM ({candidates})
+            GROUP BY child_id
+        )
     )
     """
 
 
 # What separates a field pick's key, source and value (see _fold_sql).
 _SEP = "chr(1)"
-
-
-def _key(pick: str) -> str:
-    return f"split_part({pick}, {_SEP}, 1)"
-
-
-def _source(pick: str) -> str:
-    return f"split_part({pick}, {_SEP}, 2)"
