@@ -30,7 +30,7 @@ from engine.feed_positions import FeedPosition, FollowStarted
 from engine.idle_checkpoint import IdleCheckpointer
 from engine.intake import DeadLetter
 from engine.master_store import ENGINE_OPEN_WAIT_S, configure_store, open_master
-from engine.resolver import BatchOutcome, Resolver
+from engine.resolver import BatchOutcome, PreparedBatch, Resolver
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update
 
@@ -145,8 +145,9 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
                 continue  # it only had Bytewax build this partition: nothing to write
             if self.pipeline is None:
                 self._resolve(batch)
-            else:
-                self.pipeline.submit(lambda batch=batch: self._resolve(batch))
+            else:  # prepared here, while the writer resolves the previous batch
+                prepared = PreparedBatch.of(batch)
+                self.pipeline.submit(lambda prepared=prepared: self._resolve(prepared))
 
     def snapshot(self) -> None:
         return None
@@ -159,7 +160,7 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
         self.service.stop()
         self.resolver.con.close()
 
-    def _resolve(self, batch: Batch) -> None:
+    def _resolve(self, batch: Batch | PreparedBatch) -> None:
         with self.service.write_lock:  # a person's act never races a batch
             outcome = self.resolver.resolve(batch)
             if self.idle is not None:
