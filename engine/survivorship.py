@@ -7,8 +7,9 @@ Two rules, chosen per field in `SurvivorshipConfig`:
 - *latest*: the value of the most recent event, the more trusted source among equal times — for
   fields that really change (surname after a change of name, address, school, GP, contact).
 
-Each rule is an order key per value (`trust || event_time || unique_id`, or `event_time || trust ||
-unique_id`); a child's golden value is its records' value with the greatest key. Because the
+Each rule is an order key per value (`trust || event_time`, or `event_time || trust`, then the
+record's `unique_id` among equals); a child's golden value is its records' value with the greatest
+key. Because the
 greatest key of all records is the greatest of (the child's current winner, the records placed
 now), a fold reads only the batch's placed records and those children's current rows, never a
 child's whole history, and an update older than what a child holds can never overwrite newer
@@ -17,10 +18,12 @@ person's link) fold in the same way; a child that lost records (a split, an unli
 ambiguous) is rebuilt from all the records it still holds, so an unlinked death no longer makes it
 deceased.
 
-Each field's provenance (the `feed:record_id` it came from) is kept in `children.provenance`, its
-order key in `children.survivorship_keys`: JSON objects with one member per golden field (one text
-column each: DuckDB reads a few children's rows far faster from one JSON column than from a struct
-of twenty members). A death record sets `status = 'deceased'`.
+Each field's provenance (the `feed:record_id` it came from, also its key's tie-break) is kept in
+`children.provenance`, a JSON object with one member per golden field; its key's first part in
+`children.survivorship_keys`, a JSON array in `GOLDEN_FIELDS` order (one text column each: DuckDB
+reads a few children's rows far faster from one JSON column than from a struct of twenty members;
+the array holds neither names nor the sources again, a third of a child's row less to read, log
+and checkpoint). A death record sets `status = 'deceased'`.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from engine.master_store import GOLDEN_FIELDS
 # Statuses the records decide; any other (e.g. archived) is kept as it is.
 DERIVED_STATUSES = ("active", "deceased")
 
-# The shape of `provenance` and `survivorship_keys` when read back from JSON.
+# The shapes of `provenance` and `survivorship_keys` when read back from JSON.
 _FIELDS_SHAPE = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in GOLDEN_FIELDS) + "}"
+_KEYS_SHAPE = '["VARCHAR"]'
 
 
 def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str | None,
@@ -84,8 +88,8 @@ def golden_upsert_sqls(config: SurvivorshipConfig, placed: str, rebuilt: str | N
 def _order_keys(config: SurvivorshipConfig) -> dict[str, str]:
     """Per golden field, the SQL of its order key over a record `r` with its source's rank
     `r.trust` (`_placed_candidates_sql`)."""
-    keys = {name: "r.trust || r.event_time || r.unique_id" for name in config.trusted_fields}
-    keys |= {name: "r.event_time || r.trust || r.unique_id" for name in config.latest_fields}
+    keys = {name: "r.trust || r.event_time" for name in config.trusted_fields}
+    keys |= {name: "r.event_time || r.trust" for name in config.latest_fields}
     missing = set(GOLDEN_FIELDS) - set(keys)
     if missing:
         raise ValueError(f"survivorship has no rule for {sorted(missing)}")
@@ -114,13 +118,14 @@ def _placed_candidates_sql(placed: str, config: SurvivorshipConfig) -> str:
 def _current_candidates_sql(rebuilt: str | None) -> str:
     """The current rows of those children (`previous_children`) not being rebuilt."""
     columns = ", ".join(
-        f"c.{name}, c.p.{name} AS s_{name}, c.k.{name} AS k_{name}" for name in GOLDEN_FIELDS
+        f"c.{name}, c.p.{name} AS s_{name}, c.k[{i}] AS k_{name}"
+        for i, name in enumerate(GOLDEN_FIELDS, start=1)
     )
     return f"""
         SELECT c.child_id, {columns}, c.status = 'deceased' AS died
         FROM (
             SELECT *, from_json(provenance, '{_FIELDS_SHAPE}') AS p,
-                   from_json(survivorship_keys, '{_FIELDS_SHAPE}') AS k
+                   from_json(survivorship_keys, '{_KEYS_SHAPE}') AS k
             FROM previous_children
             {f"WHERE child_id NOT IN (SELECT child_id FROM {rebuilt})" if rebuilt else ""}
         ) c
@@ -133,10 +138,11 @@ def _fold_sql(candidates: str) -> str:
     as much as the fold itself, 1.1 s of 2.1 s for 60k records).
 
     A field's pick is the greatest of `key SEP source SEP value` as text (NULL where the value
-    is): a key never holds SEP (a rank digit, the event time, a printable `feed:record_id`), so
-    the greatest text has the greatest key, and the key and source are the pick's first two
-    parts. A plain `max` over text costs a fifth of `arg_max` over a struct of the three (95k
-    children: 0.45 s against 2.4 s). The pick is split once (`string_split`; `split_part` is
+    is): a key is one rank character and an event time of one width, and neither it nor the
+    source (a printable `feed:record_id`) holds SEP, so the greatest text has the greatest key,
+    then the greatest source, and the key and source are the pick's first two parts. A plain
+    `max` over text costs a fifth of `arg_max` over a struct of the three (95k children: 0.45 s
+    against 2.4 s). The pick is split once (`string_split`; `split_part` is
     four times dearer for DuckDB to plan, and this statement is planned every batch)."""
     picks = ",\n            ".join(
         f"max(k_{name} || {_SEP} || coalesce(s_{name}, '') || {_SEP} || {name}) AS {name}"
@@ -149,13 +155,13 @@ def _fold_sql(candidates: str) -> str:
         for name in GOLDEN_FIELDS
     )
     sources = ", ".join(f"'{name}': nullif(p_{name}[2], '')" for name in GOLDEN_FIELDS)
-    order_keys = ", ".join(f"'{name}': p_{name}[1]" for name in GOLDEN_FIELDS)
+    order_keys = ", ".join(f"p_{name}[1]" for name in GOLDEN_FIELDS)
     return f"""
     SELECT
         child_id,
         {values},
         to_json({{{sources}}}) AS provenance,
-        to_json({{{order_keys}}}) AS survivorship_keys,
+        to_json([{order_keys}]) AS survivorship_keys,
         CASE WHEN died THEN 'deceased' ELSE 'active' END AS status
     FROM (
         SELECT child_id, {parts}, died FROM (

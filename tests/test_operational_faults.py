@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from engine.cli import main
-from engine.master_store import SCHEMA_VERSION
+from engine.master_store import GOLDEN_FIELDS, SCHEMA_VERSION
 from streams.generator import generate
 
 
@@ -106,6 +106,35 @@ def test_a_version_3_master_is_migrated_keeping_its_rows_without_keyed_indexes(
                       "('links', 'xref')") == [(0,)]
     assert _query(db, "SELECT count(*) FROM duckdb_constraints() WHERE table_name IN "
                       "('links', 'xref') AND constraint_type = 'PRIMARY KEY'") == [(0,)]
+
+
+def test_a_version_7_master_keeps_its_golden_order_keys_without_their_sources(
+    feeds: Path, tmp_path: Path, capsys
+):
+    """Version 8 stores each child's order keys as a JSON array without the source that ended
+    each one (its provenance): a version 7 master's keys are cut in place, to the very keys
+    this engine writes."""
+    db = tmp_path / "master.duckdb"
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    keys = "SELECT child_id, survivorship_keys FROM children ORDER BY child_id"
+    before = _query(db, keys)
+    shape = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in GOLDEN_FIELDS) + "}"
+    with_sources = ", ".join(f"'{name}': k[{i}] || p.{name}"
+                             for i, name in enumerate(GOLDEN_FIELDS, start=1))
+    con = duckdb.connect(str(db))  # as version 7 wrote them: an object of whole keys
+    con.execute(f"""
+        UPDATE children SET survivorship_keys = to_json({{{with_sources}}})
+        FROM (SELECT row_no AS n, from_json(provenance, '{shape}') AS p,
+                     from_json(survivorship_keys, '["VARCHAR"]') AS k FROM children)
+        WHERE row_no = n
+    """)
+    con.execute("UPDATE master_meta SET value = '7' WHERE key = 'schema_version'")
+    assert con.execute(keys).fetchall() != before
+    con.close()
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    assert _query(db, keys) == before
+    assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [
+        (SCHEMA_VERSION,)]
 
 
 @pytest.mark.parametrize("make_feeds", ["missing", "a file"])
