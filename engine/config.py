@@ -73,8 +73,9 @@ class StoreConfig:
     A checkpoint's cost is mostly fixed, not in proportion to the log: it rewrites every row
     group a batch's moves touched in `links`, `records` and `xref`, and a few thousand moves are
     spread over all of them (at 1M children, 2–7 s for a batch of 2,000 updates or of 50,000).
-    So checkpoints are rare: 512 MB is about two 100k-record batches of a first load (200k
-    updates at 1M: 74 s with a checkpoint after each 50k batch, 48 s with none). The log not yet
+    So checkpoints are rare: 640 MB is two to three 100k-record batches of a first load (200k
+    updates at 1M: 74 s with a checkpoint after each 50k batch, 48 s with none; the whole 1M
+    load 8,170 updates/s with 640 MB, 7,919/s with 512 MB, peak RSS 2.81 GiB). The log not yet
     checkpointed costs memory (about 0.8× its size) and is replayed at the next start after a
     crash (3 s for 273 MB at 1M) (DuckDB's default is 16 MB).
     DuckDB's memory (its cache of the master's blocks, a batch's joins, spilling to disk beyond)
@@ -85,7 +86,7 @@ class StoreConfig:
     (engine.master_sink.BatchPipeline): a 1M-children load peaked at 2.90 GiB at 7,373
     updates/s, against 3.01 GiB at 7,331/s with 1,536 MB (docs/scale.md, 2026-12-03)."""
 
-    checkpoint_threshold_mb: int = 512
+    checkpoint_threshold_mb: int = 640
     memory_limit_mb: int = 1408
     # Following, a checkpoint once no batch came for this long and the log holds this much
     # (engine.idle_checkpoint): its stall falls in a pause of the feeds, not on the next line.
