@@ -265,21 +265,9 @@ def _create_or_check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                 "SELECT value FROM master_meta WHERE key = 'schema_version'"
             ).fetchall()
             version = rows[0][0] if rows else "1"
-        if version == "3":
-            _migrate_3_to_4(con)
-            version = "4"
-        if version == "4":
-            _migrate_4_to_5(con)
-            version = "5"
-        if version == "5":
-            _migrate_5_to_6(con)
-            version = "6"
-        if version == "6":
-            _migrate_6_to_7(con)
-            version = "7"
-        if version == "7":
-            _migrate_7_to_8(con)
-            version = "8"
+        while version in _MIGRATIONS:  # each takes the master one version on
+            _MIGRATIONS[version](con)
+            version = str(int(version) + 1)
         if version != SCHEMA_VERSION:
             raise MasterStoreError(
                 f"master database {path} has schema version {version}, this engine writes "
@@ -371,6 +359,11 @@ def _migrate_7_to_8(con: duckdb.DuckDBPyConnection) -> None:
     """)
     con.execute("UPDATE master_meta SET value = '8' WHERE key = 'schema_version'")
     con.execute("COMMIT")
+
+
+# From each version the function that migrates a master of that version to the next one.
+_MIGRATIONS = {"3": _migrate_3_to_4, "4": _migrate_4_to_5, "5": _migrate_5_to_6,
+               "6": _migrate_6_to_7, "7": _migrate_7_to_8}
 
 
 def configure_store(con: duckdb.DuckDBPyConnection, config: StoreConfig) -> None:
