@@ -53,6 +53,10 @@ GOLDEN_FIELDS: tuple[str, ...] = (
 )
 
 
+# A JSON object with one text member per golden field (`children.provenance`), as DuckDB's
+# `from_json` reads it.
+GOLDEN_FIELDS_JSON_SHAPE = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in GOLDEN_FIELDS) + "}"
+
 SOURCES_SEEDED_BY = "DfE (sources frozen June 2010)"
 
 # Bumped whenever a table changes shape; a master of another version is refused, not guessed at,
@@ -343,7 +347,6 @@ def _migrate_7_to_8(con: duckdb.DuckDBPyConnection) -> None:
     """Version 8 keeps `children.survivorship_keys` as a JSON array in `GOLDEN_FIELDS` order,
     each key without the source that ended it (the field's provenance, its tie-break): a third
     of a child's row less to read, log and checkpoint at every change (engine.survivorship)."""
-    shape = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in GOLDEN_FIELDS) + "}"
     keys = ", ".join(
         f"CASE WHEN ends_with(k.{name}, p.{name}) "
         f"THEN left(k.{name}, length(k.{name}) - length(p.{name})) ELSE k.{name} END"
@@ -353,8 +356,9 @@ def _migrate_7_to_8(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""
         UPDATE children SET survivorship_keys = n.keys
         FROM (SELECT row_no, to_json([{keys}]) AS keys
-              FROM (SELECT row_no, from_json(provenance, '{shape}') AS p,
-                           from_json(survivorship_keys, '{shape}') AS k FROM children)) n
+              FROM (SELECT row_no, from_json(provenance, '{GOLDEN_FIELDS_JSON_SHAPE}') AS p,
+                           from_json(survivorship_keys, '{GOLDEN_FIELDS_JSON_SHAPE}') AS k
+                    FROM children)) n
         WHERE children.row_no = n.row_no
     """)
     con.execute("UPDATE master_meta SET value = '8' WHERE key = 'schema_version'")

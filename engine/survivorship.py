@@ -29,13 +29,13 @@ and checkpoint). A death record sets `status = 'deceased'`.
 from __future__ import annotations
 
 from engine.config import SurvivorshipConfig
-from engine.master_store import GOLDEN_FIELDS
+from engine.master_store import GOLDEN_FIELDS, GOLDEN_FIELDS_JSON_SHAPE
 
 # Statuses the records decide; any other (e.g. archived) is kept as it is.
 DERIVED_STATUSES = ("active", "deceased")
 
-# The shapes of `provenance` and `survivorship_keys` when read back from JSON.
-_FIELDS_SHAPE = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in GOLDEN_FIELDS) + "}"
+# The shape of `survivorship_keys` when read back from JSON (`provenance`'s is
+# GOLDEN_FIELDS_JSON_SHAPE).
 _KEYS_SHAPE = '["VARCHAR"]'
 
 
@@ -124,7 +124,7 @@ def _current_candidates_sql(rebuilt: str | None) -> str:
     return f"""
         SELECT c.child_id, {columns}, c.status = 'deceased' AS died
         FROM (
-            SELECT *, from_json(provenance, '{_FIELDS_SHAPE}') AS p,
+            SELECT *, from_json(provenance, '{GOLDEN_FIELDS_JSON_SHAPE}') AS p,
                    from_json(survivorship_keys, '{_KEYS_SHAPE}') AS k
             FROM previous_children
             {f"WHERE child_id NOT IN (SELECT child_id FROM {rebuilt})" if rebuilt else ""}

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from engine.cli import main
-from engine.master_store import GOLDEN_FIELDS, SCHEMA_VERSION
+from engine.master_store import GOLDEN_FIELDS, GOLDEN_FIELDS_JSON_SHAPE, SCHEMA_VERSION
 from streams.generator import generate
 
 
@@ -118,13 +118,12 @@ def test_a_version_7_master_keeps_its_golden_order_keys_without_their_sources(
     assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
     keys = "SELECT child_id, survivorship_keys FROM children ORDER BY child_id"
     before = _query(db, keys)
-    shape = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in GOLDEN_FIELDS) + "}"
     with_sources = ", ".join(f"'{name}': k[{i}] || p.{name}"
                              for i, name in enumerate(GOLDEN_FIELDS, start=1))
     con = duckdb.connect(str(db))  # as version 7 wrote them: an object of whole keys
     con.execute(f"""
         UPDATE children SET survivorship_keys = to_json({{{with_sources}}})
-        FROM (SELECT row_no AS n, from_json(provenance, '{shape}') AS p,
+        FROM (SELECT row_no AS n, from_json(provenance, '{GOLDEN_FIELDS_JSON_SHAPE}') AS p,
                      from_json(survivorship_keys, '["VARCHAR"]') AS k FROM children)
         WHERE row_no = n
     """)

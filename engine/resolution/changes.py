@@ -267,8 +267,9 @@ class ChangeWriter:
         golden record is recomputed from them all): run after `_move_existing_records`."""
         rebuilt = records_of(self.locator, con, "child_id",
                              "SELECT child_id FROM rebuilt", "rebuilt_nos")
-        # Two semi-joins, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by
-        # row over the whole record index.
+        # Two parts, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by row over
+        # the whole record index. (The records already hold their new children: a record moved
+        # to a child not rebuilt is in the first part only.)
         return [
             """
             SELECT r.* EXCLUDE (record_no) FROM records r
@@ -278,8 +279,6 @@ class ChangeWriter:
             f"""
             SELECT r.* EXCLUDE (record_no) FROM {rebuilt} r
             WHERE r.child_id IN (SELECT child_id FROM rebuilt)
-              AND r.unique_id NOT IN (SELECT unique_id FROM moved_now WHERE child_id NOT IN
-                                      (SELECT child_id FROM rebuilt))
             """,
         ]
 
