@@ -96,10 +96,14 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """How feed files are read: lines per read, and how often `--follow` polls for new lines."""
+    """How feed files are read: lines per read, and how often `--follow` polls for new lines.
+    Following on Linux, the source also looks every `watch_interval_ms` whether the kernel saw a
+    feed file change, and reads at once if so (engine.feed_watch; 0: poll only): a quiet line is
+    read ~2 ms after it is written instead of ~25 ms."""
 
     lines_per_read: int = 2000
     poll_interval_ms: int = 50
+    watch_interval_ms: int = 5
 
 
 # Source trust per field group: higher wins under the "trusted" rule (ties broken by recency).
@@ -241,6 +245,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "store.idle_checkpoint_min_mb": _at_least(0),
     "source.lines_per_read": _at_least(1),
     "source.poll_interval_ms": _at_least(1),
+    "source.watch_interval_ms": _at_least(0),
     "survivorship.source_trust": _RANKS,
 }
 

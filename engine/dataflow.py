@@ -81,6 +81,8 @@ def build_flow(
         offered=options.owns_master,
         start=_master_positions(options),
         chunk_boundary=config.batch.max_records,
+        watch_interval=timedelta(milliseconds=config.source.watch_interval_ms)
+        if config.source.watch_interval_ms else None,
     )
     chunks = op.input("feeds", flow, source)
     parsed = op.map("parse", chunks, FeedParser(frozenset(options.registered_feeds)).parse_chunk)

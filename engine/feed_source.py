@@ -11,8 +11,10 @@ that commits its lines, so a resumed run continues after the last line the maste
 Every sub-folder of the feeds folder is read: lines of a folder that is not a registered feed still
 flow (the parse step sends them to dead letters as an unregistered source). With `follow=True` the
 source never ends: it polls for new lines and files, and only emits lines terminated by a newline (a
-line still being written waits). Without it, the source ends at the end of the files, and a last
-line without a newline is read as a complete line.
+line still being written waits); given a `watch_interval`, it reads the files as soon as the kernel
+says one changed (engine.feed_watch), looking that often, and every `poll_interval` regardless.
+Without `follow`, the source ends at the end of the files, and a last line without a newline is
+read as a complete line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from engine.feed_positions import FeedPosition, FileOffsets, FollowStarted
+from engine.feed_watch import FeedWatch
 
 FEEDS_PARTITION = "feeds"
 
@@ -85,8 +88,10 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk | FollowStarted, FileOffs
         offered: bool = True,
         start: FileOffsets | None = None,
         chunk_boundary: int | None = None,
+        watch_interval: timedelta | None = None,
     ) -> None:
         self.feeds_dir = feeds_dir
+        self.watch_interval = watch_interval
         self.start = dict(start or {})
         self.chunk_boundary = chunk_boundary
         self.offered = offered
@@ -105,7 +110,8 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk | FollowStarted, FileOffs
     ) -> FeedFilesPartition:
         """Reads from the master's positions (`start`); a `resume_state` is not trusted: it may
         come from another master, or from later than the master (which would skip lines)."""
-        return FeedFilesPartition(self, dict(self.start))
+        watch = FeedWatch(self.feeds_dir) if self.follow and self.watch_interval else None
+        return FeedFilesPartition(self, dict(self.start), watch)
 
     def files_in_order(self) -> list[tuple[str, Path]]:
         """(feed, path) of every feed file, in the order they are read (`feed_files_in_order`)."""
@@ -115,11 +121,14 @@ class FeedFilesSource(FixedPartitionedSource[FeedChunk | FollowStarted, FileOffs
 class FeedFilesPartition(StatefulSourcePartition[FeedChunk | FollowStarted, FileOffsets]):
     """Tails the feed files; see the module docstring for the reading rules."""
 
-    def __init__(self, source: FeedFilesSource, offsets: FileOffsets) -> None:
+    def __init__(self, source: FeedFilesSource, offsets: FileOffsets,
+                 watch: FeedWatch | None = None) -> None:
         self._source = source
         self._offsets = offsets
+        self._watch = watch if watch is not None and watch.active else None
         self._lines_read = 0
         self._idle_until: datetime | None = None
+        self._next_poll = datetime.now(UTC)  # following: the files are read by then at latest
         self._started = not source.follow
 
     def next_batch(self) -> list[FeedChunk | FollowStarted]:
@@ -128,14 +137,30 @@ class FeedFilesPartition(StatefulSourcePartition[FeedChunk | FollowStarted, File
         if not self._started:
             self._started = True
             return [FollowStarted()]
-        chunks = self._read_some()
+        chunks = self._read_some() if self._may_have_lines() else []
         if chunks:
             self._idle_until = None
             return chunks
         if not self._source.follow:
             raise StopIteration
-        self._idle_until = datetime.now(UTC) + self._source.poll_interval
+        wait = self._source.watch_interval if self._watch else self._source.poll_interval
+        self._idle_until = datetime.now(UTC) + wait
         return []
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+
+    def _may_have_lines(self) -> bool:
+        """False only while following with a watch that saw no change since the last read that
+        found nothing, and before the poll interval since the last read is out."""
+        if self._watch is None or self._idle_until is None:
+            return True  # no watch, or the last read found lines: there may be more
+        now = datetime.now(UTC)
+        if not self._watch.changed() and now < self._next_poll:
+            return False
+        self._next_poll = now + self._source.poll_interval
+        return True
 
     def next_awake(self) -> datetime | None:
         return self._idle_until

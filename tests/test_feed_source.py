@@ -1,12 +1,13 @@
 """Feed files are read in order, resumably, and a line still being written waits in follow mode."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from engine.feed_positions import FeedPosition, FollowStarted
 from engine.feed_source import FeedFilesSource
+from engine.feed_watch import FeedWatch
 
 
 def make_source(feeds: Path, follow: bool, start: dict | None = None) -> FeedFilesSource:
@@ -111,3 +112,42 @@ def test_periods_are_read_across_feeds_before_the_next_period(tmp_path: Path):
     lines = read_all(source.build_part("feeds", "feeds", None))
     assert [x.file for x in lines] == [
         "gro/2009-01.jsonl", "nhs/2009-01.jsonl", "police/2009-01.jsonl", "gro/2009-02.jsonl"]
+
+
+def watched_source(feeds: Path) -> FeedFilesSource:
+    """Following with a watch and a poll interval longer than any test: a line is read only if
+    the watch saw its file change."""
+    return FeedFilesSource(feeds, ("gro", "nhs"), follow=True, lines_per_read=10,
+                           poll_interval=timedelta(hours=1),
+                           watch_interval=timedelta(milliseconds=5))
+
+
+def test_following_with_a_watch_a_changed_file_is_read_at_the_next_look(feeds: Path):
+    part = watched_source(feeds).build_part("feeds", "feeds", None)
+    try:
+        assert part.next_batch() == [FollowStarted()]
+        assert len(read_all(part)) == 4
+        awake = part.next_awake()
+        assert awake is not None and awake - datetime.now(UTC) <= timedelta(milliseconds=5)
+        with (feeds / "gro" / "2009-02.jsonl").open("a") as handle:
+            handle.write('{"a": "5"}\n')
+        assert [x.text for x in read_all(part)] == ['{"a": "5"}']
+    finally:
+        part.close()
+
+
+def test_following_with_a_watch_a_feed_folder_made_later_is_watched_too(feeds: Path):
+    part = watched_source(feeds).build_part("feeds", "feeds", None)
+    try:
+        part.next_batch()
+        read_all(part)
+        (feeds / "nhs").mkdir()
+        assert read_all(part) == []
+        (feeds / "nhs" / "2009-02.jsonl").write_text('{"a": "n"}\n')
+        assert [x.file for x in read_all(part)] == ["nhs/2009-02.jsonl"]
+    finally:
+        part.close()
+
+
+def test_where_the_kernel_cannot_watch_the_source_polls(tmp_path: Path):
+    assert not FeedWatch(tmp_path / "missing").active

@@ -1,12 +1,14 @@
 """`run --follow`: lines appended while it runs are linked promptly, a search from another process
 is served by the running engine, and SIGTERM ends it cleanly (issues 3, 6 and 7)."""
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -98,30 +100,47 @@ def test_the_engine_opens_the_master_and_serves_before_the_first_line(tmp_path: 
     assert json.loads(stdout)["updates"] == 0
 
 
+@contextlib.contextmanager
+def following(tmp_path: Path, config: str) -> Iterator[tuple[Path, Path, subprocess.Popen, list]]:
+    """`run --follow --config` over an empty feeds folder, once its master is ready: the feeds,
+    the master, the process and what it has said on stderr so far; killed if still running."""
+    feeds, db, toml = tmp_path / "feeds", tmp_path / "master.duckdb", tmp_path / "engine.toml"
+    feeds.mkdir()
+    toml.write_text(config)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
+         "--follow", "--json", "--config", str(toml)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
+    threading.Thread(target=lambda: said.extend(process.stderr), daemon=True).start()
+    try:
+        wait_for(lambda: any(line.startswith("master ready") for line in said))
+        yield feeds, db, process, said
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_the_master_is_checkpointed_when_the_feeds_pause(tmp_path: Path):
     """Following, the write-ahead log is checkpointed in a pause of the feeds, long before it
     reaches DuckDB's own threshold (512 MB), so its stall never falls on a waiting line."""
-    feeds, db, config = tmp_path / "feeds", tmp_path / "master.duckdb", tmp_path / "engine.toml"
-    feeds.mkdir()
-    config.write_text("[store]\nidle_checkpoint_after_s = 0.5\nidle_checkpoint_min_mb = 0\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
-         "--follow", "--json", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    said: list[str] = []
-    reader = threading.Thread(target=lambda: said.extend(process.stderr), daemon=True)
-    reader.start()
-    wal = Path(f"{db}.wal")
-    try:
-        wait_for(lambda: any(line.startswith("master ready") for line in said))
+    config = "[store]\nidle_checkpoint_after_s = 0.5\nidle_checkpoint_min_mb = 0\n"
+    with following(tmp_path, config) as (feeds, db, process, said):
+        wal = Path(f"{db}.wal")
         write_feed(feeds, "gro", [gro_birth("1", "Ava", "Brown", "F", "2009-03-01", "LS6 2AB")])
         wait_for(lambda: any(line.startswith("1 updates") for line in said))
         wait_for(lambda: not wal.exists() or wal.stat().st_size == 0, timeout=15)
         process.send_signal(signal.SIGTERM)
         stdout = process.stdout.read()
         process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 0, "".join(said)
     assert json.loads(stdout)["updates"] == 1
+
+
+def test_a_line_is_read_when_its_file_changes_not_at_the_next_poll(tmp_path: Path):
+    """Following, the kernel's word that a feed file changed wakes the source (engine.feed_watch):
+    with a poll interval of ten minutes, an appended line is still resolved within seconds."""
+    with following(tmp_path, "[source]\npoll_interval_ms = 600000\n") as (feeds, _, _, said):
+        time.sleep(0.5)  # past the first reads at start-up: only the watch can wake it now
+        write_feed(feeds, "gro", [gro_birth("1", "Ava", "Brown", "F", "2009-03-01", "LS6 2AB")])
+        wait_for(lambda: any(line.startswith("1 updates") for line in said), timeout=20)
