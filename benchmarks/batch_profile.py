@@ -1,7 +1,11 @@
 """`python -m benchmarks.batch_profile --master FILE --feeds DIR [--batch-size 1] [--batches 40]`:
 where one batch's time goes, statement by statement, on a copy of a loaded master.
 
-Updates are made from lines sampled from the feeds `DIR` the master was loaded from (seeded):
+With `--newest N`, the updates are the `N` newest lines of the feeds `DIR` (the lines
+`python -m benchmarks` held back from the master's bulk load and appends while following), in the
+order they are appended: the follow session's own updates, resolved in batches of the size its
+batches reach. Otherwise they are made from lines sampled from the feeds `DIR` the master was
+loaded from (seeded):
 most keep their source key with a new record id (an update of a child the master knows, as most
 followed lines are), `--new-key-share` of them get a new key as well (a record to score). They are
 resolved in batches of `--batch-size` by this checkout's resolver in this process (no Bytewax, no
@@ -34,6 +38,7 @@ from typing import Any
 
 import duckdb
 
+from benchmarks.feeds import hold_back_newest
 from engine.config import EngineConfig
 from engine.feed_source import feed_files_in_order
 from engine.master_store import configure_store, open_master
@@ -102,6 +107,17 @@ def sample_updates(feeds: Path, count: int, new_key_share: float, seed: int) -> 
             continue
         if len(updates) == count:
             break
+    return updates
+
+
+def newest_updates(feeds: Path, count: int) -> list[Update]:
+    """The `count` newest lines of `feeds` (by event time), oldest first, as updates."""
+    with tempfile.TemporaryDirectory() as work:
+        lines = hold_back_newest(feeds, count, Path(work) / "bulk").held_back
+    updates = []
+    for line in lines:
+        with contextlib.suppress(BadRecord):
+            updates.append(parse_line(line.feed, line.text))
     return updates
 
 
@@ -217,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="updates per batch (default 1; 100000 with --load)")
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--new-key-share", type=float, default=0.15)
+    parser.add_argument("--newest", type=int, metavar="N",
+                        help="resolve the N newest lines of --feeds (the full feeds the bulk "
+                             "load held them back from) instead of sampled lines")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--statements", action="store_true",
                         help="also time DuckDB's planning of each statement (EXPLAIN)")
@@ -235,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --master and --feeds (or --load FEEDS)")
     if not args.master.is_file():
         parser.error(f"no master at {args.master}")
-    updates = sample_updates(args.feeds, args.batch_size * args.batches, args.new_key_share,
-                             args.seed)
+    updates = (newest_updates(args.feeds, args.newest)[:args.batch_size * args.batches]
+               if args.newest else
+               sample_updates(args.feeds, args.batch_size * args.batches, args.new_key_share,
+                              args.seed))
     if not updates:
         parser.error(f"no feed lines found under {args.feeds}")
     print(json.dumps(profile(args.master, updates, args.batch_size, args.statements), indent=2))
