@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
 
 # {file: (byte offset, lines read)}, `file` relative to the feeds folder (`gro/2009-01.jsonl`).
 FileOffsets = dict[str, tuple[int, int]]
@@ -53,11 +52,6 @@ CREATE TABLE IF NOT EXISTS feed_positions (
 )
 """
 
-_POSITION_SCHEMA = pa.schema(
-    [("file", pa.string()), ("byte_offset", pa.int64()), ("line", pa.int64())]
-)
-
-
 def create_feed_positions_table(con: duckdb.DuckDBPyConnection) -> None:
     """The `feed_positions` table, if the master does not have it yet (an empty table: a master
     from before positions were kept re-reads its feeds once, changing nothing it holds)."""
@@ -70,20 +64,15 @@ def save_feed_positions(con: duckdb.DuckDBPyConnection, positions: list[FeedPosi
     furthest = {position.file: position for position in positions}  # later in the stream: further
     if not furthest:
         return
-    table = pa.table(
-        {name: [getattr(p, name) for p in furthest.values()] for name in _POSITION_SCHEMA.names},
-        schema=_POSITION_SCHEMA,
-    )
-    con.register("positions_batch", table)
-    con.execute("""
+    rows = ", ".join(["(?::VARCHAR, ?::BIGINT, ?::BIGINT)"] * len(furthest))
+    con.execute(f"""
         INSERT INTO feed_positions
-        SELECT file, byte_offset, line, now() FROM positions_batch
+        SELECT file, byte_offset, line, now() FROM (VALUES {rows}) p(file, byte_offset, line)
         ON CONFLICT (file) DO UPDATE SET
             byte_offset = excluded.byte_offset, line = excluded.line,
             updated_at = excluded.updated_at
         WHERE excluded.line > feed_positions.line
-    """)
-    con.unregister("positions_batch")
+    """, [value for p in furthest.values() for value in (p.file, p.byte_offset, p.line)])
 
 
 def load_feed_positions(con: duckdb.DuckDBPyConnection) -> FileOffsets:

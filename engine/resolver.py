@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.candidates import (
     CandidateFinder,
@@ -110,11 +111,13 @@ class Resolver:
             locator=self._locator,
         )
         self._writer = ChangeWriter(model, config, self._locator)
-        self._batch_id = 0
+        self._batch_id = 0  # the batch being resolved
+        self._last_batch_id = 0  # the last batch committed (only this resolver writes batches)
         with self._transaction():
             ensure_blocking_index(con, model)
             self._candidates.index.load(con)
             self._locator.load(con)
+            self._last_batch_id = scalar(con, "SELECT coalesce(max(batch_id), 0) FROM batches")
 
     @property
     def records_indexed(self) -> int:
@@ -129,7 +132,7 @@ class Resolver:
         clock = StageClock()
         started_at = datetime.now(UTC)
         with self._transaction(clock):
-            self._batch_id = self._next_batch_id()
+            self._batch_id = self._last_batch_id + 1
             with clock.stage("intake"):
                 outcome.dead_letters = self._write_dead_letters(batch.dead)
             if batch.updates.num_rows:
@@ -138,6 +141,7 @@ class Resolver:
                 save_feed_positions(self.con, batch.positions)
             self._record_batch(batch.updates.num_rows + len(batch.dead), outcome, started_at,
                                clock)
+        self._last_batch_id = self._batch_id
         outcome.stage_seconds = dict(clock.seconds)
         return outcome
 
@@ -149,7 +153,7 @@ class Resolver:
         try:
             yield
             with clock.stage("commit") if clock else contextlib.nullcontext():
-                self.con.execute(_DROP_BATCH_TABLES)  # one call: ~50 statements cost 4x more
+                self._drop_batch_tables()
                 self.con.commit()
         except duckdb.Error as err:
             self._rollback()
@@ -167,9 +171,9 @@ class Resolver:
         if not outcome.updates:
             return
         with clock.stage("xref"):
-            outcome.xref = self._resolve_known_identifiers()
+            outcome.xref = self._resolve_known_identifiers(outcome.updates)
         if outcome.updates > outcome.xref:
-            changes, hood = self._decide_new_records(clock)
+            changes, hood = self._decide_new_records(outcome.updates - outcome.xref, clock)
         else:  # every record went to its key's child: nothing was scored, no child to redo
             changes, hood = ChangeSet(), Neighbourhood({})
         with clock.stage("write"):
@@ -179,12 +183,14 @@ class Resolver:
             )
         _count_outcome(changes, hood, outcome)
 
-    def _decide_new_records(self, clock: StageClock) -> tuple[ChangeSet, Neighbourhood]:
-        """Score the records of `batch_new` and decide them with their neighbourhood."""
+    def _decide_new_records(self, new_records: int, clock: StageClock
+                            ) -> tuple[ChangeSet, Neighbourhood]:
+        """Score the `new_records` records of `batch_new` and decide them with their
+        neighbourhood."""
         with clock.stage("candidates"):
             self._candidates.find(self.con)
         with clock.stage("scores"):
-            self._score_new_records()
+            self._score_new_records(new_records)
         with clock.stage("neighbourhood"):
             hood = read_neighbourhood(self.con, with_new=True, redo=self.config.decision.redo,
                                       locator=self._locator)
@@ -197,58 +203,65 @@ class Resolver:
         frequencies. Returns how many."""
         con = self.con
         con.register("incoming", updates)
-        con.execute("""
+        # a record twice in one batch: its earliest event (a window DuckDB needs ~2 ms to plan,
+        # so only when there is a twice-sent record to drop)
+        once = "" if _each_record_once(updates) else """
+            QUALIFY row_number() OVER (PARTITION BY feed, record_id ORDER BY event_time) = 1"""
+        taken = self._create(f"""
             CREATE OR REPLACE TEMP TABLE batch AS
-            SELECT feed || ':' || record_id AS unique_id, * FROM incoming
-            QUALIFY row_number() OVER (PARTITION BY feed, record_id ORDER BY event_time) = 1
+            SELECT feed || ':' || record_id AS unique_id, * FROM incoming {once}
         """)
         con.unregister("incoming")
-        self._drop_records_seen()
+        taken -= self._drop_records_seen()
         con.execute(self._tf_count_sql)
-        return self._count("batch")
+        return taken
 
-    def _drop_records_seen(self) -> None:
+    def _drop_records_seen(self) -> int:
         """Delete from `batch` the records the master holds already: those the in-memory index
-        may have seen (by a hash of `unique_id`), confirmed by their row in `records`."""
+        may have seen (by a hash of `unique_id`), confirmed by their row in `records`. Returns
+        how many."""
         self._locator.catch_up(self.con)
         keys = self.con.execute("SELECT hash(unique_id) AS key FROM batch").fetchnumpy()["key"]
         _, record_numbers = self._locator.by_uid.find(keys)
         if not len(record_numbers):
-            return
+            return 0
         self.con.register("maybe_seen", pa.table({"record_no": record_numbers.astype("int64")}))
-        self.con.execute("""
+        seen = self._create("""
             DELETE FROM batch WHERE unique_id IN (
                 SELECT unique_id FROM records
                 WHERE record_no IN (SELECT record_no FROM maybe_seen))
         """)
         self.con.unregister("maybe_seen")
+        return seen
 
-    def _resolve_known_identifiers(self) -> int:
+    def _resolve_known_identifiers(self, updates: int) -> int:
         """Records whose (feed, source_key) is already linked go to that child: no scoring.
         They join the record index at once, so the batch's new records can match them.
-        `batch_xref`: every record of the batch whose key is in xref, with that key's child."""
+        `batch_xref`: every record of the batch whose key is in xref, with that key's child;
+        `batch_new`: the others, if any (of the batch's `updates` records). Returns how many
+        records went to their key's child."""
         con = self.con
         keys = self._locator.xref_of(con, f"SELECT {XREF_KEY} FROM batch", "batch_xref_nos")
-        con.execute(f"""
+        with_key = self._create(f"""
             CREATE OR REPLACE TEMP TABLE batch_xref AS
             SELECT b.unique_id, b.feed, b.source_key, x.child_id FROM batch b
             JOIN {keys} x ON x.feed = b.feed AND x.source_key = b.source_key
         """)
-        fresh = self._fresh_values_of_lone_keys() if self._count("batch_xref") else ""
-        con.execute(f"""
+        fresh = self._fresh_values_of_lone_keys() if with_key else ""
+        known = self._create(f"""
             CREATE OR REPLACE TEMP TABLE known_records AS
             SELECT x.child_id, b.* FROM batch b JOIN batch_xref x USING (unique_id)
             WHERE x.child_id NOT IN (
                 SELECT child_id FROM review_queue WHERE resolved_at IS NULL)
             {fresh}
         """)
-        known = self._count("known_records")
         # without records to index, only the (empty) table `known_indexed` the writer reads
         self._run(self._index_known_sqls if known else self._index_known_sqls[:1])
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE batch_new AS
-            SELECT * FROM batch WHERE unique_id NOT IN (SELECT unique_id FROM known_records)
-        """)
+        if known < updates:
+            con.execute("""
+                CREATE OR REPLACE TEMP TABLE batch_new AS
+                SELECT * FROM batch WHERE unique_id NOT IN (SELECT unique_id FROM known_records)
+            """)
         return known
 
     def _fresh_values_of_lone_keys(self) -> str:
@@ -260,8 +273,9 @@ class Resolver:
         compared = [c for c in self.model.record_columns
                     if c not in ("unique_id", "feed", "source_key")]
         few = self._count("(SELECT DISTINCT child_id FROM batch_xref)") < XREF_SCAN_FROM_CHILDREN
-        held = self._lone_key_children_by_key() if few else self._lone_key_children_by_scan()
-        if not self._count("lone_key_children"):
+        held, lone = (self._lone_key_children_by_key() if few
+                      else self._lone_key_children_by_scan())
+        if not lone:
             return ""
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE batch_fresh_values AS
@@ -274,11 +288,11 @@ class Resolver:
         """)
         return "AND x.unique_id NOT IN (SELECT unique_id FROM batch_fresh_values)"
 
-    def _lone_key_children_by_key(self) -> str:
+    def _lone_key_children_by_key(self) -> tuple[str, int]:
         """Table `lone_key_children` for a few children, found by key: each xref row names a
         child that holds a record of its key (a move sets it to a moved record's child), so a
         child's xref rows are those of its records' keys that name it. Returns a FROM item
-        holding the records of the batch's xref children."""
+        holding the records of the batch's xref children, and how many children are lone."""
         con = self.con
         held = records_of(self._locator, con, "child_id", "SELECT child_id FROM batch_xref",
                           "xref_child_records")
@@ -289,39 +303,38 @@ class Resolver:
         """)
         rows = self._locator.xref_of(con, f"SELECT {XREF_KEY} FROM xref_child_keys",
                                      "xref_child_key_nos")
-        con.execute(f"""
+        lone = self._create(f"""
             CREATE OR REPLACE TEMP TABLE lone_key_children AS
             SELECT x.child_id FROM {rows} x
             JOIN xref_child_keys k USING (child_id, feed, source_key)
             GROUP BY x.child_id HAVING count(*) = 1
         """)
-        return held
+        return held, lone
 
-    def _lone_key_children_by_scan(self) -> str:
+    def _lone_key_children_by_scan(self) -> tuple[str, int]:
         """Table `lone_key_children` for many children, from one scan of `xref` (their rows lie
         scattered: reading them by number reads most blocks anyway). Returns a FROM item
-        holding the records of the lone children."""
-        con = self.con
-        con.execute("""
+        holding the records of the lone children, and how many they are."""
+        lone = self._create("""
             CREATE OR REPLACE TEMP TABLE lone_key_children AS
             SELECT x.child_id FROM xref x
             WHERE x.child_id IN (SELECT child_id FROM batch_xref)
             GROUP BY x.child_id HAVING count(*) = 1
         """)
-        return records_of(self._locator, con, "child_id",
-                          "SELECT child_id FROM lone_key_children", "xref_child_records")
+        return records_of(self._locator, self.con, "child_id",
+                          "SELECT child_id FROM lone_key_children", "xref_child_records"), lone
 
-    def _score_new_records(self) -> None:
+    def _score_new_records(self, new_records: int) -> None:
         """`scored_edges`: each new record's pairs at or above the review threshold, with the
         indexed records (`child_id` their child) and the batch's other new records (NULL);
-        stored in `scored_pairs`. `hood_seeds`: the children they touch."""
+        stored in `scored_pairs`. `hood_seeds`: the children they touch. `new_records`: how many
+        records `batch_new` holds."""
         con = self.con
         con.execute(f"CREATE OR REPLACE TEMP TABLE left_tf AS {self._left_tf_sql}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
         kept = min(self.config.decision.review_threshold,
                    self.config.decision.merge_support_threshold)
-        shift = master_weight_shift(con, self.model, self.config.scoring,
-                                    self._count("batch_new"))
+        shift = master_weight_shift(con, self.model, self.config.scoring, new_records)
         self._support.weight_shift = shift
         probability = probability_sql("s.match_weight", shift)
         con.execute(f"""
@@ -347,9 +360,6 @@ class Resolver:
     def _run(self, statements: list[str]) -> None:
         for statement in statements:
             self.con.execute(statement)
-
-    def _next_batch_id(self) -> int:
-        return scalar(self.con, "SELECT coalesce(max(batch_id), 0) + 1 FROM batches")
 
     def _record_batch(self, items: int, outcome: BatchOutcome, started_at: datetime,
                       clock: StageClock) -> None:
@@ -378,6 +388,15 @@ class Resolver:
         self.con.unregister("dead_batch")
         return self._count("dead_letters") - before
 
+    def _drop_batch_tables(self) -> None:
+        """Drop the batch's temporary tables, in one call (~50 statements cost 4x more; a
+        batch makes about half of them, and dropping one that is not there costs as much)."""
+        made = {name for (name,) in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
+        drops = [f"DROP TABLE {name}" for name in _BATCH_TABLES if name in made]
+        if drops:
+            self.con.execute("; ".join(drops))
+
     def _rollback(self) -> None:
         """Undo the batch; a failed commit has already ended the transaction, and a fatal error
         (disk full during a checkpoint) has closed the database: nothing is left to undo."""
@@ -386,6 +405,11 @@ class Resolver:
 
     def _count(self, table: str) -> int:
         return scalar(self.con, f"SELECT count(*) FROM {table}")
+
+    def _create(self, sql: str) -> int:
+        """Run a `CREATE TABLE AS`, `INSERT` or `DELETE` and return how many rows it wrote (as
+        DuckDB says: a `count(*)` after it would be one more statement to plan)."""
+        return self.con.execute(sql).fetchall()[0][0]
 
 
 # From this many children with a known key in a batch, their lone keys are found by scanning
@@ -403,7 +427,12 @@ _BATCH_TABLES = (
 )
 
 
-_DROP_BATCH_TABLES = "; ".join(f"DROP TABLE IF EXISTS {table}" for table in _BATCH_TABLES)
+def _each_record_once(updates: pa.Table) -> bool:
+    """Whether no `(feed, record_id)` comes twice in `updates`."""
+    if updates.num_rows < 2:
+        return True
+    uids = pc.binary_join_element_wise(updates["feed"], updates["record_id"], ":")
+    return pc.count_distinct(uids).as_py() == updates.num_rows
 
 
 def _first_line(err: Exception) -> str:
