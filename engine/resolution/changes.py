@@ -28,7 +28,7 @@ from engine.record_locator import (
     xref_of,
 )
 from engine.resolution.graph import ChangeSet, Neighbourhood
-from engine.survivorship import golden_upsert_sqls
+from engine.survivorship import GoldenFold
 from linkage_models.scoring import CompiledModel
 
 SAFETY_RULE = "safety rule"
@@ -67,9 +67,9 @@ class ChangeWriter:
         self._index_sqls = index_records_sqls(model, "new_records")
         rows = children_rows_sql("placed_child_rows") if locator else "children"
         # by whether records moved (then table `rebuilt` lists the children that lost some)
-        self._golden_sqls = {
-            rebuilt: golden_upsert_sqls(config.survivorship, "placed",
-                                        "rebuilt" if rebuilt else None, rows)
+        self._golden_folds = {
+            rebuilt: GoldenFold(config.survivorship, "placed", "rebuilt" if rebuilt else None,
+                                rows)
             for rebuilt in (True, False)
         }
 
@@ -254,13 +254,12 @@ class ChangeWriter:
             parts.extend(self._moved_and_rebuilt_records_sqls(con))
         if not parts:
             return
-        con.execute("CREATE OR REPLACE TEMP TABLE placed AS "
-                    + "\nUNION ALL BY NAME\n".join(parts))
+        records = con.execute("CREATE OR REPLACE TEMP TABLE placed AS "
+                              + "\nUNION ALL BY NAME\n".join(parts)).fetchall()[0][0]
         if self.locator:  # the rows of the children placed, for the golden statements
             self.locator.rows_of_children(con, "SELECT DISTINCT child_id FROM placed",
                                           "placed_child_rows")
-        for statement in self._golden_sqls[placed.moved]:
-            con.execute(statement)
+        self._golden_folds[placed.moved].run(con, records)
 
     def _moved_and_rebuilt_records_sqls(self, con: duckdb.DuckDBPyConnection) -> list[str]:
         """The records moved to a child not rebuilt, and every record of a rebuilt child (whose
