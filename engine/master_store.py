@@ -36,6 +36,7 @@ Tables (DESIGN.md "Master store contract" plus our own):
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -61,7 +62,7 @@ SOURCES_SEEDED_BY = "DfE (sources frozen June 2010)"
 
 # Bumped whenever a table changes shape; a master of another version is refused, not guessed at,
 # unless a migration below takes it to this version.
-SCHEMA_VERSION = "8"
+SCHEMA_VERSION = "9"
 
 
 class MasterStoreError(RuntimeError):
@@ -69,9 +70,17 @@ class MasterStoreError(RuntimeError):
     an engine with another schema version)."""
 
 
+# The text columns of `children`, stored uncompressed: a batch reads a few children's whole rows
+# by number, and DuckDB decompresses a whole dictionary-compressed block for each (a child's row
+# at 1M children: 16.6 ms compressed, 4.6 ms not; 1,000 rows: 300 ms against 166 ms), for ~9%
+# more disk. Its JSON columns stay compressed: four times their size uncompressed, and cheap to
+# read for a few rows.
+_CHILD_TEXT = "VARCHAR USING COMPRESSION uncompressed"
+
+
 def _schema_sql() -> str:
     record_columns = ",\n    ".join(f"{name} VARCHAR" for name in UPDATE_COLUMNS)
-    golden_columns = ",\n    ".join(f"{name} VARCHAR" for name in GOLDEN_FIELDS)
+    golden_columns = ",\n    ".join(f"{name} {_CHILD_TEXT}" for name in GOLDEN_FIELDS)
     return f"""
 -- No primary key (ART index) on the tables that grow with the master: children, links, records,
 -- blocking_keys, xref. DuckDB writes a table's whole ART index at every checkpoint, so a commit
@@ -81,14 +90,14 @@ def _schema_sql() -> str:
 -- golden fold replaces a child's row.
 CREATE SEQUENCE IF NOT EXISTS child_row_seq;
 CREATE TABLE IF NOT EXISTS children (
-    child_id VARCHAR NOT NULL,
+    child_id {_CHILD_TEXT} NOT NULL,
     {golden_columns},
     provenance JSON,
     survivorship_keys JSON,
-    status VARCHAR NOT NULL DEFAULT 'active',
-    merged_into VARCHAR,
+    status {_CHILD_TEXT} NOT NULL DEFAULT 'active',
+    merged_into {_CHILD_TEXT},
     shielded BOOLEAN NOT NULL DEFAULT false,
-    shielded_by VARCHAR,
+    shielded_by {_CHILD_TEXT},
     shielded_at TIMESTAMPTZ,
     created_at TIMESTAMPTZ NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL,
@@ -365,9 +374,26 @@ def _migrate_7_to_8(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("COMMIT")
 
 
+def _migrate_8_to_9(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 9 stores the text columns of `children` uncompressed (`_CHILD_TEXT`). The table
+    is copied into one declared so, with every column it has (the governance layer adds its
+    own), in one transaction: ~15 s at 1M children."""
+    con.execute("BEGIN")
+    ddl = con.execute(
+        "SELECT sql FROM duckdb_tables() WHERE table_name = 'children' "
+        "AND schema_name = 'main' AND database_name = current_database()"
+    ).fetchall()[0][0]
+    con.execute("ALTER TABLE children RENAME TO children_v8")
+    con.execute(re.sub(r"\bVARCHAR\b(?! USING)", _CHILD_TEXT, ddl))
+    con.execute("INSERT INTO children BY NAME SELECT * FROM children_v8")
+    con.execute("DROP TABLE children_v8")
+    con.execute("UPDATE master_meta SET value = '9' WHERE key = 'schema_version'")
+    con.execute("COMMIT")
+
+
 # From each version the function that migrates a master of that version to the next one.
 _MIGRATIONS = {"3": _migrate_3_to_4, "4": _migrate_4_to_5, "5": _migrate_5_to_6,
-               "6": _migrate_6_to_7, "7": _migrate_7_to_8}
+               "6": _migrate_6_to_7, "7": _migrate_7_to_8, "8": _migrate_8_to_9}
 
 
 def configure_store(con: duckdb.DuckDBPyConnection, config: StoreConfig) -> None:

@@ -136,6 +136,42 @@ def test_a_version_7_master_keeps_its_golden_order_keys_without_their_sources(
         (SCHEMA_VERSION,)]
 
 
+def test_a_version_8_master_keeps_its_children_with_their_text_uncompressed(
+    feeds: Path, tmp_path: Path, capsys
+):
+    """Version 9 stores the text columns of `children` uncompressed (a few children's rows are
+    read by number every batch): a version 8 master's children are copied into such a table,
+    every row and column kept, the governance layer's columns included."""
+    db = tmp_path / "master.duckdb"
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    rows = "SELECT * FROM children ORDER BY row_no"
+    before = _query(db, rows)
+    con = duckdb.connect(str(db))  # as version 8 made it: text compressed as DuckDB chooses
+    ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'children'"
+                      ).fetchall()[0][0]
+    con.execute("ALTER TABLE children RENAME TO uncompressed")
+    con.execute(ddl.replace(" USING COMPRESSION Uncompressed", ""))
+    con.execute("INSERT INTO children SELECT * FROM uncompressed")
+    con.execute("DROP TABLE uncompressed")
+    con.execute("UPDATE master_meta SET value = '8' WHERE key = 'schema_version'")
+    con.close()
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    assert _query(db, rows) == before
+    con = duckdb.connect(str(db))
+    con.execute("CHECKPOINT")
+    compression = dict(con.execute("""
+        SELECT c.column_name, min(s.compression) FROM duckdb_columns() c
+        JOIN pragma_storage_info('children') s USING (column_name)
+        WHERE c.table_name = 'children' AND c.data_type IN ('VARCHAR', 'JSON')
+          AND s.segment_type = c.data_type GROUP BY ALL
+    """).fetchall())
+    con.close()
+    assert {compression[name] for name in ("child_id", *GOLDEN_FIELDS, "status")} == {
+        "Uncompressed"}
+    assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [
+        (SCHEMA_VERSION,)]
+
+
 @pytest.mark.parametrize("make_feeds", ["missing", "a file"])
 def test_unusable_feeds_folder(make_feeds: str, tmp_path: Path, capsys):
     feeds = tmp_path / "feeds"
