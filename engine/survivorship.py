@@ -124,8 +124,9 @@ class GoldenFold:
 
 
 # Up to this many placed records are folded in Python (a follow session's quiet updates and
-# people's acts), more in DuckDB (bulk loads, busy following). Python takes ~20 us a record, so
-# from a few hundred records on, DuckDB's planning (~20 ms, today's 2-core machine) is cheaper.
+# people's acts), more in DuckDB (bulk loads, busy following). Python takes ~60 us a record with
+# its child's current row (1 record 0.4 ms, 200 records 13 ms), so from a few hundred records on
+# DuckDB, whose planning alone costs ~20 ms (2026-12-03's 2-core machine), is cheaper.
 PYTHON_FOLD_RECORDS = 200
 
 
