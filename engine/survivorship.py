@@ -244,7 +244,7 @@ def fold_few(config: SurvivorshipConfig, placed: list[tuple], current: list[tupl
         if event_time is None:  # no key: the record decides no field (NULL || ... is NULL)
             continue
         rank = chr(48 + config.source_trust.get(feed, 0))
-        keys = (event_time + rank, rank + event_time)  # (latest, trusted)
+        keys = (event_time + rank, rank + event_time)  # latest, trusted: `_order_keys`'
         for i, value in enumerate(values):
             if value is not None:
                 key = keys[trusted[i]]
