@@ -272,9 +272,10 @@ class Resolver:
         con = self.con
         compared = [c for c in self.model.record_columns
                     if c not in ("unique_id", "feed", "source_key")]
-        few = self._count("(SELECT DISTINCT child_id FROM batch_xref)") < XREF_SCAN_FROM_CHILDREN
-        held, lone = (self._lone_key_children_by_key() if few
-                      else self._lone_key_children_by_scan())
+        children = self._count("(SELECT DISTINCT child_id FROM batch_xref)")
+        by_scan = children * XREF_ROWS_SCANNED_PER_CHILD >= len(self._locator.xref)
+        held, lone = (self._lone_key_children_by_scan() if by_scan
+                      else self._lone_key_children_by_key())
         if not lone:
             return ""
         con.execute(f"""
@@ -412,10 +413,14 @@ class Resolver:
         return self.con.execute(sql).fetchall()[0][0]
 
 
-# From this many children with a known key in a batch, their lone keys are found by scanning
-# `xref` (~85 ms at 1M children) rather than by key (~0.1 ms a child: 20k children took 2.3 s;
-# a single update's xref stage 89 -> 41 ms).
-XREF_SCAN_FROM_CHILDREN = 500
+# A batch's lone keys are found by scanning `xref` once its children with a known key, times
+# this, reach the rows `xref` holds: reading a few children's keys by key touches a block of
+# `records` and of `xref` per record, and from about 3 children a scan of a 1M-children master's
+# 2.9M xref rows (~30 ms) costs less (xref stage, one batch of the follow session's lines at
+# 1M, by key -> by scan: 1 update 25 -> 39 ms, 2: 39 -> 44, 4: 56 -> 49, 12: 109 -> 66,
+# 50: 176 -> 89, 500: 283 -> 129; `benchmarks.batch_profile --newest`, 2026-12-03). At 100k
+# children a scan is the cheaper from one child, at 11M from about 30: never dearer than by key.
+XREF_ROWS_SCANNED_PER_CHILD = 1_000_000
 
 
 _BATCH_TABLES = (

@@ -134,15 +134,15 @@ def test_lines_from_an_unregistered_feed_folder_are_refused_to_dead_letters(feed
     assert query(db, "SELECT file, error FROM dead_letters") == [("police/2009-01.jsonl", reason)]
 
 
-@pytest.mark.parametrize("scan_from_children", [1, 1000], ids=["xref scanned", "xref by key"])
+@pytest.mark.parametrize("rows_per_child", [10**12, 0], ids=["xref scanned", "xref by key"])
 def test_a_schools_later_full_return_joins_the_child_its_first_nameless_return_missed(
-    feeds: Path, db: Path, monkeypatch: pytest.MonkeyPatch, scan_from_children: int
+    feeds: Path, db: Path, monkeypatch: pytest.MonkeyPatch, rows_per_child: int
 ):
     # the first return under UPN U1 has no names and an old postcode: nothing to link on, so
     # it founds a child of that UPN alone; the next term's return under the same UPN names the
     # child, and must be compared rather than follow its UPN to that fragment unscored (the
     # lone key found either way a batch may find it)
-    monkeypatch.setattr(resolver, "XREF_SCAN_FROM_CHILDREN", scan_from_children)
+    monkeypatch.setattr(resolver, "XREF_ROWS_SCANNED_PER_CHILD", rows_per_child)
     write_feed(feeds, "nhs", [nhs_record("n1", "9434765919", "Sarah", "Warrender", "2",
                                          "2005-09-04", "SW6 5XX")])
     write_feed(feeds, "census", [census_record("c1", "U1", "", "", "F", "2005-09-04",
