@@ -109,18 +109,18 @@ class GoldenFold:
         con.execute(self._previous_sql)
         if records > PYTHON_FOLD_RECORDS:
             con.execute(self._fold_sql)
-            self._write(con)
-            return
+        else:
+            self._fold_in_python(con)
+        for statement in self._write_sqls:
+            con.execute(statement)
+
+    def _fold_in_python(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Table `golden`, as `_fold_sql` makes it, from `fold_few`."""
         placed = con.execute(self._placed_rows_sql).fetchall()
         current = con.execute(self._current_rows_sql).fetchall()
         con.register("golden_arrow", fold_few(self.config, placed, current))
         con.execute("CREATE OR REPLACE TEMP TABLE golden AS SELECT * FROM golden_arrow")
         con.unregister("golden_arrow")
-        self._write(con)
-
-    def _write(self, con: duckdb.DuckDBPyConnection) -> None:
-        for statement in self._write_sqls:
-            con.execute(statement)
 
 
 # Up to this many placed records are folded in Python (a follow session's quiet updates and
