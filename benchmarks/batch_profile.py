@@ -121,9 +121,10 @@ def newest_updates(feeds: Path, count: int) -> list[Update]:
     return updates
 
 
-def profile(master: Path, updates: list[Update], batch_size: int, explain: bool
-            ) -> dict[str, Any]:
-    """Resolve `updates` in batches of `batch_size` on a copy of `master`."""
+def profile(master: Path, updates: list[Update], batch_size: int, explain: bool,
+            hold_xref: bool = True) -> dict[str, Any]:
+    """Resolve `updates` in batches of `batch_size` on a copy of `master` (with the xref map
+    held, as following does, if `hold_xref`)."""
     with tempfile.TemporaryDirectory() as work:
         copy = Path(work) / "master.duckdb"
         shutil.copyfile(master, copy)
@@ -132,7 +133,8 @@ def profile(master: Path, updates: list[Update], batch_size: int, explain: bool
         configure_store(con, config.store)
         timed = TimedConnection(con, explain)
         began = time.perf_counter()
-        resolver = Resolver(timed, CompiledModel.from_json(DEFAULT_MODEL_PATH), config)
+        resolver = Resolver(timed, CompiledModel.from_json(DEFAULT_MODEL_PATH), config,
+                            hold_xref=hold_xref)
         ready_s = time.perf_counter() - began
         timed.seconds.clear()
         totals, stages = [], defaultdict(list)
@@ -239,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--statements", action="store_true",
                         help="also time DuckDB's planning of each statement (EXPLAIN)")
+    parser.add_argument("--xref-in-duckdb", action="store_true",
+                        help="read xref from the master, as a bulk load does, instead of "
+                             "holding it in memory as following does")
     args = parser.parse_args(argv)
     if args.batch_size is None:
         args.batch_size = 100_000 if args.load else 1
@@ -260,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                               args.seed))
     if not updates:
         parser.error(f"no feed lines found under {args.feeds}")
-    print(json.dumps(profile(args.master, updates, args.batch_size, args.statements), indent=2))
+    print(json.dumps(profile(args.master, updates, args.batch_size, args.statements,
+                             hold_xref=not args.xref_in_duckdb), indent=2))
     return 0
 
 

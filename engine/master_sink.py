@@ -109,7 +109,8 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         configure_store(con, self.config.store)
         model = CompiledModel.from_json(self.model_path)
         started = time.monotonic()
-        resolver = Resolver(con, model, self.config)  # its setup commits before people's acts
+        # its setup commits before people's acts
+        resolver = Resolver(con, model, self.config, hold_xref=self.follow)
         if self.on_ready:
             self.on_ready(f"master ready: {resolver.records_indexed:,} records indexed in memory "
                           f"in {time.monotonic() - started:.1f} s")

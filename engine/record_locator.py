@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.key_index import KeyIndex, catch_up_all
+from engine.xref_map import XREF_KEY, XrefMap, check_children, key_columns_sql
 
 Column = Literal["child_id", "unique_id"]
 
@@ -39,12 +40,15 @@ class RecordLocator:
     the row numbers of `xref` by `feed:source_key` (each key part of a hash of the value,
     engine.key_index, so an entry may also name another row: the caller's filter decides)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold_xref: bool = False) -> None:
+        """With `hold_xref`, `xref_children` holds `xref` whole (engine.xref_map)."""
         self.by_uid = KeyIndex("records", "hash(unique_id)")
         self.by_child = KeyIndex("records", "hash(child_id)")
         self.pairs = KeyIndex(_PAIR_ENDS, "hash(uid)", number="pair_no")
         self.children = KeyIndex("children", "hash(child_id)", number="row_no")
         self.xref = KeyIndex("xref", f"hash({XREF_KEY})", number="xref_no")
+        self.xref_children = XrefMap() if hold_xref else None
+        self._xref_children_stale = False
         self._placed_up_to = -1  # the highest decision_history.seq read
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -55,24 +59,75 @@ class RecordLocator:
         self.pairs.load(con)
         self.children.load(con)
         self.xref.load(con)
+        if self.xref_children is not None:
+            self.xref_children.load(con)
         self._placed_up_to = con.execute(
             "SELECT coalesce(max(seq), -1) FROM decision_history").fetchall()[0][0]
+
+    def begin_batch(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Catch up at the start of a batch, when people's acts may have written since the last
+        (a purge deletes `xref` rows: the xref map is then loaded again)."""
+        self.catch_up(con)
+        held = self.xref_children
+        if held is not None and (self._xref_children_stale or held.behind(con)):
+            held.load(con)
+            self._xref_children_stale = False
+
+    def forget_uncommitted(self) -> None:
+        """A batch rolled back: the xref map may hold what it wrote (loaded again at the next
+        batch). The key indexes' stale entries change no result."""
+        self._xref_children_stale = True
 
     def catch_up(self, con: duckdb.DuckDBPyConnection) -> None:
         """Add the records appended and the records placed since the last catch-up."""
         indexed_before = self.by_uid.up_to
         # by_child: a new record with its child of now
         catch_up_all(con, [self.by_uid, self.by_child, self.pairs, self.children, self.xref])
+        if self.xref_children is not None:
+            self.xref_children.add_rows(
+                con.execute(self.xref_children.rows_since_sql()).fetchnumpy())
         placed = con.execute(f"""
-            SELECT seq, hash(feed || ':' || record_id) AS uid_key, hash(child_id) AS child_key
+            SELECT seq, hash(feed || ':' || record_id) AS uid_key, hash(child_id) AS child_key,
+                   decided_by NOT IN {ENGINE_DECIDERS} AS by_people
             FROM decision_history WHERE seq > {self._placed_up_to}
         """).fetchnumpy()
         if not len(placed["seq"]):
             return
+        if self.xref_children is not None and placed["by_people"].any():
+            self._read_keys_placed_by_people(con)
         self._placed_up_to = int(placed["seq"].max())
         which, numbers = self.by_uid.find(placed["uid_key"])
         moved = numbers <= indexed_before  # the others were read above with their child
         self.by_child.add(np.asarray(placed["child_key"])[which[moved]], numbers[moved])
+
+    def _read_keys_placed_by_people(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The xref map learns the children of the keys of the records people placed since the
+        last catch-up (their change writer moved those keys' rows without it)."""
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE placed_by_people AS
+            SELECT DISTINCT feed || ':' || record_id AS unique_id FROM decision_history
+            WHERE seq > {self._placed_up_to} AND decided_by NOT IN {ENGINE_DECIDERS}
+        """)
+        held = self.records_of(con, "unique_id", "SELECT unique_id FROM placed_by_people",
+                               "placed_by_people_nos")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE placed_keys AS
+            SELECT DISTINCT feed, source_key FROM {held} r
+            WHERE unique_id IN (SELECT unique_id FROM placed_by_people)
+              AND source_key IS NOT NULL
+        """)
+        rows = self.xref_of(con, f"SELECT {XREF_KEY} FROM placed_keys", "placed_key_nos")
+        self.learn_xref_moves(con, f"{rows} x JOIN placed_keys k USING (feed, source_key)")
+
+    def learn_xref_moves(self, con: duckdb.DuckDBPyConnection, moved: str) -> None:
+        """The xref map (if held) learns the children of the keys of `moved`, a FROM item with
+        columns `feed`, `source_key` and `child_id`: `xref` rows moved since it read them."""
+        if self.xref_children is None:
+            return
+        rows = con.execute(f"SELECT {key_columns_sql()} FROM {moved}").fetchnumpy()
+        if len(rows["hi"]):
+            check_children(rows["child"])
+            self.xref_children.set_children(rows["hi"], rows["lo"], rows["child"])
 
     def records_of(self, con: duckdb.DuckDBPyConnection, column: Column, values: str,
                    name: str) -> str:
@@ -109,8 +164,12 @@ class RecordLocator:
         return index.find(keys["key"])[1]
 
 
-# An xref row's key, as SQL over its columns (or a batch record's).
-XREF_KEY = "feed || ':' || source_key"
+# `decision_history.decided_by` of the engine's own placements (engine.resolution.changes.
+# Provenance); the others are people's acts.
+ENGINE_DECIDERS = "('engine', 'redo')"
+
+# The temporary tables a catch-up may create (dropped with the batch's).
+LOCATOR_TABLES = ("placed_by_people", "placed_by_people_nos", "placed_keys", "placed_key_nos")
 
 # Each pair under both of its records' ids.
 _PAIR_ENDS = ("(SELECT uid_a AS uid, pair_no FROM scored_pairs "

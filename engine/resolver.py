@@ -36,12 +36,13 @@ from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, save_feed_positions
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
-from engine.record_locator import XREF_KEY, RecordLocator, records_of
+from engine.record_locator import LOCATOR_TABLES, XREF_KEY, RecordLocator, records_of
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
 from engine.resolution.prior import master_weight_shift, probability_sql
 from engine.stage_clock import StageClock
+from engine.xref_map import lookup_columns_sql, pack_child_ids, unpack_child_ids
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update, updates_to_arrow
 
@@ -92,15 +93,18 @@ class Resolver:
     """Owns the master connection; `resolve(items)` applies one micro-batch atomically."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, model: CompiledModel, config: EngineConfig
+        self, con: duckdb.DuckDBPyConnection, model: CompiledModel, config: EngineConfig,
+        hold_xref: bool = False,
     ) -> None:
-        """Rebuilds the master's blocking index first if it was built for another model."""
+        """Rebuilds the master's blocking index first if it was built for another model. With
+        `hold_xref` (following), `xref` is held in memory too (engine.xref_map): ~24 bytes a key,
+        ~70 MB at 1M children, which a bulk load's big batches would not gain from."""
         self.con = con
         self.model = model
         self.config = config
         tf_min = config.scoring.tf_min_values
         self._candidates = CandidateFinder(model)
-        self._locator = RecordLocator()
+        self._locator = RecordLocator(hold_xref)
         self._index_known_sqls = index_records_sqls(model, "known_records", "known_indexed")
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
@@ -157,9 +161,11 @@ class Resolver:
                 self.con.commit()
         except duckdb.Error as err:
             self._rollback()
+            self._locator.forget_uncommitted()
             raise MasterStoreError(f"writing the master failed: {_first_line(err)}") from err
         except BaseException:  # e.g. KeyboardInterrupt mid-batch: leave no transaction open
             self._rollback()
+            self._locator.forget_uncommitted()
             raise
 
     def _resolve_updates(
@@ -220,7 +226,7 @@ class Resolver:
         """Delete from `batch` the records the master holds already: those the in-memory index
         may have seen (by a hash of `unique_id`), confirmed by their row in `records`. Returns
         how many."""
-        self._locator.catch_up(self.con)
+        self._locator.begin_batch(self.con)
         keys = self.con.execute("SELECT hash(unique_id) AS key FROM batch").fetchnumpy()["key"]
         _, record_numbers = self._locator.by_uid.find(keys)
         if not len(record_numbers):
@@ -241,12 +247,7 @@ class Resolver:
         `batch_new`: the others, if any (of the batch's `updates` records). Returns how many
         records went to their key's child."""
         con = self.con
-        keys = self._locator.xref_of(con, f"SELECT {XREF_KEY} FROM batch", "batch_xref_nos")
-        with_key = self._create(f"""
-            CREATE OR REPLACE TEMP TABLE batch_xref AS
-            SELECT b.unique_id, b.feed, b.source_key, x.child_id FROM batch b
-            JOIN {keys} x ON x.feed = b.feed AND x.source_key = b.source_key
-        """)
+        with_key = self._find_known_keys()
         fresh = self._fresh_values_of_lone_keys() if with_key else ""
         known = self._create(f"""
             CREATE OR REPLACE TEMP TABLE known_records AS
@@ -264,6 +265,31 @@ class Resolver:
             """)
         return known
 
+    def _find_known_keys(self) -> int:
+        """Table `batch_xref`: the batch's records whose key is in `xref`, with that key's
+        child. Returns how many."""
+        held = self._locator.xref_children
+        if held is None:
+            keys = self._locator.xref_of(self.con, f"SELECT {XREF_KEY} FROM batch",
+                                         "batch_xref_nos")
+            return self._create(f"""
+                CREATE OR REPLACE TEMP TABLE batch_xref AS
+                SELECT b.unique_id, b.feed, b.source_key, x.child_id FROM batch b
+                JOIN {keys} x ON x.feed = b.feed AND x.source_key = b.source_key
+            """)
+        keyed = self.con.sql(f"""
+            SELECT unique_id, feed, source_key, {lookup_columns_sql()} FROM batch
+            WHERE source_key IS NOT NULL
+        """).to_arrow_table()
+        found, children = held.children_of(keyed["hi"].to_numpy(), keyed["lo"].to_numpy())
+        known = keyed.select(["unique_id", "feed", "source_key"]).filter(pa.array(found))
+        self.con.register("batch_xref_arrow", known.append_column(
+            "child_id", pa.array(unpack_child_ids(children[found]), pa.string())))
+        self.con.execute("CREATE OR REPLACE TEMP TABLE batch_xref AS "
+                         "SELECT * FROM batch_xref_arrow")
+        self.con.unregister("batch_xref_arrow")
+        return known.num_rows
+
     def _fresh_values_of_lone_keys(self) -> str:
         """A child that holds one key alone may be a fragment (its first record too poor to
         link): a record of that key bringing values the key has not had is compared, not sent
@@ -272,10 +298,7 @@ class Resolver:
         con = self.con
         compared = [c for c in self.model.record_columns
                     if c not in ("unique_id", "feed", "source_key")]
-        children = self._count("(SELECT DISTINCT child_id FROM batch_xref)")
-        by_scan = children * XREF_ROWS_SCANNED_PER_CHILD >= len(self._locator.xref)
-        held, lone = (self._lone_key_children_by_scan() if by_scan
-                      else self._lone_key_children_by_key())
+        held, lone = self._lone_key_children()
         if not lone:
             return ""
         con.execute(f"""
@@ -288,6 +311,31 @@ class Resolver:
                             AND s.h = hash({", ".join(f"b.{c}" for c in compared)})
         """)
         return "AND x.unique_id NOT IN (SELECT unique_id FROM batch_fresh_values)"
+
+    def _lone_key_children(self) -> tuple[str, int]:
+        """Table `lone_key_children`: the children of the batch's known keys that hold one key
+        alone, counted in the xref map if held, else by key or by a scan of `xref`, whichever
+        reads less. Returns a FROM item holding the records of (at least) those children, and
+        how many they are."""
+        if self._locator.xref_children is not None:
+            lone = self._lone_key_children_in_memory()
+        elif (self._count("(SELECT DISTINCT child_id FROM batch_xref)")
+              * XREF_ROWS_SCANNED_PER_CHILD >= len(self._locator.xref)):
+            lone = self._lone_key_children_by_scan()
+        else:
+            return self._lone_key_children_by_key()
+        return records_of(self._locator, self.con, "child_id",
+                          "SELECT child_id FROM lone_key_children", "xref_child_records"), lone
+
+    def _lone_key_children_in_memory(self) -> int:
+        """Table `lone_key_children` from the xref map's key counts; how many."""
+        children = [c for (c,) in self.con.execute(
+            "SELECT DISTINCT child_id FROM batch_xref").fetchall()]
+        counts = self._locator.xref_children.key_counts(pack_child_ids(children))
+        lone = [c for c, n in zip(children, counts, strict=True) if n == 1]
+        self.con.execute("CREATE OR REPLACE TEMP TABLE lone_key_children AS "
+                         "SELECT unnest(?::VARCHAR[]) AS child_id", [lone])
+        return len(lone)
 
     def _lone_key_children_by_key(self) -> tuple[str, int]:
         """Table `lone_key_children` for a few children, found by key: each xref row names a
@@ -312,18 +360,15 @@ class Resolver:
         """)
         return held, lone
 
-    def _lone_key_children_by_scan(self) -> tuple[str, int]:
+    def _lone_key_children_by_scan(self) -> int:
         """Table `lone_key_children` for many children, from one scan of `xref` (their rows lie
-        scattered: reading them by number reads most blocks anyway). Returns a FROM item
-        holding the records of the lone children, and how many they are."""
-        lone = self._create("""
+        scattered: reading them by number reads most blocks anyway); how many."""
+        return self._create("""
             CREATE OR REPLACE TEMP TABLE lone_key_children AS
             SELECT x.child_id FROM xref x
             WHERE x.child_id IN (SELECT child_id FROM batch_xref)
             GROUP BY x.child_id HAVING count(*) = 1
         """)
-        return records_of(self._locator, self.con, "child_id",
-                          "SELECT child_id FROM lone_key_children", "xref_child_records"), lone
 
     def _score_new_records(self, new_records: int) -> None:
         """`scored_edges`: each new record's pairs at or above the review threshold, with the
@@ -428,7 +473,7 @@ _BATCH_TABLES = (
     "xref_child_key_nos", "lone_key_children", "batch_fresh_values",
     "known_records", "known_indexed", "batch_new", "batch_keys",
     "index_pairs", "right_records", "pairs", "left_tf", "right_tf", "scored_edges",
-    *HOOD_TABLES, *CHANGE_TABLES,
+    *HOOD_TABLES, *CHANGE_TABLES, *LOCATOR_TABLES,
 )
 
 

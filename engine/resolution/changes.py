@@ -193,7 +193,7 @@ class ChangeWriter:
         rows = xref_of(self.locator, con, f"SELECT {XREF_KEY} {keyed}", "moved_xref_nos")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE moved_xref AS
-            SELECT x.xref_no, k.child_id FROM {rows} x
+            SELECT x.xref_no, k.feed, k.source_key, k.child_id FROM {rows} x
             JOIN (SELECT DISTINCT ON (feed, source_key) feed, source_key, child_id {keyed}
                   ORDER BY feed, source_key, event_time, unique_id) k
               ON x.feed = k.feed AND x.source_key = k.source_key
@@ -202,6 +202,8 @@ class ChangeWriter:
             UPDATE xref SET child_id = k.child_id FROM moved_xref k
             WHERE xref.xref_no = k.xref_no
         """)
+        if self.locator:
+            self.locator.learn_xref_moves(con, "moved_xref")
 
     def _write_review_items(self, con: duckdb.DuckDBPyConnection, by: Provenance) -> None:
         con.execute("""
