@@ -18,6 +18,11 @@ moved by a redo, a merge or a person's act) a row is appended to `decision_histo
 only grows, and every write to the master holds the engine's write lock, so the rows above the
 highest `seq` read are exactly the moves since. A record moved away stays listed under its old
 child as well until the engine restarts; the caller's filter drops it.
+
+A following engine also holds `xref` whole (`xref_children`, engine.xref_map), whose answers are
+used unchecked: it learns of people's acts from the same `decision_history` rows (their records'
+keys are read again), of a purge from `xref`'s row count (`begin_batch`), and is read again
+after a batch rolled back (`forget_uncommitted`).
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ XREF_KEY = "feed || ':' || source_key"
 _COLUMNS = (f"md5_number_upper({XREF_KEY}) AS hi, md5_number_lower({XREF_KEY}) AS lo, "
             "CASE WHEN regexp_full_match(child_id, 'C[0-9A-F]{16}') "
             "THEN ('0x' || substr(child_id, 2))::UBIGINT END AS child")
-# Keys added since the arrays were last rebuilt are held in a dict until there are this many (a
-# rebuild sorts every key: ~0.5 s at 1M children).
+# Keys added since the arrays were last rebuilt are held in a dict, and children's key counts
+# changed since as changes, until either holds this many (a rebuild sorts every key: ~1 s at
+# 1M children).
 RECENT_KEYS = 200_000
 
 
@@ -112,7 +113,7 @@ class XrefMap:
             self._recent[key] = int(child[i])
         for c in child:
             self._count(int(c), 1)
-        if len(self._recent) >= RECENT_KEYS:
+        if max(len(self._recent), len(self._count_change)) >= RECENT_KEYS:
             self._merge_recent()
 
     def children_of(self, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
