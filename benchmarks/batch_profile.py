@@ -122,9 +122,9 @@ def newest_updates(feeds: Path, count: int) -> list[Update]:
 
 
 def profile(master: Path, updates: list[Update], batch_size: int, explain: bool,
-            hold_xref: bool = True) -> dict[str, Any]:
-    """Resolve `updates` in batches of `batch_size` on a copy of `master` (with the xref map
-    held, as following does, if `hold_xref`)."""
+            following: bool = True) -> dict[str, Any]:
+    """Resolve `updates` in batches of `batch_size` on a copy of `master` (holding in memory
+    what following holds, if `following`)."""
     with tempfile.TemporaryDirectory() as work:
         copy = Path(work) / "master.duckdb"
         shutil.copyfile(master, copy)
@@ -134,7 +134,7 @@ def profile(master: Path, updates: list[Update], batch_size: int, explain: bool,
         timed = TimedConnection(con, explain)
         began = time.perf_counter()
         resolver = Resolver(timed, CompiledModel.from_json(DEFAULT_MODEL_PATH), config,
-                            hold_xref=hold_xref)
+                            following=following)
         ready_s = time.perf_counter() - began
         timed.seconds.clear()
         totals, stages = [], defaultdict(list)
@@ -241,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--statements", action="store_true",
                         help="also time DuckDB's planning of each statement (EXPLAIN)")
-    parser.add_argument("--xref-in-duckdb", action="store_true",
-                        help="read xref from the master, as a bulk load does, instead of "
-                             "holding it in memory as following does")
+    parser.add_argument("--as-bulk-load", action="store_true",
+                        help="read xref and the candidates' values from the master, as a bulk "
+                             "load does, instead of holding them in memory as following does")
     args = parser.parse_args(argv)
     if args.batch_size is None:
         args.batch_size = 100_000 if args.load else 1
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     if not updates:
         parser.error(f"no feed lines found under {args.feeds}")
     print(json.dumps(profile(args.master, updates, args.batch_size, args.statements,
-                             hold_xref=not args.xref_in_duckdb), indent=2))
+                             following=not args.as_bulk_load), indent=2))
     return 0
 
 

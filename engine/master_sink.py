@@ -110,7 +110,7 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         model = CompiledModel.from_json(self.model_path)
         started = time.monotonic()
         # its setup commits before people's acts
-        resolver = Resolver(con, model, self.config, hold_xref=self.follow)
+        resolver = Resolver(con, model, self.config, following=self.follow)
         if self.on_ready:
             self.on_ready(f"master ready: {resolver.records_indexed:,} records indexed in memory "
                           f"in {time.monotonic() - started:.1f} s")

@@ -94,17 +94,19 @@ class Resolver:
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, model: CompiledModel, config: EngineConfig,
-        hold_xref: bool = False,
+        following: bool = False,
     ) -> None:
-        """Rebuilds the master's blocking index first if it was built for another model. With
-        `hold_xref` (following), `xref` is held in memory too (engine.xref_map): ~24 bytes a key,
-        ~70 MB at 1M children, which a bulk load's big batches would not gain from."""
+        """Rebuilds the master's blocking index first if it was built for another model.
+        `following`: hold more of the master in memory for small batches' sake (a bulk load's
+        big batches gain little from it, and its RSS has none to spare): `xref`
+        (engine.xref_map, ~100 MB at 1M children) and the records' postcodes
+        (engine.record_values, ~85 MB)."""
         self.con = con
         self.model = model
         self.config = config
         tf_min = config.scoring.tf_min_values
-        self._candidates = CandidateFinder(model)
-        self._locator = RecordLocator(hold_xref)
+        self._candidates = CandidateFinder(model, hold_values=following)
+        self._locator = RecordLocator(hold_xref=following)
         self._index_known_sqls = index_records_sqls(model, "known_records", "known_indexed")
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
@@ -119,7 +121,7 @@ class Resolver:
         self._last_batch_id = 0  # the last batch committed (only this resolver writes batches)
         with self._transaction():
             ensure_blocking_index(con, model)
-            self._candidates.index.load(con)
+            self._candidates.load(con)
             self._locator.load(con)
             self._last_batch_id = scalar(con, "SELECT coalesce(max(batch_id), 0) FROM batches")
 

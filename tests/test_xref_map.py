@@ -80,7 +80,7 @@ def test_the_xref_map_follows_the_engines_keys_and_moves_and_peoples_acts(
 ):
     monkeypatch.setattr(xref_map, "RECENT_KEYS", 50)  # new keys merged into the arrays often
     con = open_master(tmp_path / "held.duckdb")
-    resolver = Resolver(con, model, EngineConfig(), hold_xref=True)
+    resolver = Resolver(con, model, EngineConfig(), following=True)
     batches = [*fragment_joined(), *(population[start:start + 30]
                                      for start in range(0, len(population), 30))]
     for batch in batches[:-1]:
@@ -110,7 +110,7 @@ def test_after_a_batch_rolled_back_the_xref_map_is_read_again(
     tmp_path: Path, model: CompiledModel, monkeypatch: pytest.MonkeyPatch
 ):
     con = open_master(tmp_path / "m.duckdb")
-    resolver = Resolver(con, model, EngineConfig(), hold_xref=True)
+    resolver = Resolver(con, model, EngineConfig(), following=True)
     first, joining = fragment_joined()
     resolver.resolve(first)
     apply = ChangeWriter._write_review_items
@@ -132,7 +132,7 @@ def test_a_key_whose_child_was_purged_is_not_sent_to_that_child(
     tmp_path: Path, model: CompiledModel
 ):
     con = governed_master(tmp_path / "m.duckdb")
-    resolver = Resolver(con, model, EngineConfig(), hold_xref=True)
+    resolver = Resolver(con, model, EngineConfig(), following=True)
     born_2000 = dict(first_name="ADA", surname="ZWEIG", sex="F", date_of_birth="2000-01-01",
                      postcode="LS6 2AB")
     resolver.resolve([update("gro", "adult", source_key="R1", **born_2000),

@@ -1,0 +1,113 @@
+"""Values of some record columns (engine.candidates.HELD_VALUES), held in memory while
+following, so that a batch's candidates are scored without reading those values from `records`.
+
+A busy batch of the follow session has a few thousand candidates scattered over `records`:
+reading their model columns decompresses most of those columns' vectors, and the postcode costs
+most (2,000 rows of a 1M-children master: 32 ms of the columns' ~77 ms, while their `child_id`
+and `unique_id` cost 20 ms). So those values are held here, by `record_no`, and a batch reads the
+others from the master, which also drops a record the master no longer holds (a purged one).
+
+A record's values never change once it is indexed (a move changes its `child_id` only, read from
+the master each time), so the values only grow: at each catch-up, with the records numbered
+above the highest held. Numbers come from a sequence, never handed out twice in one process, so
+the values of a record of a batch that rolled back are never asked for again.
+
+Values are held in segments of record numbers (4 bytes each), each column dictionary-encoded
+(16-bit codes where a segment has fewer than 32,768 distinct values): the postcodes of a
+1M-children master take ~85 MB. Recent records wait as plain text until a segment's worth has
+come.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+# Rows read (and encoded) at a time when loading, and the size of a segment built from recent
+# records.
+LOAD_ROWS = 1_000_000
+SEGMENT_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class _Segment:
+    record_nos: np.ndarray  # sorted
+    values: pa.Table
+
+    def take(self, wanted: np.ndarray) -> pa.Table:
+        """Rows for those of the sorted numbers `wanted` this segment holds, `record_no` first."""
+        at = np.searchsorted(self.record_nos, wanted.astype(self.record_nos.dtype))
+        held = at < len(self.record_nos)
+        held[held] = self.record_nos[at[held]] == wanted[held]
+        rows = self.values.take(pa.array(at[held]))
+        columns = [pa.array(wanted[held], pa.int64())]
+        columns += [_decoded(rows.column(i)) for i in range(rows.num_columns)]
+        return pa.Table.from_arrays(columns, ["record_no", *rows.column_names])
+
+
+class RecordValues:
+    """`columns` of `records`, by `record_no`, for every record of the master."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self._select = f"SELECT record_no, {', '.join(columns)} FROM records"
+        self._schema = pa.schema([("record_no", pa.int64()), *((c, pa.string()) for c in columns)])
+        self._segments: list[_Segment] = []
+        self._recent: list[pa.Table] = []
+        self.up_to = -1  # the highest record_no held
+
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Hold every record of the master (replacing what was held)."""
+        self._segments, self._recent, self.up_to = [], [], -1
+        # in the order stored (sorting 7.7M rows in DuckDB first would take ~1.5 GB): each
+        # segment is sorted by itself
+        reader = con.sql(self._select).to_arrow_reader(LOAD_ROWS)
+        for batch in reader:
+            self._add_segment(pa.Table.from_batches([batch]))
+
+    def catch_up(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Add the records numbered above the highest held."""
+        new = con.sql(f"{self._select} WHERE record_no > {self.up_to}").to_arrow_table()
+        if not new.num_rows:
+            return
+        new = new.sort_by("record_no")
+        self._recent.append(new)
+        self.up_to = max(self.up_to, int(new.column("record_no")[-1].as_py()))
+        if sum(t.num_rows for t in self._recent) >= SEGMENT_ROWS:
+            recent, self._recent = pa.concat_tables(self._recent), []
+            self._add_segment(recent)
+
+    def rows_of(self, record_nos: np.ndarray) -> pa.Table:
+        """`record_no` and the columns of those of `record_nos` held."""
+        wanted = np.unique(np.asarray(record_nos, np.int64))
+        segments = list(self._segments)
+        if self._recent:
+            recent = pa.concat_tables(self._recent)
+            segments.append(_Segment(recent.column("record_no").to_numpy(),
+                                     recent.drop_columns("record_no")))
+        return pa.concat_tables([self._schema.empty_table(), *(s.take(wanted) for s in segments)])
+
+    def _add_segment(self, rows: pa.Table) -> None:
+        if not rows.num_rows:
+            return
+        rows = rows.sort_by("record_no")
+        numbers = rows.column("record_no").to_numpy().astype(np.uint32)  # below 2**32: key_index
+        values = rows.drop_columns("record_no")
+        self._segments.append(_Segment(numbers, pa.table(
+            {name: _encoded(values.column(name)) for name in values.column_names})))
+        self.up_to = max(self.up_to, int(numbers[-1]))
+
+
+def _encoded(column: pa.ChunkedArray) -> pa.Array:
+    """A text column as a dictionary, with 16-bit codes where few enough values."""
+    encoded = column.combine_chunks().dictionary_encode()
+    if len(encoded.dictionary) < 2**15:
+        return encoded.cast(pa.dictionary(pa.int16(), encoded.type.value_type))
+    return encoded
+
+
+def _decoded(column: pa.ChunkedArray) -> pa.Array:
+    column = column.combine_chunks()
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
