@@ -27,11 +27,12 @@ def small_feed(tmp_path_factory: pytest.TempPathFactory) -> list[Update]:
 
 
 def children_apart_from_review(updates: list[Update], sizes: list[int], model: CompiledModel,
-                               db: Path) -> set[frozenset[str]]:
+                               db: Path, following: bool = False) -> set[frozenset[str]]:
     """Resolve `updates` in batches of the given sizes (the last takes the rest) into a new
-    master; its children, without the records queued for review."""
+    master, by a resolver that holds what following holds in memory or not; its children,
+    without the records queued for review."""
     con = open_master(db)
-    resolver = Resolver(con, model, EngineConfig())
+    resolver = Resolver(con, model, EngineConfig(), following=following)
     start = 0
     for size in [*sizes, len(updates)]:
         if start >= len(updates):
@@ -49,14 +50,17 @@ def children_apart_from_review(updates: list[Update], sizes: list[int], model: C
 @settings(max_examples=4, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
+@pytest.mark.parametrize("following", [False, True], ids=["bulk", "following"])
 def test_any_order_and_batching_gives_the_same_children(
-    data: st.DataObject, small_feed: list[Update], model: CompiledModel, tmp_path: Path
+    data: st.DataObject, small_feed: list[Update], model: CompiledModel, tmp_path: Path,
+    following: bool,
 ):
     expected = children_apart_from_review(small_feed, [], model, tmp_path / "one-batch.duckdb")
     shuffled = data.draw(st.permutations(small_feed), label="arrival order")
     sizes = data.draw(st.lists(st.integers(5, 60), max_size=5), label="batch sizes")
-    name = f"m{abs(hash((tuple(u.unique_id for u in shuffled), tuple(sizes))))}.duckdb"
-    assert children_apart_from_review(shuffled, sizes, model, tmp_path / name) == expected
+    name = f"m{abs(hash((tuple(u.unique_id for u in shuffled), tuple(sizes), following)))}.duckdb"
+    assert children_apart_from_review(shuffled, sizes, model, tmp_path / name,
+                                      following) == expected
 
 
 def test_the_first_records_in_every_order_give_the_same_children(
