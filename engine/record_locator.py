@@ -74,7 +74,12 @@ class RecordLocator:
         (a purge deletes `xref` rows: the xref map is then loaded again)."""
         self.catch_up(con)
         held = self.xref_children
-        if held is not None and (self._xref_children_stale or held.behind(con)):
+        if held is None:
+            return
+        # only a batch's start needs the map's new rows: its look-ups happen there, and the
+        # moves written later in the batch reach it through `learn_xref_moves`
+        held.add_rows(con.execute(held.rows_since_sql()).fetchnumpy())
+        if self._xref_children_stale or held.behind(con):
             held.load(con)
             self._xref_children_stale = False
 
@@ -88,9 +93,6 @@ class RecordLocator:
         indexed_before = self.by_uid.up_to
         # by_child: a new record with its child of now
         catch_up_all(con, [self.by_uid, self.by_child, self.pairs, self.children, self.xref])
-        if self.xref_children is not None:
-            self.xref_children.add_rows(
-                con.execute(self.xref_children.rows_since_sql()).fetchnumpy())
         placed = con.execute(f"""
             SELECT seq, hash(feed || ':' || record_id) AS uid_key, hash(child_id) AS child_key,
                    decided_by NOT IN {ENGINE_DECIDERS} AS by_people

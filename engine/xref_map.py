@@ -100,7 +100,8 @@ class XrefMap:
         return scalar(con, "SELECT count(*) FROM xref") != self.rows
 
     def set_children(self, hi: np.ndarray, lo: np.ndarray, child: np.ndarray) -> None:
-        """Key (`hi`, `lo`) i names `child[i]` now (a key not held yet is added)."""
+        """Key (`hi`, `lo`) i names `child[i]` now (a key not held yet is added; when its row is
+        read as a new row later, that row replaces it)."""
         found, at = self._positions(hi, lo)
         for i in np.flatnonzero(found):
             self._count(int(self._child[at[i]]), -1)
@@ -111,8 +112,9 @@ class XrefMap:
             if previous is not None:
                 self._count(previous, -1)
             self._recent[key] = int(child[i])
-        for c in child:
-            self._count(int(c), 1)
+        gaining, gained = np.unique(np.asarray(child, np.uint64), return_counts=True)
+        for c, n in zip(gaining.tolist(), gained.tolist(), strict=True):
+            self._count(c, n)
         if max(len(self._recent), len(self._count_change)) >= RECENT_KEYS:
             self._merge_recent()
 
