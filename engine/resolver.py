@@ -100,7 +100,7 @@ class Resolver:
         `following`: hold more of the master in memory for small batches' sake (a bulk load's
         big batches gain little from it, and its RSS has none to spare): `xref`
         (engine.xref_map, ~100 MB at 1M children) and the records' postcodes
-        (engine.record_values, ~85 MB)."""
+        (engine.record_values, ~35 MB)."""
         self.con = con
         self.model = model
         self.config = config
