@@ -11,6 +11,7 @@ import pytest
 
 from engine.cli import main
 from engine.master_store import GOLDEN_FIELDS, GOLDEN_FIELDS_JSON_SHAPE, SCHEMA_VERSION
+from engine.survivorship import decoded_keys_sql
 from streams.generator import generate
 
 
@@ -121,6 +122,7 @@ def test_a_version_7_master_keeps_its_golden_order_keys_without_their_sources(
     with_sources = ", ".join(f"'{name}': k[{i}] || p.{name}"
                              for i, name in enumerate(GOLDEN_FIELDS, start=1))
     con = duckdb.connect(str(db))  # as version 7 wrote them: an object of whole keys
+    _keys_as_version_9_wrote_them(con)
     con.execute(f"""
         UPDATE children SET survivorship_keys = to_json({{{with_sources}}})
         FROM (SELECT row_no AS n, from_json(provenance, '{GOLDEN_FIELDS_JSON_SHAPE}') AS p,
@@ -147,6 +149,7 @@ def test_a_version_8_master_keeps_its_children_with_their_text_uncompressed(
     rows = "SELECT * FROM children ORDER BY row_no"
     before = _query(db, rows)
     con = duckdb.connect(str(db))  # as version 8 made it: text compressed as DuckDB chooses
+    _keys_as_version_9_wrote_them(con)
     ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'children'"
                       ).fetchall()[0][0]
     con.execute("ALTER TABLE children RENAME TO uncompressed")
@@ -170,6 +173,39 @@ def test_a_version_8_master_keeps_its_children_with_their_text_uncompressed(
         "Uncompressed"}
     assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [
         (SCHEMA_VERSION,)]
+
+
+def test_a_version_9_master_keeps_its_order_keys_held_compactly(
+    feeds: Path, tmp_path: Path, capsys
+):
+    """Version 10 holds each child's order keys as a map of the fields and the child's distinct
+    keys, uncompressed: a version 9 master's arrays of twenty keys are re-encoded to the very
+    keys this engine writes, every other column kept."""
+    db = tmp_path / "master.duckdb"
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    rows = "SELECT * FROM children ORDER BY row_no"
+    before = _query(db, rows)
+    con = duckdb.connect(str(db))
+    _keys_as_version_9_wrote_them(con)
+    con.execute("UPDATE master_meta SET value = '9' WHERE key = 'schema_version'")
+    assert con.execute(rows).fetchall() != before
+    con.close()
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    assert _query(db, rows) == before
+    assert _query(db, "SELECT DISTINCT compression FROM pragma_storage_info('children') "
+                      "WHERE column_name = 'survivorship_keys' AND segment_type = 'JSON'"
+                  ) == [("Uncompressed",)]
+
+
+def _keys_as_version_9_wrote_them(con: duckdb.DuckDBPyConnection) -> None:
+    """Each child's `survivorship_keys` as versions 8 and 9 held them: a JSON array of every
+    field's key, in `GOLDEN_FIELDS` order."""
+    con.execute(f"""
+        UPDATE children SET survivorship_keys = to_json({decoded_keys_sql("k")})
+        FROM (SELECT row_no AS n, from_json(survivorship_keys, '["VARCHAR"]') AS k
+              FROM children)
+        WHERE row_no = n AND survivorship_keys IS NOT NULL
+    """)
 
 
 @pytest.mark.parametrize("make_feeds", ["missing", "a file"])

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from engine.config import SurvivorshipConfig
 from engine.master_store import GOLDEN_FIELDS, open_master
-from engine.survivorship import GoldenFold
+from engine.survivorship import GoldenFold, decoded_keys, decoded_keys_sql, encoded_keys
 from streams.canonical import UPDATE_COLUMNS
 
 _FEEDS = ("gro", "dwp", "nhs", "census", "police")  # police: a feed without a rank
@@ -55,11 +55,11 @@ def _load(con: duckdb.DuckDBPyConnection, records: list[dict], current: dict[str
             INSERT INTO children (child_id, {", ".join(GOLDEN_FIELDS)}, provenance,
                                   survivorship_keys, status, created_at, updated_at)
             VALUES (?, {", ".join("?" for _ in GOLDEN_FIELDS)}, to_json(map_from_entries(?)),
-                    to_json(?), ?, now(), now())
+                    ?, ?, now(), now())
         """, [child_id, *row["values"],
               [{"key": n, "value": s} for n, s in zip(GOLDEN_FIELDS, row["sources"],
                                                       strict=True)],
-              row["keys"], row["status"]])
+              encoded_keys(row["keys"]), row["status"]])
     columns = ", ".join(f"{c} VARCHAR" for c in UPDATE_COLUMNS if c not in GOLDEN_FIELDS)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE placed (
         child_id VARCHAR, unique_id VARCHAR, {columns}, {", ".join(
@@ -101,3 +101,20 @@ def test_the_fold_in_python_gives_the_rows_duckdb_gives(master, records, current
         GoldenFold(config, "placed", "rebuilt" if rebuilt else None).run(master, records_said)
         rows[way] = _children(master)
     assert rows["python"] == rows["duckdb"]
+
+
+_keys = st.lists(st.one_of(st.none(), st.sampled_from(["42009-01-01T00:00:00Z", "0", "1", "",
+                                                      "2009-06-01T00:00:00Z4", 'a"b', "Ö"])),
+                 min_size=len(GOLDEN_FIELDS), max_size=len(GOLDEN_FIELDS))
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys=_keys)
+def test_stored_keys_read_back_as_written_in_python_and_in_duckdb(master, keys):
+    """`survivorship_keys` holds each field's key once per child; reading it back, in Python or
+    in the fold's SQL, gives every field its own key again."""
+    stored = encoded_keys(keys)
+    assert decoded_keys(stored) == keys
+    assert master.execute(f"SELECT {decoded_keys_sql('k')} FROM (SELECT from_json(?::JSON, "
+                          "'[\"VARCHAR\"]') AS k)", [stored]).fetchone()[0] == keys
