@@ -103,8 +103,9 @@ class CandidateFinder:
 # The record columns whose values a following engine holds in memory: those that cost most to
 # read from a few thousand scattered `records` rows (2,000 rows of a 1M-children master: postcode
 # 32 ms, source_key 16 ms, nhs_number 5 ms, each other model column 0.2-3.6 ms, 20 ms for
-# record_no, child_id and unique_id; 2026-12-03). Postcode alone (~11 bytes a record) cut a
-# busy batch as much as all fourteen columns (~65 bytes a record) did, within the noise.
+# record_no, child_id and unique_id; 2026-12-03). Postcode alone takes ~5 bytes a record. Holding
+# the others too cut a batch of 400 by 3-5% more (394 -> 383 ms with the twelve columns of few
+# values, -> 373 ms with all fifteen), for ~260-560 MB more at 1M children, ~3-6 GB at 11M.
 HELD_VALUES = ("postcode",)
 
 
