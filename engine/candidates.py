@@ -100,13 +100,18 @@ class CandidateFinder:
         con.unregister("held_values")
 
 
-# The record columns whose values a following engine holds in memory: those that cost most to
-# read from a few thousand scattered `records` rows (2,000 rows of a 1M-children master: postcode
-# 32 ms, source_key 16 ms, nhs_number 5 ms, each other model column 0.2-3.6 ms, 20 ms for
-# record_no, child_id and unique_id; 2026-12-03). Postcode alone takes ~5 bytes a record. Holding
-# the others too cut a batch of 400 by 3-5% more (394 -> 383 ms with the twelve columns of few
-# values, -> 373 ms with all fifteen), for ~260-560 MB more at 1M children, ~3-6 GB at 11M.
-HELD_VALUES = ("postcode",)
+# The record columns whose values a following engine holds in memory: those whose many distinct
+# values cost most to read from scattered `records` rows. DuckDB stores text as DICT_FSST and
+# decodes a block's whole dictionary (up to ~60,000 values) for each block a scan touches,
+# however few of its rows are wanted, so a column's cost follows its distinct values: for 430
+# scattered rows of a 1M-children master, over the 6.8 ms the scan of `record_no` costs, postcode
+# 27 ms, source_key 13, nhs_number 3.8, date_of_birth and parent_forenames 2.5, middle_names 1.9,
+# surname 1.5, each other model column 0-0.6 (unique_id 1.9, but held it would take 180 MB;
+# 2026-12-04). These seven take ~300 MB at 1M children (postcode alone 35 MB), ~3.3 GB at 11M;
+# they cut a batch of 200 of the follow session's lines from 279 to 239 ms, as much as holding
+# all fifteen (560 MB).
+HELD_VALUES = ("postcode", "source_key", "nhs_number", "date_of_birth", "parent_forenames",
+               "middle_names", "surname")
 
 
 def record_columns_sql(model: CompiledModel, alias: str) -> str:
@@ -169,33 +174,44 @@ def with_term_frequencies_sql(
     non-null values seen so far (as Splink's term-frequency tables give).
 
     Until a column has `min_values` values the share is NULL, which Splink's SQL reads as "no
-    adjustment": in a young master every name looks common (one JONES in two records is 50%).
-    `term_frequencies` is read twice, for the totals and for the values `table` holds, however
-    many columns: each read is a scan (~2 ms at a million children), and a join or a scalar
-    sum per column read it six times for the model's two columns."""
-    columns = model.tf_columns
-    if not columns:
+    adjustment": in a young master every name looks common (one JONES in two records is 50%)."""
+    if not model.tf_columns:
         return f"SELECT * FROM {table}"
+    return (f"WITH tf_shares AS ({term_frequency_shares_sql(model, table, min_values)}) "
+            + with_shares_sql(model, table, "tf_shares"))
+
+
+def term_frequency_shares_sql(
+    model: CompiledModel, table: str, min_values: int = ScoringConfig.tf_min_values
+) -> str:
+    """`(column_name, value, share)` for the values of `table`'s tf-adjusted columns seen so
+    far (`with_term_frequencies_sql`), to join to `table`, or to any table whose values it holds
+    (`with_shares_sql`). `term_frequencies` is read twice, for the totals and for the values
+    `table` holds, however many columns: each read is a scan (~2 ms at a million children), and
+    a join or a scalar sum per column read it six times for the model's two columns."""
     wanted = " UNION ALL ".join(
-        f"SELECT '{column}' AS column_name, {column} AS value FROM {table}" for column in columns)
-    joins, shares = [], []
-    for i, column in enumerate(columns):
-        joins.append(
-            f"LEFT JOIN tf_seen tf{i} ON tf{i}.column_name = '{column}' "
-            f"AND tf{i}.value = t.{column} "
-            f"LEFT JOIN tf_total total{i} ON total{i}.column_name = '{column}'"
-        )
-        shares.append(
-            f"CASE WHEN total{i}.n >= {min_values} THEN tf{i}.n / total{i}.n::DOUBLE END "
-            f"AS tf_{column}"
-        )
+        f"SELECT '{column}' AS column_name, {column} AS value FROM {table}"
+        for column in model.tf_columns)
     return f"""
-    WITH tf_total AS (SELECT column_name, sum(n) AS n FROM term_frequencies GROUP BY column_name),
-    tf_seen AS (
-        SELECT f.column_name, f.value, f.n FROM term_frequencies f
-        SEMI JOIN ({wanted}) w ON w.column_name = f.column_name AND w.value = f.value
-    )
-    SELECT t.*, {", ".join(shares)} FROM {table} t {" ".join(joins)}"""
+    WITH tf_total AS (SELECT column_name, sum(n) AS n FROM term_frequencies GROUP BY column_name)
+    SELECT f.column_name, f.value,
+           CASE WHEN t.n >= {min_values} THEN f.n / t.n::DOUBLE END AS share
+    FROM term_frequencies f JOIN tf_total t USING (column_name)
+    SEMI JOIN ({wanted}) w ON w.column_name = f.column_name AND w.value = f.value"""
+
+
+def with_shares_sql(model: CompiledModel, table: str, shares: str) -> str:
+    """`table`'s rows with their `tf_<col>` columns from `shares`, a table or CTE made by
+    `term_frequency_shares_sql` over values including `table`'s."""
+    if not model.tf_columns:
+        return f"SELECT * FROM {table}"
+    joins = " ".join(
+        f"LEFT JOIN {shares} tf{i} ON tf{i}.column_name = '{column}' "
+        f"AND tf{i}.value = t.{column}"
+        for i, column in enumerate(model.tf_columns))
+    shared = ", ".join(f"tf{i}.share AS tf_{column}"
+                       for i, column in enumerate(model.tf_columns))
+    return f"SELECT t.*, {shared} FROM {table} t {joins}"
 
 
 def count_term_frequencies_sql(model: CompiledModel, table: str) -> str:

@@ -1,11 +1,12 @@
 """Values of some record columns (engine.candidates.HELD_VALUES), held in memory while
 following, so that a batch's candidates are scored without reading those values from `records`.
 
-A busy batch of the follow session has a few thousand candidates scattered over `records`:
-reading their model columns decompresses most of those columns' vectors, and the postcode costs
-most (2,000 rows of a 1M-children master: 32 ms of the columns' ~77 ms, while their `child_id`
-and `unique_id` cost 20 ms). So those values are held here, by `record_no`, and a batch reads the
-others from the master, which also drops a record the master no longer holds (a purged one).
+A busy batch of the follow session has a few hundred to a few thousand candidates scattered over
+`records`: DuckDB decodes the whole dictionary of every block of a text column such a read
+touches, so the columns of many distinct values cost most (430 rows of a 1M-children master: the
+postcode 27 ms, the source key 13 ms, of the model columns' ~41 ms beside it). So those values
+are held here, by `record_no`, and a batch reads the others from the master, which also drops a
+record the master no longer holds (a purged one).
 
 A record's values never change once it is indexed (a move changes its `child_id` only, read from
 the master each time), so the values only grow: at each catch-up, with the records numbered
@@ -14,10 +15,11 @@ the values of a record of a batch that rolled back are never asked for again.
 
 Values are held in segments of up to `LOAD_ROWS` records, by record number (4 bytes each), each
 column dictionary-encoded (16-bit codes where a segment has fewer than 32,768 distinct values):
-the postcodes of a 1M-children master take ~35 MB. Recent records wait as plain text until
-`SEGMENT_ROWS` have come, then join the last segment while it has room. Few, large segments keep
-a batch's look-up to a few calls a column (2,000-3,000 numbers at 1M children: 2 ms, where
-segments of 100,000 records took 6 ms) and share a dictionary over more records (85 MB then).
+the seven columns held take ~330 MB at 1M children (the postcodes alone ~35 MB). Recent records
+wait as plain text until `SEGMENT_ROWS` have come, then join the last segment while it has room.
+Few, large segments keep a batch's look-up to a few calls a column (2,000-3,000 numbers at 1M
+children: 2 ms, where segments of 100,000 records took 6 ms) and share a dictionary over more
+records (the postcodes took 85 MB then).
 """
 
 from __future__ import annotations

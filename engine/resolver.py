@@ -30,7 +30,8 @@ from engine.candidates import (
     count_term_frequencies_sql,
     ensure_blocking_index,
     index_records_sqls,
-    with_term_frequencies_sql,
+    term_frequency_shares_sql,
+    with_shares_sql,
 )
 from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, save_feed_positions
@@ -99,8 +100,8 @@ class Resolver:
         """Rebuilds the master's blocking index first if it was built for another model.
         `following`: hold more of the master in memory for small batches' sake (a bulk load's
         big batches gain little from it, and its RSS has none to spare): `xref`
-        (engine.xref_map, ~100 MB at 1M children) and the records' postcodes
-        (engine.record_values, ~35 MB)."""
+        (engine.xref_map, ~100 MB at 1M children) and the records' values of the model
+        columns with many distinct values (engine.record_values, ~330 MB)."""
         self.con = con
         self.model = model
         self.config = config
@@ -110,8 +111,12 @@ class Resolver:
         self._index_known_sqls = index_records_sqls(model, "known_records", "known_indexed")
         self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
-        self._left_tf_sql = with_term_frequencies_sql(model, "batch_new", tf_min)
-        self._right_tf_sql = with_term_frequencies_sql(model, "right_records", tf_min)
+        # the shares of the values of the candidates and the new records (`right_records`
+        # holds both), read from `term_frequencies` once for both sides
+        self._tf_shares_sql = (term_frequency_shares_sql(model, "right_records", tf_min)
+                               if model.tf_columns else None)
+        self._left_tf_sql = with_shares_sql(model, "batch_new", "batch_tf_shares")
+        self._right_tf_sql = with_shares_sql(model, "right_records", "batch_tf_shares")
         self._support = SupportLookup(
             con, model, config.decision.merge_support_threshold, tf_min, with_new=True,
             locator=self._locator,
@@ -378,6 +383,8 @@ class Resolver:
         stored in `scored_pairs`. `hood_seeds`: the children they touch. `new_records`: how many
         records `batch_new` holds."""
         con = self.con
+        if self._tf_shares_sql:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE batch_tf_shares AS {self._tf_shares_sql}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE left_tf AS {self._left_tf_sql}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
         kept = min(self.config.decision.review_threshold,
@@ -474,7 +481,8 @@ _BATCH_TABLES = (
     "batch", "batch_xref", "batch_xref_nos", "xref_child_records", "xref_child_keys",
     "xref_child_key_nos", "lone_key_children", "batch_fresh_values",
     "known_records", "known_indexed", "batch_new", "batch_keys",
-    "index_pairs", "right_records", "pairs", "left_tf", "right_tf", "scored_edges",
+    "index_pairs", "right_records", "pairs", "batch_tf_shares", "left_tf", "right_tf",
+    "scored_edges",
     *HOOD_TABLES, *CHANGE_TABLES, *LOCATOR_TABLES,
 )
 
