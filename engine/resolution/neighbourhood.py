@@ -31,10 +31,11 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: boo
     are read through `locator` (engine.record_locator) if given."""
     if locator:
         locator.catch_up(con)  # the records the batch indexed by xref a moment ago included
+    # the seed children's records, read once for both the redo and the neighbourhood
     seeds = records_of(locator, con, "child_id", "SELECT child_id FROM hood_seeds", "hood_seed_nos")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE seed_records AS
-        SELECT unique_id FROM {seeds} r WHERE child_id IN (SELECT child_id FROM hood_seeds)
+        SELECT {_HOOD_COLUMNS} FROM {seeds} r WHERE child_id IN (SELECT child_id FROM hood_seeds)
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE must_links AS
@@ -55,17 +56,20 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: boo
         SELECT unique_id, NULL, feed, source_key, event_time || unique_id, NULL
         FROM {NEW_RECORDS}
     """ if with_new else ""
-    hood = records_of(locator, con, "child_id", "SELECT child_id FROM hood_children",
-                      "hood_nos")
+    others = """SELECT child_id FROM hood_children
+                WHERE child_id NOT IN (SELECT child_id FROM hood_seeds)"""
+    hood = records_of(locator, con, "child_id", others, "hood_nos")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE hood_records AS
-        SELECT r.unique_id, r.child_id, r.feed, r.source_key,
-               r.event_time || r.unique_id AS ord,
+        SELECT r.unique_id, r.child_id, r.feed, r.source_key, r.ord,
                CASE WHEN q.feed IS NULL THEN '{SETTLED}' ELSE 'review' END AS decision
-        FROM {hood} r
+        FROM (
+            SELECT * FROM seed_records
+            UNION ALL
+            SELECT {_HOOD_COLUMNS} FROM {hood} r WHERE r.child_id IN ({others})
+        ) r
         LEFT JOIN (SELECT feed, record_id FROM review_queue WHERE resolved_at IS NULL) q
           USING (feed, record_id)
-        WHERE r.child_id IN (SELECT child_id FROM hood_children)
         {new_part}
     """)
     rows = con.sql("SELECT * FROM hood_records").fetchall()
@@ -220,6 +224,11 @@ class SupportLookup:
             WHERE {probability_sql("s.match_weight", self.weight_shift)} >= {self.threshold}
         """).fetchall()}
         return [q in supported for q in range(len(queries))]
+
+
+# What the neighbourhood holds of a record (`ord`: its order among a child's records).
+_HOOD_COLUMNS = ("r.unique_id, r.child_id, r.feed, r.record_id, r.source_key, "
+                 "r.event_time || r.unique_id AS ord")
 
 
 HOOD_TABLES = (
