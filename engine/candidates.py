@@ -107,9 +107,9 @@ class CandidateFinder:
 # scattered rows of a 1M-children master, over the 6.8 ms the scan of `record_no` costs, postcode
 # 27 ms, source_key 13, nhs_number 3.8, date_of_birth and parent_forenames 2.5, middle_names 1.9,
 # surname 1.5, each other model column 0-0.6 (unique_id 1.9, but held it would take 180 MB;
-# 2026-12-04). These seven take ~300 MB at 1M children (postcode alone 35 MB), ~3.3 GB at 11M;
-# they cut a batch of 200 of the follow session's lines from 279 to 239 ms, as much as holding
-# all fifteen (560 MB).
+# 2026-12-04). These seven take ~330 MB at 1M children with their record numbers (the postcode
+# alone ~70 MB), ~3.6 GB at 11M; they cut a batch of 200 of the follow session's lines from 279
+# to 239 ms, as much as holding all fifteen (~650 MB).
 HELD_VALUES = ("postcode", "source_key", "nhs_number", "date_of_birth", "parent_forenames",
                "middle_names", "surname")
 

@@ -15,11 +15,11 @@ the values of a record of a batch that rolled back are never asked for again.
 
 Values are held in segments of up to `LOAD_ROWS` records, by record number (4 bytes each), each
 column dictionary-encoded (16-bit codes where a segment has fewer than 32,768 distinct values):
-the seven columns held take ~330 MB at 1M children (the postcodes alone ~35 MB). Recent records
-wait as plain text until `SEGMENT_ROWS` have come, then join the last segment while it has room.
-Few, large segments keep a batch's look-up to a few calls a column (2,000-3,000 numbers at 1M
-children: 2 ms, where segments of 100,000 records took 6 ms) and share a dictionary over more
-records (the postcodes took 85 MB then).
+the seven columns held take ~330 MB at 1M children (the record numbers 31 MB, the postcodes
+~35 MB). Recent records wait as plain text until `SEGMENT_ROWS` have come, then join the last
+segment while it has room. Few, large segments keep a batch's look-up to a few calls a column
+(2,000-3,000 numbers at 1M children: 2 ms, where segments of 100,000 records took 6 ms) and
+share a dictionary over more records (the postcodes took 85 MB then).
 """
 
 from __future__ import annotations
