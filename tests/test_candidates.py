@@ -10,15 +10,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from engine.candidates import (
-    CandidateFinder,
-    count_term_frequencies_sql,
-    ensure_blocking_index,
-    index_records_sqls,
-    term_frequency_shares_sql,
-    with_shares_sql,
-    with_term_frequencies_sql,
-)
+from engine import candidates
+from engine.candidates import CandidateFinder, ensure_blocking_index, index_records_sqls
 from engine.master_store import open_master
 from linkage_models.scoring import CompiledModel, ModelError
 from streams.generator import generate
@@ -80,18 +73,18 @@ def test_shares_read_once_for_both_sides_are_what_each_side_reads_alone(
 ):
     """A batch reads the term-frequency shares of `right_records`' values once and joins them to
     the new records and to the candidates (which hold the new records too)."""
-    master.execute(count_term_frequencies_sql(model, "sample"))
+    master.execute(candidates.count_term_frequencies_sql(model, "sample"))
     CandidateFinder(model).find(master)
     master.execute("CREATE TEMP TABLE shares AS "
-                   + term_frequency_shares_sql(model, "right_records", min_values=50))
-    tf = ", ".join(f"tf_{column}" for column in model.tf_columns)
+                   + candidates.term_frequency_shares_sql(model, "right_records", min_values=50))
+    shares = ", ".join(f"tf_{column}" for column in model.tf_columns)
     for table in ("batch_new", "right_records"):
+        joined = candidates.with_shares_sql(model, table, "shares")
+        read_alone = candidates.with_term_frequencies_sql(model, table, 50)
         once = master.execute(
-            f"SELECT unique_id, {tf} FROM ({with_shares_sql(model, table, 'shares')}) "
-            "ORDER BY unique_id").fetchall()
+            f"SELECT unique_id, {shares} FROM ({joined}) ORDER BY unique_id").fetchall()
         alone = master.execute(
-            f"SELECT unique_id, {tf} FROM ({with_term_frequencies_sql(model, table, 50)}) "
-            "ORDER BY unique_id").fetchall()
+            f"SELECT unique_id, {shares} FROM ({read_alone}) ORDER BY unique_id").fetchall()
         assert once == alone
         assert any(value is not None for row in once for value in row[1:])
 
