@@ -28,8 +28,9 @@ per field in `GOLDEN_FIELDS` order, '0' for no key, else chr(48 + j) for the j-t
 A child's twenty keys are mostly the event times of a few records: ~100 bytes where an array of
 twenty keys took ~400. A death record sets `status = 'deceased'`.
 
-The fold is one SQL statement for a large batch; for a few records (a quiet update, a person's
-act) the same picks are compared in Python, which spares DuckDB planning that statement.
+The fold is one SQL statement for a large batch (a bulk load); for up to a thousand records (a
+following engine's batches, a person's act) the same picks are compared in Python, which spares
+DuckDB planning that statement.
 """
 
 from __future__ import annotations
@@ -127,11 +128,12 @@ class GoldenFold:
         con.unregister("golden_arrow")
 
 
-# Up to this many placed records are folded in Python (a follow session's quiet updates and
-# people's acts), more in DuckDB (bulk loads, busy following). Python takes ~60 us a record with
-# its child's current row (1 record 0.4 ms, 200 records 13 ms), so from a few hundred records on
-# DuckDB, whose planning alone costs ~20 ms (2026-12-03's 2-core machine), is cheaper.
-PYTHON_FOLD_RECORDS = 200
+# Up to this many placed records are folded in Python (following, a quiet update or a busy
+# second's few hundred; people's acts), more in DuckDB (bulk loads). Python takes ~35 us a record
+# with its child's current row, read, folded and handed back (400 records 15 ms, 1,600 52 ms),
+# DuckDB ~20 ms to plan the fold and little a record (400 records 26 ms, 1,600 44 ms), so
+# DuckDB is cheaper from about a thousand on (2026-12-04, 1M children).
+PYTHON_FOLD_RECORDS = 1000
 
 
 def _order_keys(config: SurvivorshipConfig) -> dict[str, str]:
@@ -256,9 +258,10 @@ def decoded_keys_sql(stored_keys: str) -> str:
 def encoded_keys(keys: list[str | None]) -> str:
     """`survivorship_keys` for each golden field's key (None: none), as `encoded_keys_sql`
     writes it."""
-    key_set = sorted({key for key in keys if key is not None})
-    marks = {key: chr(ord(_NO_KEY) + j) for j, key in enumerate(key_set, start=1)}
-    return _json(["".join(marks.get(key, _NO_KEY) for key in keys), *key_set])
+    key_set = sorted(set(keys) - {None})
+    marks = dict(zip(key_set, _MARKS, strict=False))
+    key_map = "".join([marks.get(key, _NO_KEY) for key in keys])
+    return "[" + ",".join(map(_json_text, [key_map, *key_set])) + "]"
 
 
 def decoded_keys(text: str | None) -> list[str | None]:
@@ -266,79 +269,85 @@ def decoded_keys(text: str | None) -> list[str | None]:
     if text is None:
         return [None] * len(GOLDEN_FIELDS)
     key_map, *key_set = json.loads(text)
-    return [key_set[ord(mark) - ord(_NO_KEY) - 1] if mark > _NO_KEY else None
-            for mark in key_map]
+    keys = dict(zip(_MARKS, key_set, strict=False))
+    return [keys.get(mark) for mark in key_map]
 
 
-# What separates a field pick's key, source and value (see _fold_sql), in SQL and in Python.
+# The map's character of a field's j-th key (j = 1, 2, ...; `_NO_KEY` for none).
+_MARKS = [chr(ord(_NO_KEY) + j) for j in range(1, len(GOLDEN_FIELDS) + 1)]
+
+
+# What separates a field pick's key, source and value in SQL (see _fold_sql).
 _SEP = "chr(1)"
-_SEP_CHAR = chr(1)
 
 
 def fold_few(config: SurvivorshipConfig, placed: list[tuple], current: list[tuple]) -> pa.Table:
-    """The golden rows `_fold_sql` makes, folded here for a few records (`PYTHON_FOLD_RECORDS`):
-    DuckDB plans the fold's ~450 expressions in ~20 ms, which is most of a one-update batch's
-    write, while Python folds ten records in well under a millisecond.
+    """The golden rows `_fold_sql` makes, folded here for a few hundred records
+    (`PYTHON_FOLD_RECORDS`): DuckDB plans the fold's ~450 expressions in ~20 ms, which is most
+    of a small batch's write, while Python folds ten records in well under a millisecond.
 
     `placed`: `(child_id, unique_id, feed, event_time, event, date_of_death, *GOLDEN_FIELDS)`
     of each placed record; `current`: `(child_id, provenance, survivorship_keys, status,
-    *GOLDEN_FIELDS)` of each of their children's rows not rebuilt. The picks are the very texts
-    the SQL compares (`key SEP source SEP value`; Python compares strings by code point, DuckDB
-    by UTF-8 byte, which orders alike), so both give the same rows: tests/test_survivorship.py
-    folds the same records both ways."""
+    *GOLDEN_FIELDS)` of each of their children's rows not rebuilt. A pick is the tuple
+    `(key, source, value)`, which orders as the SQL's text `key SEP source SEP value` does: SEP
+    sorts before every character a key or a source holds, so a shorter part sorts first there
+    as in a tuple (and Python compares strings by code point, DuckDB by UTF-8 byte, which order
+    alike). Both give the same rows: tests/test_survivorship.py folds the same records both
+    ways."""
     trusted = [name in config.trusted_fields for name in GOLDEN_FIELDS]
-    picks: dict[str, list[str | None]] = {}
+    ranks = {feed: chr(48 + rank) for feed, rank in config.source_trust.items()}
+    picks: dict[str, list[tuple[str, str, str] | None]] = {}
     died: dict[str, bool] = {}
     for child_id, unique_id, feed, event_time, event, date_of_death, *values in placed:
         died[child_id] = (died.get(child_id, False) or event == "death"
                           or date_of_death is not None)
-        best = picks.setdefault(child_id, [None] * len(GOLDEN_FIELDS))
+        best = picks.get(child_id) or picks.setdefault(child_id, [None] * len(GOLDEN_FIELDS))
         if event_time is None:  # no key: the record decides no field (NULL || ... is NULL)
             continue
-        rank = chr(48 + config.source_trust.get(feed, 0))
+        rank = ranks.get(feed, "0")
         keys = (event_time + rank, rank + event_time)  # latest, trusted: `_order_keys`'
         for i, value in enumerate(values):
             if value is not None:
-                key = keys[trusted[i]]
-                _keep_greatest(best, i, f"{key}{_SEP_CHAR}{unique_id}{_SEP_CHAR}{value}")
+                pick = (keys[trusted[i]], unique_id, value)
+                if best[i] is None or pick > best[i]:
+                    best[i] = pick
     for child_id, provenance, order_keys, status, *values in current:
         died[child_id] = died.get(child_id, False) or status == "deceased"
-        best = picks.setdefault(child_id, [None] * len(GOLDEN_FIELDS))
+        best = picks.get(child_id) or picks.setdefault(child_id, [None] * len(GOLDEN_FIELDS))
         sources = json.loads(provenance) if provenance is not None else {}
         keys = decoded_keys(order_keys)
-        for i, (name, value) in enumerate(zip(GOLDEN_FIELDS, values, strict=True)):
-            key = keys[i] if i < len(keys) else None
+        for i, (name, key, value) in enumerate(zip(GOLDEN_FIELDS, keys, values, strict=False)):
             if value is not None and key is not None:
-                source = sources.get(name) or ""
-                _keep_greatest(best, i, f"{key}{_SEP_CHAR}{source}{_SEP_CHAR}{value}")
+                pick = (key, sources.get(name) or "", value)
+                if best[i] is None or pick > best[i]:
+                    best[i] = pick
     return _golden_table(picks, died)
 
 
-def _keep_greatest(best: list[str | None], i: int, pick: str) -> None:
-    if best[i] is None or pick > best[i]:
-        best[i] = pick
-
-
-def _golden_table(picks: dict[str, list[str | None]], died: dict[str, bool]) -> pa.Table:
+def _golden_table(picks: dict[str, list[tuple[str, str, str] | None]],
+                  died: dict[str, bool]) -> pa.Table:
     """The golden rows of `fold_few` as `_fold_sql` writes them (its JSON as DuckDB's
     `to_json` writes it: compact, non-ASCII as it is)."""
-    columns: dict[str, list] = {name: [] for name in
-                                ("child_id", *GOLDEN_FIELDS, "provenance", "survivorship_keys",
-                                 "status")}
+    values: list[list[str | None]] = [[] for _ in GOLDEN_FIELDS]
+    provenance, order_keys, status = [], [], []
     for child_id, best in picks.items():
-        parts = [pick.split(_SEP_CHAR, 2) if pick is not None else (None, None, None)
-                 for pick in best]
-        columns["child_id"].append(child_id)
-        for name, (_, _, value) in zip(GOLDEN_FIELDS, parts, strict=True):
-            columns[name].append(value)
-        columns["provenance"].append(_json(
-            {name: source or None for name, (_, source, _) in zip(GOLDEN_FIELDS, parts,
-                                                                    strict=True)}))
-        columns["survivorship_keys"].append(encoded_keys([key for key, _, _ in parts]))
-        columns["status"].append("deceased" if died[child_id] else "active")
-    return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+        for i, pick in enumerate(best):
+            values[i].append(pick[2] if pick else None)
+        provenance.append("{" + ",".join(
+            f"{member}{_json_text(pick[1]) if pick and pick[1] else 'null'}"
+            for member, pick in zip(_PROVENANCE_MEMBERS, best, strict=True)) + "}")
+        order_keys.append(encoded_keys([pick[0] if pick else None for pick in best]))
+        status.append("deceased" if died[child_id] else "active")
+    columns = {"child_id": list(picks), **dict(zip(GOLDEN_FIELDS, values, strict=True)),
+               "provenance": provenance, "survivorship_keys": order_keys, "status": status}
+    return pa.table({name: pa.array(column, pa.string()) for name, column in columns.items()})
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# `provenance`'s members as `to_json` writes them, each before its value.
+_PROVENANCE_MEMBERS = [f'"{name}":' for name in GOLDEN_FIELDS]
+
+
+# A string as JSON text as DuckDB's `to_json` writes it, non-ASCII as it is (`json.dumps`
+# with `ensure_ascii=False` without its generic dispatch: the fold writes ~20 a child).
+_json_text = json.encoder.encode_basestring
 
