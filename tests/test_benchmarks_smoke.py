@@ -188,5 +188,5 @@ def test_the_load_profile_times_the_statements_of_a_bulk_loads_second_half(tmp_p
     assert result["timed_batches"] == batches - -(-(len(updates) // 2) // 400)
     commit = [s for s in result["statements"] if s["sql"] == "COMMIT"]
     assert commit and commit[0]["runs_per_batch"] == 1
-    assert any(s["sql"].startswith("CREATE OR REPLACE TEMP TABLE golden")
+    assert any(s["sql"].startswith("CREATE OR REPLACE TEMP TABLE previous_children")
                for s in result["statements"])
