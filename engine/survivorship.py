@@ -36,6 +36,7 @@ DuckDB planning that statement.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 
 import duckdb
 import pyarrow as pa
@@ -296,12 +297,13 @@ def fold_few(config: SurvivorshipConfig, placed: list[tuple], current: list[tupl
     ways."""
     trusted = [name in config.trusted_fields for name in GOLDEN_FIELDS]
     ranks = {feed: chr(48 + rank) for feed, rank in config.source_trust.items()}
-    picks: dict[str, list[tuple[str, str, str] | None]] = {}
+    picks: dict[str, list[tuple[str, str, str] | None]] = defaultdict(
+        lambda: [None] * len(GOLDEN_FIELDS))
     died: dict[str, bool] = {}
     for child_id, unique_id, feed, event_time, event, date_of_death, *values in placed:
         died[child_id] = (died.get(child_id, False) or event == "death"
                           or date_of_death is not None)
-        best = picks.get(child_id) or picks.setdefault(child_id, [None] * len(GOLDEN_FIELDS))
+        best = picks[child_id]
         if event_time is None:  # no key: the record decides no field (NULL || ... is NULL)
             continue
         rank = ranks.get(feed, "0")
@@ -313,7 +315,7 @@ def fold_few(config: SurvivorshipConfig, placed: list[tuple], current: list[tupl
                     best[i] = pick
     for child_id, provenance, order_keys, status, *values in current:
         died[child_id] = died.get(child_id, False) or status == "deceased"
-        best = picks.get(child_id) or picks.setdefault(child_id, [None] * len(GOLDEN_FIELDS))
+        best = picks[child_id]
         sources = json.loads(provenance) if provenance is not None else {}
         keys = decoded_keys(order_keys)
         for i, (name, key, value) in enumerate(zip(GOLDEN_FIELDS, keys, values, strict=False)):
