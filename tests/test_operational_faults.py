@@ -150,25 +150,14 @@ def test_a_version_8_master_keeps_its_children_with_their_text_uncompressed(
     before = _query(db, rows)
     con = duckdb.connect(str(db))  # as version 8 made it: text compressed as DuckDB chooses
     _keys_as_version_9_wrote_them(con)
-    ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'children'"
-                      ).fetchall()[0][0]
-    con.execute("ALTER TABLE children RENAME TO uncompressed")
-    con.execute(ddl.replace(" USING COMPRESSION Uncompressed", ""))
-    con.execute("INSERT INTO children SELECT * FROM uncompressed")
-    con.execute("DROP TABLE uncompressed")
+    _text_compressed(con, "children")
+    _text_compressed(con, "records")  # as version 10 had them
+    _text_compressed(con, "scored_pairs")
     con.execute("UPDATE master_meta SET value = '8' WHERE key = 'schema_version'")
     con.close()
     assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
     assert _query(db, rows) == before
-    con = duckdb.connect(str(db))
-    con.execute("CHECKPOINT")
-    compression = dict(con.execute("""
-        SELECT c.column_name, min(s.compression) FROM duckdb_columns() c
-        JOIN pragma_storage_info('children') s USING (column_name)
-        WHERE c.table_name = 'children' AND c.data_type IN ('VARCHAR', 'JSON')
-          AND s.segment_type = c.data_type GROUP BY ALL
-    """).fetchall())
-    con.close()
+    compression = _text_compression(db, "children")
     assert {compression[name] for name in ("child_id", *GOLDEN_FIELDS, "status")} == {
         "Uncompressed"}
     assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [
@@ -195,6 +184,57 @@ def test_a_version_9_master_keeps_its_order_keys_held_compactly(
     assert _query(db, "SELECT DISTINCT compression FROM pragma_storage_info('children') "
                       "WHERE column_name = 'survivorship_keys' AND segment_type = 'JSON'"
                   ) == [("Uncompressed",)]
+
+
+def test_a_version_10_master_keeps_its_records_and_pairs_with_their_ids_uncompressed(
+    feeds: Path, tmp_path: Path, capsys
+):
+    """Version 11 stores `records.child_id` and `scored_pairs`' record ids uncompressed (a
+    batch reads them from scattered rows): a version 10 master's tables are copied into such
+    tables, every row kept in its order."""
+    db = tmp_path / "master.duckdb"
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    rows = {"records": "SELECT * FROM records", "scored_pairs": "SELECT * FROM scored_pairs"}
+    before = {table: _query(db, sql) for table, sql in rows.items()}
+    con = duckdb.connect(str(db))
+    for table in rows:
+        _text_compressed(con, table)
+    con.execute("UPDATE master_meta SET value = '10' WHERE key = 'schema_version'")
+    con.close()
+    assert _text_compression(db, "records")["child_id"] != "Uncompressed"
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    assert {table: _query(db, sql) for table, sql in rows.items()} == before
+    assert _text_compression(db, "records")["child_id"] == "Uncompressed"
+    pairs = _text_compression(db, "scored_pairs")
+    assert (pairs["uid_a"], pairs["uid_b"]) == ("Uncompressed", "Uncompressed")
+    assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [
+        (SCHEMA_VERSION,)]
+
+
+def _text_compressed(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """`table` copied into one declared as versions before 9 (`children`) and 11 (`records`,
+    `scored_pairs`) declared it: text compressed as DuckDB chooses."""
+    ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = ?", [table]
+                      ).fetchall()[0][0]
+    con.execute(f"ALTER TABLE {table} RENAME TO uncompressed")
+    con.execute(ddl.replace(" USING COMPRESSION Uncompressed", ""))
+    con.execute(f"INSERT INTO {table} SELECT * FROM uncompressed")
+    con.execute("DROP TABLE uncompressed")
+
+
+def _text_compression(db: Path, table: str) -> dict[str, str]:
+    """How each text column of `table` is stored once checkpointed (its segments' least
+    compression name)."""
+    con = duckdb.connect(str(db))
+    con.execute("CHECKPOINT")
+    compression = dict(con.execute(f"""
+        SELECT c.column_name, min(s.compression) FROM duckdb_columns() c
+        JOIN pragma_storage_info('{table}') s USING (column_name)
+        WHERE c.table_name = '{table}' AND c.data_type IN ('VARCHAR', 'JSON')
+          AND s.segment_type = c.data_type GROUP BY ALL
+    """).fetchall())
+    con.close()
+    return compression
 
 
 def _keys_as_version_9_wrote_them(con: duckdb.DuckDBPyConnection) -> None:
