@@ -41,7 +41,7 @@ from engine.record_locator import LOCATOR_TABLES, XREF_KEY, RecordLocator, recor
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
-from engine.resolution.prior import master_weight_shift, probability_sql
+from engine.resolution.prior import MasterPopulation, probability_sql
 from engine.stage_clock import StageClock
 from engine.xref_map import lookup_columns_sql, pack_child_ids, unpack_child_ids
 from linkage_models.scoring import CompiledModel
@@ -69,6 +69,17 @@ class PreparedBatch:
             updates_to_arrow([i for i in items if isinstance(i, Update)]),
             [i for i in items if isinstance(i, DeadLetter)],
             [i for i in items if isinstance(i, FeedPosition)],
+        )
+
+    @classmethod
+    def merged(cls, batches: list[PreparedBatch]) -> PreparedBatch:
+        """`batches`, in order, as one batch."""
+        if len(batches) == 1:
+            return batches[0]
+        return cls(
+            pa.concat_tables([b.updates for b in batches]),
+            [d for b in batches for d in b.dead],
+            [p for b in batches for p in b.positions],
         )
 
 
@@ -122,6 +133,7 @@ class Resolver:
             locator=self._locator,
         )
         self._writer = ChangeWriter(model, config, self._locator)
+        self.population = MasterPopulation()  # its children, for the prior
         self._batch_id = 0  # the batch being resolved
         self._last_batch_id = 0  # the last batch committed (only this resolver writes batches)
         with self._transaction():
@@ -167,13 +179,17 @@ class Resolver:
                 self._drop_batch_tables()
                 self.con.commit()
         except duckdb.Error as err:
-            self._rollback()
-            self._locator.forget_uncommitted()
+            self._forget_uncommitted()
             raise MasterStoreError(f"writing the master failed: {_first_line(err)}") from err
         except BaseException:  # e.g. KeyboardInterrupt mid-batch: leave no transaction open
-            self._rollback()
-            self._locator.forget_uncommitted()
+            self._forget_uncommitted()
             raise
+
+    def _forget_uncommitted(self) -> None:
+        """Roll the batch back, and forget what the in-memory state learnt from it."""
+        self._rollback()
+        self._locator.forget_uncommitted()
+        self.population.forget()
 
     def _resolve_updates(
         self, updates: pa.Table, outcome: BatchOutcome, clock: StageClock
@@ -195,6 +211,7 @@ class Resolver:
                 known="known_indexed",
             )
         _count_outcome(changes, hood, outcome)
+        self.population.batch_wrote(self.con, outcome.new_children - outcome.merged_children)
 
     def _decide_new_records(self, new_records: int, clock: StageClock
                             ) -> tuple[ChangeSet, Neighbourhood]:
@@ -389,7 +406,7 @@ class Resolver:
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")
         kept = min(self.config.decision.review_threshold,
                    self.config.decision.merge_support_threshold)
-        shift = master_weight_shift(con, self.model, self.config.scoring, new_records)
+        shift = self.population.weight_shift(con, self.model, self.config.scoring, new_records)
         self._support.weight_shift = shift
         probability = probability_sql("s.match_weight", shift)
         con.execute(f"""

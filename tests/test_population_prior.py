@@ -2,17 +2,24 @@
 model's training snapshot held lowers every pair's match weight by log2 of the ratio."""
 
 import math
+from pathlib import Path
 
 import duckdb
 
-from engine.config import ScoringConfig
+from engine.config import EngineConfig, ScoringConfig
+from engine.master_store import open_master
 from engine.resolution.prior import (
+    MasterPopulation,
     master_weight_shift,
     population_prior,
     probability_sql,
     weight_shift,
 )
+from engine.resolver import Resolver
 from linkage_models.scoring import CompiledModel
+from streams.canonical import Update
+from streams.generator import generate
+from streams.snapshot import read_updates
 
 
 def test_a_master_no_larger_than_the_training_snapshot_keeps_the_trained_prior(
@@ -57,3 +64,56 @@ def test_the_shifted_probability_in_sql_is_the_models_own(model: CompiledModel):
         expected = model.match_probability(
             weight, population_prior(model, model.trained_on_children * 50))
         assert math.isclose(in_sql, expected, rel_tol=1e-12)
+
+
+def test_a_population_counts_once_then_follows_the_engines_batches_and_others_writes(
+    model: CompiledModel
+):
+    """Counted once; an engine's batch says what it added; a write by anyone else (a child's
+    row written, drawing a `row_no`; records purged) has it counted again."""
+    con = duckdb.connect()
+    con.execute("CREATE SEQUENCE child_row_seq")
+    con.execute("CREATE TABLE children (status VARCHAR, "
+                "row_no BIGINT DEFAULT nextval('child_row_seq'))")
+    con.execute("INSERT INTO children (status) SELECT 'active' FROM range(10)")
+    con.execute("CREATE TABLE records AS SELECT i FROM range(40) t(i)")
+    population, config = MasterPopulation(), ScoringConfig()
+    assert population.children is None
+    population.weight_shift(con, model, config)
+    assert population.children == 10
+    con.execute("INSERT INTO children (status) VALUES ('active'), ('active')")  # a batch
+    con.execute("INSERT INTO records SELECT i FROM range(3) t(i)")
+    population.batch_wrote(con, 2)
+    con.execute("UPDATE children SET status = 'merged' WHERE row_no = 1")  # drew no row_no
+    population.weight_shift(con, model, config)
+    assert population.children == 12  # kept in step, not counted again
+    con.execute("INSERT INTO children (status) VALUES ('active')")  # a person's act
+    population.weight_shift(con, model, config)
+    assert population.children == 12  # 13 rows, one of them merged: counted again
+    population.batch_wrote(con, 0)
+    con.execute("DELETE FROM children WHERE row_no = 2")  # a purge: the child and its records
+    con.execute("DELETE FROM records WHERE i = 0")
+    population.weight_shift(con, model, config)
+    assert population.children == 11
+    population.forget()  # a batch rolled back
+    assert population.children is None
+
+
+def test_a_resolvers_population_is_the_masters_after_every_batch(
+    model: CompiledModel, tmp_path: Path
+):
+    """Kept in step by each batch's new and merged children, it is what counting would give."""
+    out = tmp_path / "generated"
+    generate(25, 11, out)
+    updates = [Update(**row) for row in read_updates(out / "feeds").updates.to_pylist()]
+    con = open_master(tmp_path / "master.duckdb")
+    resolver = Resolver(con, model, EngineConfig(), following=True)
+    kept = []
+    for start in range(0, len(updates), 9):
+        resolver.resolve(updates[start:start + 9])
+        counted = con.execute("SELECT count(*) FILTER (WHERE status <> 'merged') "
+                              "FROM children").fetchall()[0][0]
+        kept.append((resolver.population.children, counted))
+    con.close()
+    assert all(children in (None, counted) for children, counted in kept)
+    assert sum(children is not None for children, _ in kept) > len(kept) // 2
