@@ -57,8 +57,7 @@ class ScoringConfig:
 @dataclass(frozen=True)
 class BatchConfig:
     """A batch closes at `max_records` items or, while following, at most `max_latency_ms` after
-    its first item and at least that long after the previous batch started (engine.batcher;
-    following, engine.master_sink.BatchPipeline)."""
+    its first item and at least that long after the previous batch (engine.batcher)."""
 
     # A backlog (a first load, a census, catching up after downtime) is resolved in large
     # set-based passes, which pay the master's per-batch costs (scans, checkpoints) less often

@@ -1,8 +1,8 @@
 """The engine's Bytewax dataflow and how it is run (one worker, several, or a cluster).
 
     feeds (chunks of lines, one partition) -> parse (Update | DeadLetter per line, then the
-        chunk's FeedPosition) -> micro-batch (one key) -> master (one partition: resolve + upsert
-        on a writer thread, positions saved in the batch's transaction)
+        chunk's FeedPosition) -> micro-batch (one key) -> master (one partition: resolve + upsert,
+        positions saved in the batch's transaction)
 
 The run starts at the feed positions the master holds; Bytewax's own recovery store is not used:
 everything it would hold (source positions, a batch being gathered) follows from the master's
@@ -87,10 +87,8 @@ def build_flow(
     chunks = op.input("feeds", flow, source)
     parsed = op.map("parse", chunks, FeedParser(frozenset(options.registered_feeds)).parse_chunk)
     keyed = op.key_on("to_master", parsed, lambda _item: MASTER_PARTITION)
-    # A bulk load batches by size alone. Following, lines go to the writer as they come: it
-    # resolves all that waits as one batch, `max_latency_ms` after the last one at the soonest
-    # (engine.master_sink.BatchPipeline).
-    max_latency = timedelta(0) if options.follow else None
+    # A latency bound matters only while following; a bulk load batches by size alone.
+    max_latency = timedelta(milliseconds=config.batch.max_latency_ms) if options.follow else None
     size = config.batch.max_records
     batches = op.stateful_batch(
         "micro_batch", keyed,
@@ -98,7 +96,7 @@ def build_flow(
     )
     sink = MasterSink(
         options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master,
-        service=options.service, on_ready=on_ready, follow=options.follow, stop=stop,
+        service=options.service, on_ready=on_ready, follow=options.follow,
     )
     op.output("master", batches, sink)
     return EngineFlow(flow, sink)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +27,6 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, FollowStarted
-from engine.feed_source import StopSignal
 from engine.idle_checkpoint import IdleCheckpointer
 from engine.intake import DeadLetter
 from engine.master_store import ENGINE_OPEN_WAIT_S, configure_store, open_master
@@ -79,10 +78,7 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         service: ServiceFactory | None = None,
         on_ready: Callable[[str], None] | None = None,
         follow: bool = False,
-        stop: StopSignal | None = None,
     ) -> None:
-        """`stop` is set when a batch fails, so that the feeds stop being read."""
-        self.stop = stop
         self.db_path = db_path
         self.follow = follow
         self.on_ready = on_ready
@@ -123,11 +119,10 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
             con, Path(f"{self.db_path}.wal"), service.write_lock,
             self.config.store.idle_checkpoint_after_s, self.config.store.idle_checkpoint_min_mb,
         ) if self.follow else None
-        pipeline = partial(BatchPipeline, con, on_failure=self.failures.append,
-                           following=self.follow, stop=self.stop,
-                           min_interval_s=self.config.batch.max_latency_ms / 1000,
-                           max_waiting=self.config.batch.max_records)
-        return MasterWriterPartition(resolver, service, self.on_batch, idle, pipeline)
+        # Following, a batch is resolved as it closes (its latency is the point); a backlog's
+        # next batch is read and parsed while this one is resolved.
+        writer = None if self.follow else BatchPipeline(resolver.con, self.failures.append)
+        return MasterWriterPartition(resolver, service, self.on_batch, idle, writer)
 
 
 class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
@@ -136,34 +131,37 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
         resolver: Resolver,
         service: MasterService,
         on_batch: Callable[[BatchOutcome], None] | None,
-        idle: IdleCheckpointer | None,
-        pipeline: Callable[[Callable[[PreparedBatch], None]], BatchPipeline],
+        idle: IdleCheckpointer | None = None,
+        pipeline: BatchPipeline | None = None,
     ) -> None:
-        """`pipeline(resolve)`: the writer's thread, resolving with `resolve`."""
         self.resolver = resolver
         self.service = service
         self.on_batch = on_batch
         self.idle = idle
-        self.pipeline = pipeline(self.resolve)
+        self.pipeline = pipeline
 
     def write_batch(self, values: list[Batch]) -> None:
         for batch in values:
             if all(isinstance(item, FollowStarted) for item in batch):
                 continue  # it only had Bytewax build this partition: nothing to write
-            # prepared here, while the writer resolves the previous batch
-            self.pipeline.submit(PreparedBatch.of(batch))
+            if self.pipeline is None:
+                self._resolve(batch)
+            else:  # prepared here, while the writer resolves the previous batch
+                prepared = PreparedBatch.of(batch)
+                self.pipeline.submit(lambda prepared=prepared: self._resolve(prepared))
 
     def snapshot(self) -> None:
         return None
 
     def close(self) -> None:
-        self.pipeline.finish()
+        if self.pipeline is not None:
+            self.pipeline.finish()
         if self.idle is not None:
             self.idle.stop()
         self.service.stop()
         self.resolver.con.close()
 
-    def resolve(self, batch: PreparedBatch) -> None:
+    def _resolve(self, batch: Batch | PreparedBatch) -> None:
         with self.service.write_lock:  # a person's act never races a batch
             outcome = self.resolver.resolve(batch)
             if self.idle is not None:
@@ -173,105 +171,54 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
 
 
 class BatchPipeline:
-    """Resolves batches on a thread of its own, so that Bytewax reads and parses the next lines
-    meanwhile (DuckDB releases Python's lock while it works).
+    """Resolves one batch at a time on a thread of its own, so that Bytewax reads and parses the
+    next batch meanwhile (DuckDB releases Python's lock while it works): a bulk load's time
+    between batches (reading, parsing, ~13% of it at 100k children, ~28% at 1M) overlaps the
+    resolving.
 
-    A bulk load (`following=False`): its time between batches (reading, parsing, ~13% of it at
-    100k children, ~28% at 1M) overlaps the resolving. Batches are resolved in the order
-    submitted, each after the previous one committed; at most one is being resolved while the
-    next is gathered, so memory holds two batches, not more.
-
-    Following (`following=True`): `submit` hands a batch over at once, and the writer resolves
-    every batch handed over since its last one as one batch (in the order submitted, which is
-    the feeds' order), no sooner than `min_interval` after the last one started. So the lines
-    that arrived while a batch was resolved are read and parsed meanwhile, not after its commit
-    (~10 ms of a busy 1M-children batch's cycle, 2026-12-04), and the next batch takes them all,
-    as it took them when Bytewax waited for the writer. `submit` waits only while
-    `max_waiting` updates wait already (a backlog waits in the feed files, not in memory).
-
+    Batches are resolved in the order submitted, each after the previous one committed; at most
+    one is being resolved while the next is gathered, so memory holds two batches, not more.
     After a failure no later batch is resolved (its feed positions would pass over the failed
     batch's lines); the failure is raised at the next `submit`, or given to `on_failure` if
-    `finish` finds it (the last batch failed), and `stop` is set (the source stops reading,
-    rather than wait for a followed feed's next line). A process that exits meanwhile (a second
-    Ctrl-C) interrupts the batch being resolved, which then rolls back: the next run reads its
-    lines again, as it does the lines of batches that waited."""
+    `finish` finds it (the last batch failed). A process that exits meanwhile (a second Ctrl-C)
+    interrupts the batch being resolved, which then rolls back: the next run reads its lines
+    again."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, resolve: Callable[[PreparedBatch], None],
-        on_failure: Callable[[BaseException], None], following: bool = False,
-        min_interval_s: float = 0.0, max_waiting: int = 0, stop: StopSignal | None = None,
+        self, con: duckdb.DuckDBPyConnection, on_failure: Callable[[BaseException], None]
     ) -> None:
         self._con = con
-        self._stop = stop
-        self._resolve = resolve
         self._on_failure = on_failure
-        self._following = following
-        self._min_interval_s = min_interval_s
-        self._max_waiting = max_waiting
-        self._waiting: list[PreparedBatch] = []
-        self._busy = False
-        self._finishing = False
-        self._last_start = float("-inf")
-        self._changed = threading.Condition()
+        self._work: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=1)
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="master-writer", daemon=True)
         self._thread.start()
         atexit.register(self._abandon)
 
-    def submit(self, batch: PreparedBatch) -> None:
-        """Resolve `batch` after those submitted before (a bulk load waits for the previous
-        one; following, only while `max_waiting` updates wait)."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._failure is not None or self._has_room())
-            self._raise_failure()
-            self._waiting.append(batch)
-            self._changed.notify_all()
+    def submit(self, resolve: Callable[[], None]) -> None:
+        """Resolve `resolve`'s batch once the previous one is done (waits for it)."""
+        self._work.join()
+        self._raise_failure()
+        self._work.put(resolve)
 
     def finish(self) -> None:
-        """Wait for the batches submitted and stop the thread; a failure goes to `on_failure`."""
-        with self._changed:
-            self._finishing = True
-            self._changed.notify_all()
+        """Wait for the last batch and stop the thread; a failure goes to `on_failure`."""
+        self._work.join()
+        self._work.put(None)
         self._thread.join()
         atexit.unregister(self._abandon)
         if self._failure is not None:
             self._on_failure(self._failure)
 
-    def _has_room(self) -> bool:
-        if not self._following:
-            return not self._waiting and not self._busy
-        return sum(b.updates.num_rows for b in self._waiting) < self._max_waiting
-
     def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
+        while (resolve := self._work.get()) is not None:
             try:
-                self._resolve(batch)
+                if self._failure is None:
+                    resolve()
             except BaseException as err:  # raised in the dataflow's thread, not lost here
                 self._failure = err
-                if self._stop is not None:  # a followed stream ends now, not at its next line
-                    self._stop.set()
             finally:
-                with self._changed:
-                    self._busy = False
-                    self._changed.notify_all()
-
-    def _next_batch(self) -> PreparedBatch | None:
-        """The batches waiting, as one once `min_interval` has passed since the last started
-        (None: finished, or failed)."""
-        with self._changed:
-            while True:
-                if self._failure is not None or (self._finishing and not self._waiting):
-                    return None
-                wait_s = self._last_start + self._min_interval_s - time.monotonic()
-                if self._waiting and (wait_s <= 0 or self._finishing):
-                    break
-                self._changed.wait(wait_s if self._waiting else None)
-            taken = self._waiting[:] if self._following else self._waiting[:1]
-            del self._waiting[:len(taken)]
-            self._busy = True
-            self._last_start = time.monotonic()
-            self._changed.notify_all()
-        return PreparedBatch.merged(taken)
+                self._work.task_done()
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -282,8 +229,8 @@ class BatchPipeline:
         back."""
         if not self._thread.is_alive():
             return
-        with self._changed:
-            self._failure = self._failure or RuntimeError("the process exited")
-            self._changed.notify_all()
+        self._failure = self._failure or RuntimeError("the process exited")
         self._con.interrupt()
+        with contextlib.suppress(queue.Full):
+            self._work.put(None, timeout=_ABANDON_WAIT_S)
         self._thread.join(timeout=_ABANDON_WAIT_S)
