@@ -111,6 +111,8 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         started = time.monotonic()
         # its setup commits before people's acts
         resolver = Resolver(con, model, self.config, following=self.follow)
+        if self.follow:
+            resolver.warm_cache()
         if self.on_ready:
             self.on_ready(f"master ready: {resolver.records_indexed:,} records indexed in memory "
                           f"in {time.monotonic() - started:.1f} s")

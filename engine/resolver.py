@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.candidates import (
+    HELD_VALUES,
     CandidateFinder,
     count_term_frequencies_sql,
     ensure_blocking_index,
@@ -141,6 +142,25 @@ class Resolver:
             self._candidates.load(con)
             self._locator.load(con)
             self._last_batch_id = scalar(con, "SELECT coalesce(max(batch_id), 0) FROM batches")
+
+    def warm_cache(self) -> None:
+        """For a following engine, before its first line: read once the columns a batch reads
+        from scattered rows (children's whole rows, the records' columns not held in memory,
+        the stored pairs), so that DuckDB's cache holds their blocks before the first line
+        arrives instead of filling during the first batches: at 1M children ~0.6 s at start,
+        and a first batch of 400 of the follow session's lines 530 -> 400 ms (the next ones
+        ~250 ms)."""
+        columns = {
+            "children": [c for (c,) in self.con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'children' "
+                "AND database_name = current_database() AND schema_name = 'main'").fetchall()],
+            "records": ["record_no", "child_id", *(
+                c for c in self.model.record_columns if c not in HELD_VALUES)],
+            "scored_pairs": ["pair_no", "uid_a", "uid_b", "probability"],
+        }
+        for table, names in columns.items():
+            self.con.execute(f"SELECT {', '.join(f'max({c})' for c in names)} FROM {table}"
+                             ).fetchall()
 
     @property
     def records_indexed(self) -> int:
