@@ -72,17 +72,6 @@ class PreparedBatch:
             [i for i in items if isinstance(i, FeedPosition)],
         )
 
-    @classmethod
-    def merged(cls, batches: list[PreparedBatch]) -> PreparedBatch:
-        """`batches`, in order, as one batch."""
-        if len(batches) == 1:
-            return batches[0]
-        return cls(
-            pa.concat_tables([b.updates for b in batches]),
-            [d for b in batches for d in b.dead],
-            [p for b in batches for p in b.positions],
-        )
-
 
 @dataclass
 class BatchOutcome:
