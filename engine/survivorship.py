@@ -54,7 +54,7 @@ _NO_KEY = "0"
 
 
 class GoldenFold:
-    """Folds every record of table `placed` (canonical columns, `unique_id`, `child_id`) into
+    """Folds every record of table `placed` (with at least `FOLDED_COLUMNS`) into
     its child's golden row, creating the rows of new children (statements built once).
     `rebuilt(child_id)`: children whose golden values come from `placed` alone (it holds all
     their records), not from their current row (None: there are none). `children`: where to
@@ -127,6 +127,11 @@ class GoldenFold:
         con.register("golden_arrow", fold_few(self.config, placed, current))
         con.execute("CREATE OR REPLACE TEMP TABLE golden AS SELECT * FROM golden_arrow")
         con.unregister("golden_arrow")
+
+
+# The columns of a placed record that a fold reads: a record's other columns (its record id,
+# source key, standardised forename) decide no golden field.
+FOLDED_COLUMNS = ("child_id", "unique_id", "feed", "event_time", "event", *GOLDEN_FIELDS)
 
 
 # Up to this many placed records are folded in Python (following, a quiet update or a busy

@@ -28,7 +28,7 @@ from engine.record_locator import (
     xref_of,
 )
 from engine.resolution.graph import ChangeSet, Neighbourhood
-from engine.survivorship import GoldenFold
+from engine.survivorship import FOLDED_COLUMNS, GoldenFold
 from linkage_models.scoring import CompiledModel
 
 SAFETY_RULE = "safety rule"
@@ -271,14 +271,17 @@ class ChangeWriter:
         # Two parts, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by row over
         # the whole record index. (The records already hold their new children: a record moved
         # to a child not rebuilt is in the first part only.)
+        # only the columns the fold reads: the others of scattered rows cost most to read (a
+        # record id or a source key is in no other record, so DuckDB decodes a block for each)
+        columns = ", ".join(f"r.{name}" for name in FOLDED_COLUMNS)
         return [
-            """
-            SELECT r.* EXCLUDE (record_no) FROM records r
+            f"""
+            SELECT {columns} FROM records r
             WHERE r.record_no IN (SELECT record_no FROM moved_rows)
               AND r.child_id NOT IN (SELECT child_id FROM rebuilt)
             """,
             f"""
-            SELECT r.* EXCLUDE (record_no) FROM {rebuilt} r
+            SELECT {columns} FROM {rebuilt} r
             WHERE r.child_id IN (SELECT child_id FROM rebuilt)
             """,
         ]
