@@ -203,6 +203,7 @@ class Resolver:
     def _resolve_updates(
         self, updates: pa.Table, outcome: BatchOutcome, clock: StageClock
     ) -> None:
+        self.population.begin_batch(self.con)
         with clock.stage("intake"):
             outcome.updates = self._take_new_updates(updates)
         outcome.duplicates = updates.num_rows - outcome.updates

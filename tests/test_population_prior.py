@@ -69,8 +69,9 @@ def test_the_shifted_probability_in_sql_is_the_models_own(model: CompiledModel):
 def test_a_population_counts_once_then_follows_the_engines_batches_and_others_writes(
     model: CompiledModel
 ):
-    """Counted once; an engine's batch says what it added; a write by anyone else (a child's
-    row written, drawing a `row_no`; records purged) has it counted again."""
+    """Counted once; an engine's batch says what it added (its own records written before its
+    prior is taken change nothing); a write by anyone else between batches (a child's row
+    written, drawing a `row_no`; records purged) has it counted again."""
     con = duckdb.connect()
     con.execute("CREATE SEQUENCE child_row_seq")
     con.execute("CREATE TABLE children (status VARCHAR, "
@@ -78,23 +79,27 @@ def test_a_population_counts_once_then_follows_the_engines_batches_and_others_wr
     con.execute("INSERT INTO children (status) SELECT 'active' FROM range(10)")
     con.execute("CREATE TABLE records AS SELECT i FROM range(40) t(i)")
     population, config = MasterPopulation(), ScoringConfig()
+
+    def batch(children: int, records: int) -> None:
+        population.begin_batch(con)
+        con.execute("INSERT INTO records SELECT i FROM range(?) t(i)", [records])
+        population.weight_shift(con, model, config)
+        con.execute("INSERT INTO children (status) SELECT 'active' FROM range(?)", [children])
+        population.batch_wrote(con, children)
+
     assert population.children is None
-    population.weight_shift(con, model, config)
-    assert population.children == 10
-    con.execute("INSERT INTO children (status) VALUES ('active'), ('active')")  # a batch
-    con.execute("INSERT INTO records SELECT i FROM range(3) t(i)")
-    population.batch_wrote(con, 2)
+    batch(2, 3)
+    assert population.children == 12  # counted (10), then the batch's own 2
     con.execute("UPDATE children SET status = 'merged' WHERE row_no = 1")  # drew no row_no
-    population.weight_shift(con, model, config)
+    batch(0, 5)
     assert population.children == 12  # kept in step, not counted again
     con.execute("INSERT INTO children (status) VALUES ('active')")  # a person's act
-    population.weight_shift(con, model, config)
+    batch(0, 5)
     assert population.children == 12  # 13 rows, one of them merged: counted again
-    population.batch_wrote(con, 0)
     con.execute("DELETE FROM children WHERE row_no = 2")  # a purge: the child and its records
     con.execute("DELETE FROM records WHERE i = 0")
-    population.weight_shift(con, model, config)
-    assert population.children == 11
+    batch(1, 1)
+    assert population.children == 12  # 11 counted, and the batch's own
     population.forget()  # a batch rolled back
     assert population.children is None
 
@@ -109,11 +114,18 @@ def test_a_resolvers_population_is_the_masters_after_every_batch(
     con = open_master(tmp_path / "master.duckdb")
     resolver = Resolver(con, model, EngineConfig(), following=True)
     kept = []
-    for start in range(0, len(updates), 9):
+    for start in range(0, len(updates) - 9, 9):
         resolver.resolve(updates[start:start + 9])
         counted = con.execute("SELECT count(*) FILTER (WHERE status <> 'merged') "
                               "FROM children").fetchall()[0][0]
         kept.append((resolver.population.children, counted))
-    con.close()
     assert all(children in (None, counted) for children, counted in kept)
     assert sum(children is not None for children, _ in kept) > len(kept) // 2
+    # a change no writer makes (it draws no row_no): the resolver keeps its count, not counting
+    con.execute("UPDATE children SET status = 'merged' WHERE row_no = "
+                "(SELECT min(row_no) FROM children WHERE status = 'active')")
+    resolver.resolve(updates[len(kept) * 9:])
+    counted = con.execute("SELECT count(*) FILTER (WHERE status <> 'merged') "
+                          "FROM children").fetchall()[0][0]
+    con.close()
+    assert resolver.population.children == counted + 1

@@ -52,15 +52,16 @@ def master_weight_shift(con: duckdb.DuckDBPyConnection, model: CompiledModel,
 class MasterPopulation:
     """The children a master holds (not merged), for one engine's batches: counted once, then
     kept in step with the children its batches create and merge, and counted again whenever
-    someone else may have written (a person's act, a purge) or a batch rolled back.
+    someone else may have written (a person's act, a purge) or a batch rolled back: call
+    `begin_batch` before a batch writes, `weight_shift` for its prior, `batch_wrote` after.
 
     Counting reads `children`: a busy batch at 1M children paid 6-8 ms for it, more as a
     following session goes on (the rows each batch rewrites stay in the table, deleted, until
     the next checkpoint, and every count reads them). Whether anyone else wrote is read from
     what DuckDB keeps without a scan: every write of a child's row, a person's act included,
     draws a `row_no` from `child_row_seq`, and a purge deletes records, whose count DuckDB
-    keeps; so the two, read after this engine's last batch, are the same only if no one else
-    has written children since."""
+    keeps; so the two, read after this engine's last batch and before its next one writes, are
+    the same only if no one else has written children in between."""
 
     def __init__(self) -> None:
         self._children: int | None = None
@@ -71,6 +72,12 @@ class MasterPopulation:
         """The children as last counted and kept in step since (None: not counted yet)."""
         return self._children
 
+    def begin_batch(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Before this engine's batch writes anything: count again if anyone else wrote."""
+        if self._children is not None and (
+                _records_and_last_child_row(con) != self._after_last_batch):
+            self.forget()
+
     def weight_shift(self, con: duckdb.DuckDBPyConnection, model: CompiledModel,
                      config: ScoringConfig, pending_records: int = 0) -> float:
         """The shift for the master on `con` with `pending_records` about to join it (0 when
@@ -78,10 +85,9 @@ class MasterPopulation:
         master's own proportion of children to records (all of them in an empty master)."""
         if not config.prior_follows_population:
             return 0.0
-        written = _records_and_last_child_row(con)
-        if self._children is None or written != self._after_last_batch:
+        if self._children is None:
             self._children = _count_children(con)
-        children, records = self._children, written[0]
+        children, records = self._children, _records_and_last_child_row(con)[0]
         pending_children = pending_records * children / records if records else pending_records
         return weight_shift(model, round(children + pending_children))
 
@@ -93,7 +99,7 @@ class MasterPopulation:
             self._after_last_batch = _records_and_last_child_row(con)
 
     def forget(self) -> None:
-        """The batch rolled back: count again."""
+        """Count again (a batch rolled back, or someone else wrote)."""
         self._children = self._after_last_batch = None
 
 
