@@ -101,11 +101,7 @@ class ChangeWriter:
             self._write_merges(con, changes, by)
         self._fold_golden_records(con, changes, known, placed)
         if changes.merged:
-            con.execute("""
-                UPDATE children SET status = 'merged', merged_into = m.into_child_id,
-                                    updated_at = now()
-                FROM merges_now m WHERE children.child_id = m.merged_child_id
-            """)
+            self._mark_merged(con)
         if placed.any:  # a record only joining its key's child is next to nothing new
             shield_by_safety_rule(con, self.config.decision.review_threshold,
                                   scored=bool(known))
@@ -240,6 +236,20 @@ class ChangeWriter:
                 merged_at = excluded.merged_at
         """, [by.decided_by, by.batch_id])
 
+    def _mark_merged(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The children of `merges_now` merged: their rows found by number if a locator is
+        given (reading every child id took a batch at 1M children ~5 ms)."""
+        by_number = ""
+        if self.locator:
+            self.locator.rows_of_children(con, "SELECT merged_child_id FROM merges_now",
+                                          "merged_child_rows")
+            by_number = "AND children.row_no IN (SELECT row_no FROM merged_child_rows)"
+        con.execute(f"""
+            UPDATE children SET status = 'merged', merged_into = m.into_child_id,
+                                updated_at = now()
+            FROM merges_now m WHERE children.child_id = m.merged_child_id {by_number}
+        """)
+
     def _fold_golden_records(self, con: duckdb.DuckDBPyConnection, changes: ChangeSet,
                              known: str | None, placed: _Placed) -> None:
         """Fold the records placed (new, known, moved; every record of a child rebuilt) into
@@ -354,5 +364,5 @@ CHANGE_TABLES = (
     "placed_now", "new_records", "moved_now", "merges_now", "rebuilt", "placed",
     "indexed", "previous_children", "golden", "moved_nos", "moved_rows", "moved_xref_nos",
     "moved_xref", "rebuilt_nos",
-    "placed_child_rows",
+    "placed_child_rows", "merged_child_rows",
 )
