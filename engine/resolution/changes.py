@@ -278,12 +278,12 @@ class ChangeWriter:
         golden record is recomputed from them all): run after `_move_existing_records`."""
         rebuilt = records_of(self.locator, con, "child_id",
                              "SELECT child_id FROM rebuilt", "rebuilt_nos")
-        # Two parts, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by row over
-        # the whole record index. (The records already hold their new children: a record moved
-        # to a child not rebuilt is in the first part only.)
         # only the columns the fold reads: the others of scattered rows cost most to read (a
         # record id or a source key is in no other record, so DuckDB decodes a block for each)
         columns = ", ".join(f"r.{name}" for name in FOLDED_COLUMNS)
+        # Two parts, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by row over
+        # the whole record index. (The records already hold their new children: a record moved
+        # to a child not rebuilt is in the first part only.)
         return [
             f"""
             SELECT {columns} FROM records r
