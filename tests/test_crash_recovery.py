@@ -27,31 +27,56 @@ def run_command(feeds: Path, db: Path, config: Path) -> list[str]:
             "--config", str(config), "--json"]
 
 
-def kill_and_resume(command: list[str], kills: int, seed: int, seconds: tuple[float, float]
-                    ) -> int:
-    """Start `command` and SIGKILL it after a random number of `seconds`, `kills` times (or
-    until it finishes first), then run it to the end; returns how many runs were killed."""
+READY = "master ready"  # what `run` prints on stderr once the master is open, before a batch
+
+
+def started(command: list[str]) -> subprocess.Popen:
+    """Start `command` and return once it says its master is ready: the load's clock starts
+    there, not at the process's start-up, which varies more between machines."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    for line in process.stderr:
+        if line.startswith(READY):
+            return process
+    raise AssertionError(f"the run ended without saying {READY!r} (exit {process.wait()})")
+
+
+def load_seconds(command: list[str]) -> float:
+    """Run `command` to the end; the seconds from its master being ready to its exit."""
+    process = started(command)
+    began = time.monotonic()
+    process.stderr.read()
+    assert process.wait() == 0
+    return time.monotonic() - began
+
+
+def kill_and_resume(command: list[str], kills: int, seed: int, load: float) -> int:
+    """SIGKILL `command` `kills` times, each at a random point of its share of a load that takes
+    `load` seconds uninterrupted, then run it to the end; returns how many runs were killed.
+
+    Each run is killed within 30-90% of 1/(kills + 1) of the load, measured from its master being
+    ready, so the kills land mid-load however fast the machine is."""
     rng = random.Random(seed)
     killed = 0
     for _ in range(kills):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(*seconds))
+        process = started(command)
+        time.sleep(rng.uniform(0.3, 0.9) * load / (kills + 1))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             killed += 1
         process.wait()
+        process.stderr.close()
     subprocess.run(command, check=True, capture_output=True)
     return killed
 
 
-def crashed_and_reference(feeds: Path, tmp_path: Path, kills: int, seconds: tuple[float, float]
-                          ) -> tuple[int, Path, Path]:
+def crashed_and_reference(feeds: Path, tmp_path: Path, kills: int) -> tuple[int, Path, Path]:
     config = tmp_path / "engine.toml"
     config.write_text(CONFIG)
     reference = tmp_path / "reference.duckdb"
-    subprocess.run(run_command(feeds, reference, config), check=True, capture_output=True)
+    load = load_seconds(run_command(feeds, reference, config))
     crashed = tmp_path / "crashed.duckdb"
-    killed = kill_and_resume(run_command(feeds, crashed, config), kills, 6, seconds)
+    killed = kill_and_resume(run_command(feeds, crashed, config), kills, 6, load)
     return killed, crashed, reference
 
 
@@ -60,11 +85,11 @@ def feeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic_feeds(tmp_path_factory.mktemp("crash"), 1500, 11)
 
 
-def test_sigkill_twice_during_a_load_then_resume_gives_the_uninterrupted_master(
+def test_sigkill_three_times_during_a_load_then_resume_gives_the_uninterrupted_master(
     feeds: Path, tmp_path: Path
 ):
-    killed, crashed, reference = crashed_and_reference(feeds, tmp_path, 3, (2.5, 4.0))
-    assert killed >= 2, "the run finished before it could be killed: make the data larger"
+    killed, crashed, reference = crashed_and_reference(feeds, tmp_path, 3)
+    assert killed == 3, "a run finished before it could be killed"
     assert master_state(crashed) == master_state(reference)
 
 
@@ -73,7 +98,7 @@ def test_sigkill_at_ten_random_points_of_a_20k_children_load_gives_the_uninterru
     tmp_path: Path
 ):
     feeds = synthetic_feeds(tmp_path / "data", 20_000, 12)
-    killed, crashed, reference = crashed_and_reference(feeds, tmp_path, 10, (3.0, 8.0))
+    killed, crashed, reference = crashed_and_reference(feeds, tmp_path, 10)
     assert killed == 10, "the run finished before the tenth kill: make the data larger"
     assert master_state(crashed) == master_state(reference)
 
