@@ -110,7 +110,7 @@ class Resolver:
         self._candidates = CandidateFinder(model, hold_values=following)
         self._locator = RecordLocator(hold_xref=following)
         self._index_known_sqls = index_records_sqls(model, "known_records", "known_indexed")
-        self._score_sql = model.score_sql("left_tf", "right_tf", "pairs")
+        self._score_sql = model.score_sql("left_tf", "right_tf", "pairs", weights_only=True)
         self._tf_count_sql = count_term_frequencies_sql(model, "batch")
         # the shares of the values of the candidates and the new records (`right_records`
         # holds both), read from `term_frequencies` once for both sides

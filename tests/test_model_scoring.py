@@ -34,6 +34,23 @@ def test_compiled_sql_gives_predict_between_weights(sample: pa.Table, model: Com
     assert _compiled_weights(con, model, "pairs") == pytest.approx(splink_weights, abs=1e-9)
 
 
+def test_weights_only_sql_gives_the_same_weights_and_probabilities_and_nothing_else(
+    sample: pa.Table, model: CompiledModel
+):
+    con = duckdb.connect()
+    splink_weights = _predict_between_weights(con, sample, model)
+    lean = model.score_sql("new_tf", "known_tf", "pairs", weights_only=True)
+    assert [c for (c, *_) in con.execute(f"DESCRIBE {lean}").fetchall()] == [
+        "match_weight", "match_probability", "unique_id_l", "unique_id_r", "match_key"]
+    full = model.score_sql("new_tf", "known_tf", "pairs")
+    scored = ("SELECT unique_id_l, unique_id_r, match_weight, match_probability "
+              "FROM ({}) ORDER BY 1, 2")
+    rows = con.execute(scored.format(lean)).fetchall()
+    assert len(rows) > 200 and rows == con.execute(scored.format(full)).fetchall()
+    assert _compiled_weights(con, model, "pairs", weights_only=True) == pytest.approx(
+        splink_weights, abs=1e-9)
+
+
 def test_model_json_round_trip_scores_the_same(
     sample: pa.Table, model: CompiledModel, tmp_path: Path
 ):
@@ -125,11 +142,9 @@ def _predict_between_weights(
 
 
 def _compiled_weights(
-    con: duckdb.DuckDBPyConnection, model: CompiledModel, pairs: str
+    con: duckdb.DuckDBPyConnection, model: CompiledModel, pairs: str, weights_only: bool = False
 ) -> dict[tuple[str, str], float]:
     """Our compiled SQL's weights for the same pairs."""
-    rows = con.execute(
-        f"SELECT unique_id_l, unique_id_r, match_weight "
-        f"FROM ({model.score_sql('new_tf', 'known_tf', pairs)})"
-    ).fetchall()
+    sql = model.score_sql("new_tf", "known_tf", pairs, weights_only=weights_only)
+    rows = con.execute(f"SELECT unique_id_l, unique_id_r, match_weight FROM ({sql})").fetchall()
     return {(left, right): weight for left, right, weight in rows}

@@ -262,7 +262,8 @@ def _score_candidates(
         UNION ALL
         SELECT '{_RESTRICTED}', unique_id FROM search_candidates
         WHERE allowed_restricted AND {str(withheld).lower()}"""
-    scores = model.score_sql("search_probe_tf", "search_candidates_tf", "search_pairs")
+    scores = model.score_sql("search_probe_tf", "search_candidates_tf", "search_pairs",
+                             weights_only=True)
     kept = con.execute(
         f"""
         WITH search_pairs AS MATERIALIZED ({pairs}),

@@ -181,7 +181,8 @@ class SupportLookup:
         self.threshold = threshold
         self.with_new = with_new
         self._tf_sql = with_term_frequencies_sql(model, "support_records", tf_min_values)
-        self._score_sql = model.score_sql("support_tf", "support_tf", "support_pairs")
+        self._score_sql = model.score_sql("support_tf", "support_tf", "support_pairs",
+                                          weights_only=True)
         self.weight_shift = 0.0  # the population prior's (engine.resolution.prior), per batch
 
     def __call__(self, queries: list[tuple[list[str], list[str]]]) -> list[bool]:
