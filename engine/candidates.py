@@ -214,6 +214,13 @@ def with_shares_sql(model: CompiledModel, table: str, shares: str) -> str:
     return f"SELECT t.*, {shared} FROM {table} t {joins}"
 
 
+# Adds table `batch_tf_counts` `(column_name, value, n)` to the term-frequency counts.
+ADD_TERM_FREQUENCIES_SQL = """
+    INSERT INTO term_frequencies SELECT column_name, value, n FROM batch_tf_counts
+    ON CONFLICT (column_name, value) DO UPDATE SET n = term_frequencies.n + excluded.n
+"""
+
+
 def count_term_frequencies_sql(model: CompiledModel, table: str) -> str:
     """Add the values of `table` to the term-frequency counts."""
     counts = "\nUNION ALL\n".join(

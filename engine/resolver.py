@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.candidates import (
+    ADD_TERM_FREQUENCIES_SQL,
     HELD_VALUES,
     CandidateFinder,
     count_term_frequencies_sql,
@@ -44,6 +45,7 @@ from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
 from engine.resolution.prior import MasterPopulation, probability_sql
 from engine.stage_clock import StageClock
+from engine.term_frequencies import HeldTermFrequencies
 from engine.xref_map import lookup_columns_sql, pack_child_ids, unpack_child_ids
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update, updates_to_arrow
@@ -101,8 +103,9 @@ class Resolver:
         """Rebuilds the master's blocking index first if it was built for another model.
         `following`: hold more of the master in memory for small batches' sake (a bulk load's
         big batches gain little from it, and its RSS has none to spare): `xref`
-        (engine.xref_map, ~100 MB at 1M children) and the records' values of the model
-        columns with many distinct values (engine.record_values, ~330 MB)."""
+        (engine.xref_map, ~100 MB at 1M children), the records' values of the model
+        columns with many distinct values (engine.record_values, ~330 MB) and the term
+        frequencies (engine.term_frequencies, ~10 MB)."""
         self.con = con
         self.model = model
         self.config = config
@@ -116,6 +119,8 @@ class Resolver:
         # holds both), read from `term_frequencies` once for both sides
         self._tf_shares_sql = (term_frequency_shares_sql(model, "right_records", tf_min)
                                if model.tf_columns else None)
+        self._held_tf = (HeldTermFrequencies(model.tf_columns, tf_min)
+                         if following and model.tf_columns else None)
         self._left_tf_sql = with_shares_sql(model, "batch_new", "batch_tf_shares")
         self._right_tf_sql = with_shares_sql(model, "right_records", "batch_tf_shares")
         self._support = SupportLookup(
@@ -199,11 +204,14 @@ class Resolver:
         self._rollback()
         self._locator.forget_uncommitted()
         self.population.forget()
+        if self._held_tf is not None:
+            self._held_tf.forget()
 
     def _resolve_updates(
         self, updates: pa.Table, outcome: BatchOutcome, clock: StageClock
     ) -> None:
-        self.population.begin_batch(self.con)
+        if self.population.begin_batch(self.con) and self._held_tf is not None:
+            self._held_tf.forget()
         with clock.stage("intake"):
             outcome.updates = self._take_new_updates(updates)
         outcome.duplicates = updates.num_rows - outcome.updates
@@ -253,7 +261,12 @@ class Resolver:
         """)
         con.unregister("incoming")
         taken -= self._drop_records_seen()
-        con.execute(self._tf_count_sql)
+        if self._held_tf is None:
+            con.execute(self._tf_count_sql)
+        else:
+            con.register("batch_tf_counts", self._held_tf.count(con, "batch"))
+            con.execute(ADD_TERM_FREQUENCIES_SQL)
+            con.unregister("batch_tf_counts")
         return taken
 
     def _drop_records_seen(self) -> int:
@@ -410,7 +423,12 @@ class Resolver:
         stored in `scored_pairs`. `hood_seeds`: the children they touch. `new_records`: how many
         records `batch_new` holds."""
         con = self.con
-        if self._tf_shares_sql:
+        if self._held_tf is not None:
+            con.register("batch_tf_shares_arrow", self._held_tf.shares(con, "right_records"))
+            con.execute("CREATE OR REPLACE TEMP TABLE batch_tf_shares AS "
+                        "SELECT * FROM batch_tf_shares_arrow")
+            con.unregister("batch_tf_shares_arrow")
+        elif self._tf_shares_sql:
             con.execute(f"CREATE OR REPLACE TEMP TABLE batch_tf_shares AS {self._tf_shares_sql}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE left_tf AS {self._left_tf_sql}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE right_tf AS {self._right_tf_sql}")

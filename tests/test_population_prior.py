@@ -80,25 +80,27 @@ def test_a_population_counts_once_then_follows_the_engines_batches_and_others_wr
     con.execute("CREATE TABLE records AS SELECT i FROM range(40) t(i)")
     population, config = MasterPopulation(), ScoringConfig()
 
-    def batch(children: int, records: int) -> None:
-        population.begin_batch(con)
+    def batch(children: int, records: int) -> bool:
+        """Whether the batch found that someone else wrote."""
+        others_wrote = population.begin_batch(con)
         con.execute("INSERT INTO records SELECT i FROM range(?) t(i)", [records])
         population.weight_shift(con, model, config)
         con.execute("INSERT INTO children (status) SELECT 'active' FROM range(?)", [children])
         population.batch_wrote(con, children)
+        return others_wrote
 
     assert population.children is None
-    batch(2, 3)
+    assert not batch(2, 3)
     assert population.children == 12  # counted (10), then the batch's own 2
     con.execute("UPDATE children SET status = 'merged' WHERE row_no = 1")  # drew no row_no
-    batch(0, 5)
+    assert not batch(0, 5)
     assert population.children == 12  # kept in step, not counted again
     con.execute("INSERT INTO children (status) VALUES ('active')")  # a person's act
-    batch(0, 5)
+    assert batch(0, 5)
     assert population.children == 12  # 13 rows, one of them merged: counted again
     con.execute("DELETE FROM children WHERE row_no = 2")  # a purge: the child and its records
     con.execute("DELETE FROM records WHERE i = 0")
-    batch(1, 1)
+    assert batch(1, 1)
     assert population.children == 12  # 11 counted, and the batch's own
     population.forget()  # a batch rolled back
     assert population.children is None

@@ -53,7 +53,9 @@ class MasterPopulation:
     """The children a master holds (not merged), for one engine's batches: counted once, then
     kept in step with the children its batches create and merge, and counted again whenever
     someone else may have written (a person's act, a purge) or a batch rolled back: call
-    `begin_batch` before a batch writes, `weight_shift` for its prior, `batch_wrote` after.
+    `begin_batch` before a batch writes (it says whether anyone else wrote, for what else the
+    engine holds of the master: engine.term_frequencies), `weight_shift` for its prior,
+    `batch_wrote` after.
 
     Counting reads `children`: a busy batch at 1M children paid 6-8 ms for it, more as a
     following session goes on (the rows each batch rewrites stay in the table, deleted, until
@@ -72,11 +74,15 @@ class MasterPopulation:
         """The children as last counted and kept in step since (None: not counted yet)."""
         return self._children
 
-    def begin_batch(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Before this engine's batch writes anything: count again if anyone else wrote."""
-        if self._children is not None and (
-                _records_and_last_child_row(con) != self._after_last_batch):
-            self.forget()
+    def begin_batch(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Before this engine's batch writes anything: whether anyone else wrote since its last
+        batch (then the children are counted again); False before a first batch, or after a
+        rollback, when there is nothing held to be stale."""
+        if self._after_last_batch is None or (
+                _records_and_last_child_row(con) == self._after_last_batch):
+            return False
+        self.forget()
+        return True
 
     def weight_shift(self, con: duckdb.DuckDBPyConnection, model: CompiledModel,
                      config: ScoringConfig, pending_records: int = 0) -> float:
@@ -96,7 +102,7 @@ class MasterPopulation:
         children (new ones less the merged)."""
         if self._children is not None:  # else the next batch counts them
             self._children += children_added
-            self._after_last_batch = _records_and_last_child_row(con)
+        self._after_last_batch = _records_and_last_child_row(con)
 
     def forget(self) -> None:
         """Count again (a batch rolled back, or someone else wrote)."""
