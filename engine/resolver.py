@@ -125,7 +125,7 @@ class Resolver:
         self._right_tf_sql = with_shares_sql(model, "right_records", "batch_tf_shares")
         self._support = SupportLookup(
             con, model, config.decision.merge_support_threshold, tf_min, with_new=True,
-            locator=self._locator,
+            locator=self._locator, held_tf=self._held_tf,
         )
         self._writer = ChangeWriter(model, config, self._locator)
         self.population = MasterPopulation()  # its children, for the prior

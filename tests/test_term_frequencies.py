@@ -15,12 +15,15 @@ from engine.candidates import (
 from engine.config import EngineConfig
 from engine.governance.retention import _purge
 from engine.master_store import open_master
+from engine.resolution.neighbourhood import SupportLookup
 from engine.resolver import Resolver
 from engine.term_frequencies import HeldTermFrequencies
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update
 from streams.generator import generate
 from streams.snapshot import read_updates
+from tests.test_entity_graph import NAMED_LATER, NAMELESS_CLAIM, TWIN_A, TWIN_B
+from tests.test_governance_helpers import governed_master, ingest
 
 
 @pytest.mark.parametrize("min_values", [0, 7, 1000])
@@ -83,13 +86,35 @@ def test_a_following_engine_scores_as_a_loading_one_before_and_after_a_purge(
                 con.commit()
         for resolver in resolvers.values():
             resolver.resolve(updates[start:start + 9])
-    pairs, counts = {}, {}
+    pairs, decisions, counts = {}, {}, {}
     for following, con in masters.items():
         pairs[following] = con.execute(
             "SELECT uid_a, uid_b, probability FROM scored_pairs ORDER BY ALL").fetchall()
+        decisions[following] = con.execute(
+            "SELECT feed, record_id, decision, match_probability FROM links ORDER BY ALL"
+        ).fetchall()
         counts[following] = con.execute(
             "SELECT * FROM term_frequencies ORDER BY ALL").fetchall()
         con.close()
     assert counts[True] == counts[False]
     assert len(pairs[True]) > 50
     assert pairs[True] == pairs[False]
+    assert decisions[True] == decisions[False]
+
+
+def test_the_merge_support_check_scores_with_the_same_shares_held_or_read(
+    model: CompiledModel, tmp_path: Path
+):
+    """The merge-support check (rule 3) scores two groups of records; a following engine's
+    looks their shares up in the held counts (its `support_tf` is what it scored)."""
+    con = governed_master(tmp_path / "master.duckdb")
+    for update in (TWIN_A, TWIN_B, NAMELESS_CLAIM, NAMED_LATER):
+        ingest(con, model, [update])
+    scored = {}
+    for held in (HeldTermFrequencies(model.tf_columns, 0), None):
+        support = SupportLookup(con, model, 0.5, 0, with_new=False, held_tf=held)
+        assert support([(["gro:a"], ["census:b", "dwp:d"])]) == [True]
+        scored[held is None] = con.execute("SELECT * FROM support_tf ORDER BY ALL").fetchall()
+    con.close()
+    assert scored[True] == scored[False]
+    assert len(scored[True]) == 3 and all(row[-1] is not None for row in scored[True])

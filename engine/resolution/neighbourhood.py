@@ -15,10 +15,11 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from engine.candidates import record_columns_sql, with_term_frequencies_sql
+from engine.candidates import record_columns_sql, with_shares_sql, with_term_frequencies_sql
 from engine.record_locator import RecordLocator, pairs_of, records_of
 from engine.resolution.graph import SETTLED, Neighbourhood, Pair, Record
 from engine.resolution.prior import probability_sql
+from engine.term_frequencies import HeldTermFrequencies
 from linkage_models.scoring import CompiledModel
 
 NEW_RECORDS = "batch_new"
@@ -174,13 +175,18 @@ class SupportLookup:
     all pairs compared (engine.resolution.graph rule 3), for many queries in one SQL pass."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, model: CompiledModel, threshold: float,
-                 tf_min_values: int, with_new: bool, locator: RecordLocator | None = None) -> None:
+                 tf_min_values: int, with_new: bool, locator: RecordLocator | None = None,
+                 held_tf: HeldTermFrequencies | None = None) -> None:
+        """`held_tf`: a following engine's term frequencies, to look the shares up in
+        (engine.term_frequencies) rather than read `term_frequencies` whole."""
         self.con = con
         self.locator = locator
         self.model = model
         self.threshold = threshold
         self.with_new = with_new
         self._tf_sql = with_term_frequencies_sql(model, "support_records", tf_min_values)
+        self.held_tf = held_tf
+        self._held_tf_sql = with_shares_sql(model, "support_records", "support_tf_shares")
         self._score_sql = model.score_sql("support_tf", "support_tf", "support_pairs",
                                           weights_only=True)
         self.weight_shift = 0.0  # the population prior's (engine.resolution.prior), per batch
@@ -215,7 +221,12 @@ class SupportLookup:
             FROM support_queries l JOIN support_queries r
               ON l.query = r.query AND l.side = 0 AND r.side = 1
         """)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE support_tf AS {self._tf_sql}")
+        if self.held_tf is None:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE support_tf AS {self._tf_sql}")
+        else:
+            con.register("support_tf_shares", self.held_tf.shares(con, "support_records"))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE support_tf AS {self._held_tf_sql}")
+            con.unregister("support_tf_shares")
         supported = {row[0] for row in con.sql(f"""
             SELECT DISTINCT l.query
             FROM ({self._score_sql}) s
