@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from typing import Any
 import duckdb
 
 from benchmarks.feeds import hold_back_newest
+from benchmarks.measure import copy_master
 from engine.config import EngineConfig
 from engine.feed_source import feed_files_in_order
 from engine.master_store import configure_store, open_master
@@ -127,7 +127,7 @@ def profile(master: Path, updates: list[Update], batch_size: int, explain: bool,
     what following holds, if `following`)."""
     with tempfile.TemporaryDirectory() as work:
         copy = Path(work) / "master.duckdb"
-        shutil.copyfile(master, copy)
+        copy_master(master, copy)
         config = EngineConfig()
         con = open_master(copy, wait_s=5)
         configure_store(con, config.store)

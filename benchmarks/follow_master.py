@@ -27,6 +27,7 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks.feeds import cached_feeds, hold_back_newest
+from benchmarks.measure import copy_master
 from benchmarks.plan import BenchPlan, FollowPlan
 from benchmarks.report import machine, write_json
 from benchmarks.suite import follow_phase
@@ -50,10 +51,7 @@ def follow_master(plan: BenchPlan, children: int, master: Path, console: Console
     shutil.rmtree(work / "bulk")
     db = work / "master.duckdb"
     with console.status(f"copying {master}"):
-        shutil.copyfile(master, db)
-        if master.with_name(master.name + ".wal").is_file():
-            shutil.copyfile(master.with_name(master.name + ".wal"),
-                            db.with_name(db.name + ".wal"))
+        copy_master(master, db)
     began = time.monotonic()
     follow = follow_phase(plan, db, lines, work / "follow", console)
     return {

@@ -10,6 +10,8 @@ highest sample: a spike shorter than the interval can be missed.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -52,6 +54,25 @@ class MeasuredRun:
         if not lines:
             raise MeasuredCommandError(f"no JSON object on stdout: {self.stdout[-300:]!r}")
         return lines[-1]
+
+
+def copy_master(master: Path, target: Path) -> None:
+    """Copy the master file `master` and its write-ahead log, if any, to `target` (and its log),
+    each written through to disk before this returns. A fresh copy leaves gigabytes of dirty
+    pages that the kernel writes back ~30 s later, and the engine's commits, each of which syncs
+    its log, then wait behind that: at 1M children two commits of 160-270 ms in the middle of
+    every follow measurement, which set its p99 (docs/scale.md, midmorning of 2026-12-04)."""
+    for source, copy in ((master, target), (wal_of(master), wal_of(target))):
+        copy.unlink(missing_ok=True)
+        if source.exists():
+            shutil.copyfile(source, copy)
+            with copy.open("rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def wal_of(db: Path) -> Path:
+    """The write-ahead log DuckDB keeps beside the database file `db`."""
+    return db.with_name(db.name + ".wal")
 
 
 def run_measured(cmd: Sequence[str], log: Path, timeout_s: float) -> MeasuredRun:

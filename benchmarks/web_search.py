@@ -41,6 +41,7 @@ from rich.console import Console
 from benchmarks.engine_bench import bulk_load
 from benchmarks.feeds import HeldBackLine, cached_feeds, hold_back_newest
 from benchmarks.follow import line_latencies, percentiles_ms, run_follow
+from benchmarks.measure import copy_master
 from benchmarks.plan import CACHE_DIR, RESULTS_DIR, FollowPlan
 from benchmarks.report import machine, write_json
 from engine.governance.service import socket_path_for
@@ -188,10 +189,7 @@ def _copied_master(master: Path, run_dir: Path, console: Console) -> tuple[Path,
     run_dir.mkdir(parents=True, exist_ok=True)
     db = run_dir / "master.duckdb"
     with console.status(f"copying {master}"):
-        for source, target in ((master, db), (_wal(master), _wal(db))):
-            target.unlink(missing_ok=True)
-            if source.exists():
-                shutil.copyfile(source, target)
+        copy_master(master, db)
     con = duckdb.connect(str(db), read_only=True)
     try:
         records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
@@ -243,10 +241,6 @@ def _build_search_index(db: Path) -> float:
         return time.perf_counter() - began
     finally:
         con.close()
-
-
-def _wal(path: Path) -> Path:
-    return path.with_name(path.name + ".wal")
 
 
 class SearchPage:
