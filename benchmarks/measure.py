@@ -62,7 +62,7 @@ def copy_master(master: Path, target: Path) -> None:
     pages that the kernel writes back ~30 s later, and the engine's commits, each of which syncs
     its log, then wait behind that: at 1M children two commits of 160-270 ms in the middle of
     every follow measurement, which set its p99 (docs/scale.md, midmorning of 2026-12-04)."""
-    for source, copy in ((master, target), (wal_of(master), wal_of(target))):
+    for source, copy in ((master, target), (_wal_of(master), _wal_of(target))):
         copy.unlink(missing_ok=True)
         if source.exists():
             shutil.copyfile(source, copy)
@@ -70,7 +70,7 @@ def copy_master(master: Path, target: Path) -> None:
                 os.fsync(handle.fileno())
 
 
-def wal_of(db: Path) -> Path:
+def _wal_of(db: Path) -> Path:
     """The write-ahead log DuckDB keeps beside the database file `db`."""
     return db.with_name(db.name + ".wal")
 
