@@ -91,8 +91,9 @@ class GoldenFold:
                                   f"{fields} FROM previous_children {not_rebuilt}")
         self._write_sqls = [
             """
-            DELETE FROM children WHERE row_no IN (SELECT row_no FROM previous_children)
-              AND child_id IN (SELECT child_id FROM golden)
+            DELETE FROM children WHERE row_no IN (
+                SELECT row_no FROM previous_children
+                WHERE child_id IN (SELECT child_id FROM golden))
             """,
             f"""
             INSERT INTO children BY NAME
