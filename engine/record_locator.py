@@ -142,28 +142,25 @@ class RecordLocator:
         of the query `values` (a superset: keep the filter on `column`); their numbers are kept
         in temporary table `name`."""
         index = self.by_child if column == "child_id" else self.by_uid
-        _store_numbers(con, name, "record_no", self._find(con, index, values))
-        return f"(SELECT * FROM records WHERE record_no IN (SELECT record_no FROM {name}))"
+        return _narrowed(con, "records", "record_no", name, self._find(con, index, values))
 
     def pairs_of(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> str:
         """A FROM item: `scored_pairs` narrowed to the pairs that may have one of the record ids
         of the query `values` on either side (keep the filter on `uid_a`/`uid_b`)."""
-        numbers = self._find(con, self.pairs, values)
-        _store_numbers(con, name, "pair_no", numbers)
-        return f"(SELECT * FROM scored_pairs WHERE pair_no IN (SELECT pair_no FROM {name}))"
+        return _narrowed(con, "scored_pairs", "pair_no", name,
+                         self._find(con, self.pairs, values))
 
     def rows_of_children(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> str:
         """A FROM item: `children` narrowed to the rows that may be of one of the child ids of
         the query `values` (keep the filter on `child_id`)."""
         self.children.catch_up(con)
-        _store_numbers(con, name, "row_no", self._find(con, self.children, values))
-        return children_rows_sql(name)
+        return _narrowed(con, "children", "row_no", name,
+                         self._find(con, self.children, values))
 
     def xref_of(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> str:
         """A FROM item: `xref` narrowed to the rows whose key (`XREF_KEY`) may be one of the
         values of the query `values` (keep the filter on `feed` and `source_key`)."""
-        _store_numbers(con, name, "xref_no", self._find(con, self.xref, values))
-        return f"(SELECT * FROM xref WHERE xref_no IN (SELECT xref_no FROM {name}))"
+        return _narrowed(con, "xref", "xref_no", name, self._find(con, self.xref, values))
 
     @staticmethod
     def _find(con: duckdb.DuckDBPyConnection, index: KeyIndex, values: str) -> np.ndarray:
@@ -184,9 +181,26 @@ _PAIR_ENDS = ("(SELECT uid_a AS uid, pair_no FROM scored_pairs "
 
 
 def children_rows_sql(name: str) -> str:
-    """The FROM item `rows_of_children` returns for table `name` (statements built once can
-    name it before the table exists)."""
-    return f"(SELECT * FROM children WHERE row_no IN (SELECT row_no FROM {name}))"
+    """The FROM item `rows_of_children` returns for table `name` when it holds numbers
+    (statements built once can name it before the table exists)."""
+    return _numbered_sql("children", "row_no", name)
+
+
+def _narrowed(con: duckdb.DuckDBPyConnection, table: str, column: str, name: str,
+              numbers: np.ndarray) -> str:
+    """A FROM item: the rows of `table` whose `column` is one of `numbers`, which are kept in
+    temporary table `name`. No numbers give a FROM item DuckDB knows is empty without reading
+    `table`: a join with an empty table of numbers still reads the first vectors of every
+    column it wants (a moved batch's records of rebuilt children, with none rebuilt: 6 ms),
+    and most batches look up no neighbourhood records, must-links or review items."""
+    _store_numbers(con, name, column, numbers)
+    if not len(numbers):
+        return f"(SELECT * FROM {table} WHERE false)"
+    return _numbered_sql(table, column, name)
+
+
+def _numbered_sql(table: str, column: str, name: str) -> str:
+    return f"(SELECT * FROM {table} WHERE {column} IN (SELECT {column} FROM {name}))"
 
 
 def _store_numbers(con: duckdb.DuckDBPyConnection, name: str, column: str,
