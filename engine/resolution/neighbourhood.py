@@ -118,12 +118,14 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
         SELECT DISTINCT o.child_id FROM open_items o
         JOIN ({_paired_with_sql("seed_records", seed_pairs)}) p ON p.other = o.uid
     """)
-    con.execute("""
+    near = con.execute("""
         CREATE OR REPLACE TEMP TABLE open_item_records AS
         SELECT uid AS unique_id, child_id FROM open_items
         WHERE child_id IN (SELECT child_id FROM next_items)
            OR child_id IN (SELECT child_id FROM hood_children)
-    """)
+    """).fetchall()[0][0]
+    if not near:  # no open item is next to the seeds (most batches): ~7 ms of statements less
+        return
     item_pairs = _stored_pairs_of(locator, con, "SELECT unique_id FROM open_item_records",
                                   "item_pair_nos", "item_pairs")
     con.execute(f"""
