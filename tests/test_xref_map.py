@@ -115,8 +115,8 @@ def test_after_a_batch_rolled_back_the_xref_map_is_read_again(
     resolver.resolve(first)
     apply = ChangeWriter._write_review_items
 
-    def fail_after_the_moves(self, con: duckdb.DuckDBPyConnection, by) -> None:
-        apply(self, con, by)
+    def fail_after_the_moves(self, con: duckdb.DuckDBPyConnection, *args) -> None:
+        apply(self, con, *args)
         raise duckdb.IOException("disk full")  # the map has learned this batch's moves
 
     monkeypatch.setattr(ChangeWriter, "_write_review_items", fail_after_the_moves)
