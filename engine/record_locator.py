@@ -4,9 +4,11 @@ the whole record index or the whole graph.
 
 DuckDB filters `records` on `child_id` or `unique_id` by reading that column for all 7.7M rows
 of a 1M-children master (and, for wide rows, much more); a filter on `record_no`, the order the
-rows were appended in, reads only the blocks that hold the wanted numbers. So `records_of`
-returns `records` narrowed to the record numbers the in-memory indexes give for the wanted keys,
-and the caller keeps its own filter on `child_id` or `unique_id`, which drops any stale entry;
+rows were appended in, reads only the blocks that hold the wanted numbers (for up to 50
+numbers; beyond, `record_no` whole, and still only the wanted rows' vectors of the other
+columns). So `records_of` returns `records` narrowed to the record numbers the in-memory
+indexes give for the wanted keys, and the caller keeps its own filter on `child_id` or
+`unique_id`, which drops any stale entry;
 `pairs_of` likewise narrows `scored_pairs` by `pair_no` to the pairs of given record ids, and
 `rows_of_children` `children` by `row_no` to the rows of given children (a child's row is written
 anew, with a new number, at every change: an old number finds no row), and `xref_of` `xref` by
