@@ -130,7 +130,7 @@ def profile(master: Path, updates: list[Update], batch_size: int, explain: bool,
         copy_master(master, copy)
         config = EngineConfig()
         con = open_master(copy, wait_s=5)
-        configure_store(con, config.store)
+        configure_store(con, config.store, following=following)
         timed = TimedConnection(con, explain)
         began = time.perf_counter()
         resolver = Resolver(timed, CompiledModel.from_json(DEFAULT_MODEL_PATH), config,

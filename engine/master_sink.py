@@ -106,7 +106,7 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         self, step_id: str, for_part: str, resume_state: None
     ) -> MasterWriterPartition:
         con = open_master(self.db_path, wait_s=ENGINE_OPEN_WAIT_S)
-        configure_store(con, self.config.store)
+        configure_store(con, self.config.store, following=self.follow)
         model = CompiledModel.from_json(self.model_path)
         started = time.monotonic()
         # its setup commits before people's acts

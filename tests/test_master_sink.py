@@ -1,13 +1,18 @@
 """The bulk load's pipeline: one batch resolved while the next is gathered, in order, and
-nothing resolved after a failure (its feed positions would pass over the failed batch)."""
+nothing resolved after a failure (its feed positions would pass over the failed batch); a
+following engine's master planned without the optimizers its small batches do without."""
 
 import threading
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from engine.master_sink import BatchPipeline
+from engine.config import EngineConfig
+from engine.master_sink import BatchPipeline, MasterSink
+from engine.master_store import FOLLOWING_DISABLED_OPTIMIZERS
+from linkage_models.scoring import DEFAULT_MODEL_PATH
 
 
 @pytest.fixture
@@ -76,3 +81,18 @@ def test_the_last_batchs_failure_is_handed_on_when_the_pipeline_finishes(
     pipeline.submit(failing)
     pipeline.finish()
     assert [str(f) for f in failures] == ["writing the master failed: disk full"]
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["bulk load", "following"])
+def test_only_a_following_engine_plans_without_the_optimizers_its_batches_do_without(
+    tmp_path: Path, follow: bool
+):
+    sink = MasterSink(tmp_path / "m.duckdb", DEFAULT_MODEL_PATH, EngineConfig(), follow=follow)
+    partition = sink.build_part("master", "master", None)
+    try:
+        (disabled,), = partition.resolver.con.execute(
+            "SELECT current_setting('disabled_optimizers')").fetchall()
+    finally:
+        partition.close()
+    expected = set(FOLLOWING_DISABLED_OPTIMIZERS) if follow else set()
+    assert {name for name in disabled.split(",") if name} == expected

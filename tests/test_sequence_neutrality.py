@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.config import EngineConfig
-from engine.master_store import open_master
+from engine.master_store import configure_store, open_master
 from engine.resolver import Resolver
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update
@@ -29,9 +29,10 @@ def small_feed(tmp_path_factory: pytest.TempPathFactory) -> list[Update]:
 def children_apart_from_review(updates: list[Update], sizes: list[int], model: CompiledModel,
                                db: Path, following: bool = False) -> set[frozenset[str]]:
     """Resolve `updates` in batches of the given sizes (the last takes the rest) into a new
-    master, by a resolver that holds what following holds in memory or not; its children,
-    without the records queued for review."""
+    master, by a resolver that holds what following holds in memory (and plans as following
+    does) or not; its children, without the records queued for review."""
     con = open_master(db)
+    configure_store(con, EngineConfig().store, following=following)
     resolver = Resolver(con, model, EngineConfig(), following=following)
     start = 0
     for size in [*sizes, len(updates)]:

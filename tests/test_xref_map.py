@@ -13,7 +13,7 @@ import pytest
 
 import engine.xref_map as xref_map
 from engine.config import EngineConfig
-from engine.master_store import MasterStoreError, open_master
+from engine.master_store import MasterStoreError, configure_store, open_master
 from engine.record_locator import RecordLocator
 from engine.resolution.changes import ChangeWriter
 from engine.resolver import Resolver
@@ -80,6 +80,7 @@ def test_the_xref_map_follows_the_engines_keys_and_moves_and_peoples_acts(
 ):
     monkeypatch.setattr(xref_map, "RECENT_KEYS", 50)  # new keys merged into the arrays often
     con = open_master(tmp_path / "held.duckdb")
+    configure_store(con, EngineConfig().store, following=True)  # planned as following is
     resolver = Resolver(con, model, EngineConfig(), following=True)
     batches = [*fragment_joined(), *(population[start:start + 30]
                                      for start in range(0, len(population), 30))]
