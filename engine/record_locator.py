@@ -141,8 +141,8 @@ class RecordLocator:
     def records_of(self, con: duckdb.DuckDBPyConnection, column: Column, values: str,
                    name: str) -> str:
         """A FROM item: `records` narrowed to the rows whose `column` may be one of the values
-        of the query `values` (a superset: keep the filter on `column`); their numbers are kept
-        in temporary table `name`."""
+        of the query `values` (a superset: keep the filter on `column`); `name`: the temporary
+        table that holds their numbers if they are too many to write into the FROM item."""
         index = self.by_child if column == "child_id" else self.by_uid
         return _narrowed(con, "records", "record_no", name, self._find(con, index, values))
 
@@ -182,45 +182,33 @@ _PAIR_ENDS = ("(SELECT uid_a AS uid, pair_no FROM scored_pairs "
               "UNION ALL SELECT uid_b, pair_no FROM scored_pairs) pair_ends")
 
 
-def children_rows_sql(name: str) -> str:
-    """The FROM item `rows_of_children` returns for table `name` when it holds numbers
-    (statements built once can name it before the table exists)."""
-    return _numbered_sql("children", "row_no", name)
-
-
 def _narrowed(con: duckdb.DuckDBPyConnection, table: str, column: str, name: str,
               numbers: np.ndarray) -> str:
-    """A FROM item: the rows of `table` whose `column` is one of `numbers`, which are kept in
+    """A FROM item: the rows of `table` whose `column` is one of `numbers`. Up to
+    `_NUMBERS_INLINE` numbers are written into it as one text constant (a statement less than
+    keeping them in a table, ~1 ms, for each of a following batch's ~10 look-ups, and read the
+    same way: a semi-join whose build side's range filters the scan); more are kept in
     temporary table `name`. No numbers give a FROM item DuckDB knows is empty without reading
     `table`: a join with an empty table of numbers still reads the first vectors of every
     column it wants (a moved batch's records of rebuilt children, with none rebuilt: 6 ms),
     and most batches look up no neighbourhood records, must-links or review items."""
-    _store_numbers(con, name, column, numbers)
     if not len(numbers):
         return f"(SELECT * FROM {table} WHERE false)"
-    return _numbered_sql(table, column, name)
-
-
-def _numbered_sql(table: str, column: str, name: str) -> str:
-    return f"(SELECT * FROM {table} WHERE {column} IN (SELECT {column} FROM {name}))"
-
-
-def _store_numbers(con: duckdb.DuckDBPyConnection, name: str, column: str,
-                   numbers: np.ndarray) -> None:
     numbers = numbers.astype(np.int64)
-    if len(numbers) <= _NUMBERS_AS_PARAMETER:  # one statement, not register, create, unregister
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
-                    f"SELECT unnest(?::BIGINT[]) AS {column}", [numbers])
-        return
+    if len(numbers) <= _NUMBERS_INLINE:
+        listed = ",".join(map(str, numbers.tolist()))
+        return (f"(SELECT * FROM {table} WHERE {column} IN "
+                f"(SELECT unnest(string_split('{listed}', ',')::BIGINT[])))")
     con.register(f"{name}_arrow", pa.table({column: numbers}))
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
     con.unregister(f"{name}_arrow")
+    return f"(SELECT * FROM {table} WHERE {column} IN (SELECT {column} FROM {name}))"
 
 
-# Up to this many numbers are passed to DuckDB as one list parameter (~1 ms less than an Arrow
-# table registered and unregistered, for a few numbers); beyond, a list parameter's conversion
-# costs more (500,000 numbers: 0.4 s) than the Arrow table.
-_NUMBERS_AS_PARAMETER = 1000
+# Up to this many numbers are written into the statement that reads their rows (a following
+# batch's look-ups find a few hundred); more (a bulk load's tens of thousands) are kept in a
+# table, from an Arrow table (as a list in SQL, 500,000 numbers cost 0.4 s to convert).
+_NUMBERS_INLINE = 1000
 
 
 def pairs_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,

@@ -57,9 +57,7 @@ class GoldenFold:
     """Folds every record of table `placed` (with at least `FOLDED_COLUMNS`) into
     its child's golden row, creating the rows of new children (statements built once).
     `rebuilt(child_id)`: children whose golden values come from `placed` alone (it holds all
-    their records), not from their current row (None: there are none). `children`: where to
-    read the current rows of the children of `placed` from (`children`, or a part of it
-    holding them all).
+    their records), not from their current row (None: there are none).
 
     The fold runs in DuckDB (`_fold_sql`) or, for at most `PYTHON_FOLD_RECORDS` records, in
     Python (`fold_few`), which gives the same rows without DuckDB planning ~450 expressions.
@@ -70,15 +68,11 @@ class GoldenFold:
     the child's previous row.
     """
 
-    def __init__(self, config: SurvivorshipConfig, placed: str, rebuilt: str | None,
-                 children: str = "children") -> None:
+    def __init__(self, config: SurvivorshipConfig, placed: str, rebuilt: str | None) -> None:
         self.config = config
+        self.placed = placed
         fields = ", ".join(GOLDEN_FIELDS)
         not_rebuilt = f"WHERE child_id NOT IN (SELECT child_id FROM {rebuilt})" if rebuilt else ""
-        self._previous_sql = f"""
-            CREATE OR REPLACE TEMP TABLE previous_children AS
-            SELECT * FROM {children} WHERE child_id IN (SELECT child_id FROM {placed})
-        """
         candidates = f"""
             {_placed_candidates_sql(placed, config)}
             UNION ALL BY NAME
@@ -111,9 +105,15 @@ class GoldenFold:
             """,
         ]
 
-    def run(self, con: duckdb.DuckDBPyConnection, records: int) -> None:
-        """Fold the `records` records of `placed` (in the caller's transaction)."""
-        con.execute(self._previous_sql)
+    def run(self, con: duckdb.DuckDBPyConnection, records: int, children: str = "children"
+            ) -> None:
+        """Fold the `records` records of `placed` (in the caller's transaction). `children`:
+        where to read the current rows of their children from (`children`, or a part of it
+        holding them all)."""
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE previous_children AS
+            SELECT * FROM {children} WHERE child_id IN (SELECT child_id FROM {self.placed})
+        """)
         if records > PYTHON_FOLD_RECORDS:
             con.execute(self._fold_sql)
         else:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 import engine.key_index as key_index
+import engine.record_locator as record_locator
 from engine.config import EngineConfig
 from engine.key_index import KEY_BITS, KeyIndex
 from engine.master_store import open_master
@@ -119,9 +120,12 @@ def _located(con: duckdb.DuckDBPyConnection, locator: RecordLocator,
     return found
 
 
+@pytest.mark.parametrize("numbers", ["inline", "in a table"])
 def test_the_record_locator_follows_new_records_moves_and_peoples_acts(
-    tmp_path: Path, model: CompiledModel
+    tmp_path: Path, model: CompiledModel, numbers: str, monkeypatch: pytest.MonkeyPatch
 ):
+    if numbers == "in a table":  # as a bulk load's look-ups of more than a thousand rows are
+        monkeypatch.setattr(record_locator, "_NUMBERS_INLINE", 0)
     generate(children=60, seed=5, out=tmp_path)
     updates = [Update(**u) for u in read_updates(tmp_path / "feeds").updates.to_pylist()]
     con = open_master(tmp_path / "master.duckdb")

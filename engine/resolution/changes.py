@@ -23,7 +23,6 @@ from engine.config import EngineConfig
 from engine.record_locator import (
     XREF_KEY,
     RecordLocator,
-    children_rows_sql,
     records_of,
     xref_of,
 )
@@ -65,11 +64,9 @@ class ChangeWriter:
         self.config = config
         self.locator = locator
         self._index_sqls = index_records_sqls(model, "new_records")
-        rows = children_rows_sql("placed_child_rows") if locator else "children"
         # by whether records moved (then table `rebuilt` lists the children that lost some)
         self._golden_folds = {
-            rebuilt: GoldenFold(config.survivorship, "placed", "rebuilt" if rebuilt else None,
-                                rows)
+            rebuilt: GoldenFold(config.survivorship, "placed", "rebuilt" if rebuilt else None)
             for rebuilt in (True, False)
         }
 
@@ -255,9 +252,9 @@ class ChangeWriter:
         given (reading every child id took a batch at 1M children ~5 ms)."""
         by_number = ""
         if self.locator:
-            self.locator.rows_of_children(con, "SELECT merged_child_id FROM merges_now",
-                                          "merged_child_rows")
-            by_number = "AND children.row_no IN (SELECT row_no FROM merged_child_rows)"
+            rows = self.locator.rows_of_children(con, "SELECT merged_child_id FROM merges_now",
+                                                 "merged_child_rows")
+            by_number = f"AND children.row_no IN (SELECT row_no FROM {rows})"
         con.execute(f"""
             UPDATE children SET status = 'merged', merged_into = m.into_child_id,
                                 updated_at = now()
@@ -282,10 +279,10 @@ class ChangeWriter:
             return
         records = con.execute("CREATE OR REPLACE TEMP TABLE placed AS "
                               + "\nUNION ALL BY NAME\n".join(parts)).fetchall()[0][0]
-        if self.locator:  # the rows of the children placed, for the golden statements
-            self.locator.rows_of_children(con, "SELECT DISTINCT child_id FROM placed",
-                                          "placed_child_rows")
-        self._golden_folds[placed.moved].run(con, records)
+        rows = self.locator.rows_of_children(
+            con, "SELECT DISTINCT child_id FROM placed", "placed_child_rows"
+        ) if self.locator else "children"
+        self._golden_folds[placed.moved].run(con, records, rows)
 
     def _moved_and_rebuilt_records_sqls(self, con: duckdb.DuckDBPyConnection) -> list[str]:
         """The records moved to a child not rebuilt, and every record of a rebuilt child (whose
