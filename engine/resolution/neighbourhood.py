@@ -73,18 +73,20 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: boo
           USING (feed, record_id)
         {new_part}
     """)
-    rows = con.sql("SELECT * FROM hood_records").fetchall()
+    # `execute`, not `sql`: DuckDB 2.0.1's `sql(...)` binds a statement once more before it
+    # runs it (~0.8 ms a fetch, four a batch)
+    rows = con.execute("SELECT * FROM hood_records").fetchall()
     records = {
         uid: Record(uid, child, feed, key, order, decision)
         for uid, child, feed, key, order, decision in rows
     }
     hood_pairs = pairs_of(locator, con, "SELECT unique_id FROM hood_records", "hood_pair_nos")
-    pairs = con.sql(f"""
+    pairs = con.execute(f"""
         SELECT uid_a, uid_b, probability FROM {hood_pairs}
         WHERE uid_a IN (SELECT unique_id FROM hood_records)
           AND uid_b IN (SELECT unique_id FROM hood_records)
     """).fetchall()
-    constraints = con.sql("""
+    constraints = con.execute("""
         SELECT kind, uid_a, uid_b FROM constraints
         WHERE uid_a IN (SELECT unique_id FROM hood_records)
           AND uid_b IN (SELECT unique_id FROM hood_records)
@@ -229,7 +231,7 @@ class SupportLookup:
             con.register("support_tf_shares", self.held_tf.shares(con, "support_records"))
             con.execute(f"CREATE OR REPLACE TEMP TABLE support_tf AS {self._held_tf_sql}")
             con.unregister("support_tf_shares")
-        supported = {row[0] for row in con.sql(f"""
+        supported = {row[0] for row in con.execute(f"""
             SELECT DISTINCT l.query
             FROM ({self._score_sql}) s
             JOIN support_queries l ON l.unique_id = s.unique_id_l AND l.side = 0
