@@ -120,6 +120,31 @@ def _located(con: duckdb.DuckDBPyConnection, locator: RecordLocator,
     return found
 
 
+
+@pytest.mark.parametrize("numbers", ["inline", "in a table"])
+def test_a_child_the_engine_emptied_is_marked_merged_into_the_child_that_took_its_records(
+    tmp_path: Path, model: CompiledModel, numbers: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The merged children's rows are found by number (the locator): each child left without
+    records is marked merged into the one its merge names, and no other child is."""
+    if numbers == "in a table":
+        monkeypatch.setattr(record_locator, "_NUMBERS_INLINE", 0)
+    generate(children=300, seed=7, out=tmp_path)
+    updates = [Update(**u) for u in read_updates(tmp_path / "feeds").updates.to_pylist()]
+    con = open_master(tmp_path / "master.duckdb")
+    resolver = Resolver(con, model, EngineConfig(), following=True)
+    for start in range(0, len(updates), 30):  # small batches: redo merges children
+        resolver.resolve(updates[start:start + 30])
+    merges = con.execute("SELECT merged_child_id, into_child_id FROM merges "
+                         "WHERE decided_by = 'engine' ORDER BY 1").fetchall()
+    assert merges, "the test must have the engine merge children"
+    assert con.execute("SELECT child_id, merged_into FROM children WHERE status = 'merged' "
+                       "ORDER BY 1").fetchall() == merges
+    assert con.execute("""
+        SELECT count(*) FROM children c WHERE status <> 'merged'
+          AND child_id NOT IN (SELECT child_id FROM records)
+    """).fetchall() == [(0,)]
+
 @pytest.mark.parametrize("numbers", ["inline", "in a table"])
 def test_the_record_locator_follows_new_records_moves_and_peoples_acts(
     tmp_path: Path, model: CompiledModel, numbers: str, monkeypatch: pytest.MonkeyPatch
