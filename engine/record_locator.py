@@ -197,12 +197,13 @@ def _narrowed(con: duckdb.DuckDBPyConnection, table: str, column: str, name: str
     numbers = numbers.astype(np.int64)
     if len(numbers) <= _NUMBERS_INLINE:
         listed = ",".join(map(str, numbers.tolist()))
-        return (f"(SELECT * FROM {table} WHERE {column} IN "
-                f"(SELECT unnest(string_split('{listed}', ',')::BIGINT[])))")
-    con.register(f"{name}_arrow", pa.table({column: numbers}))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
-    con.unregister(f"{name}_arrow")
-    return f"(SELECT * FROM {table} WHERE {column} IN (SELECT {column} FROM {name}))"
+        wanted = f"SELECT unnest(string_split('{listed}', ',')::BIGINT[])"
+    else:
+        con.register(f"{name}_arrow", pa.table({column: numbers}))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+        con.unregister(f"{name}_arrow")
+        wanted = f"SELECT {column} FROM {name}"
+    return f"(SELECT * FROM {table} WHERE {column} IN ({wanted}))"
 
 
 # Up to this many numbers are written into the statement that reads their rows (a following
