@@ -33,6 +33,7 @@ from engine.governance import (
 from engine.governance.audit import AuditEntry, ExportedHead, append_entry, verify_chain
 from engine.governance.errors import AccessRefused, GovernanceError
 from engine.governance.policy import DEFAULT_POLICY, GovernancePolicy
+from engine.governance.search_index import upkeep_paused
 from linkage_models.scoring import CompiledModel
 from streams.normalise import printable
 
@@ -461,12 +462,14 @@ def _audit_verify(ctx: Context) -> Outcome:
 
 
 def _backup(ctx: Context) -> Outcome:
-    """Under the write lock, so between batches: a copy of the master as of one batch."""
+    """Under the write lock, so between batches: a copy of the master as of one batch (and
+    between two upkeeps of the search index: its checkpoint fails beside their transactions)."""
     out = Path(ctx.args["out"])
     if not out.is_absolute():
         raise GovernanceError("the backup folder must be an absolute path")
     try:
-        return Outcome(write_backup(ctx.con, out))
+        with upkeep_paused():
+            return Outcome(write_backup(ctx.con, out))
     except BackupError as err:
         raise GovernanceError(str(err)) from err
 

@@ -31,7 +31,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -63,6 +64,14 @@ class IndexState:
     signature: str
     sorted_rows: int
     indexed_up_to: int
+
+
+@contextmanager
+def upkeep_paused() -> Iterator[None]:
+    """No upkeep of the index meanwhile (it writes in a transaction of its own, beside which a
+    checkpoint, as a backup makes, fails)."""
+    with _UPKEEP:
+        yield
 
 
 def ensure_search_index(
