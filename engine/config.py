@@ -8,7 +8,6 @@ Override any of them with a TOML file (`contactpoint run --config engine.toml`),
 
     [batch]
     max_records = 100000
-    max_latency_ms = 50
 """
 
 from __future__ import annotations
@@ -56,15 +55,15 @@ class ScoringConfig:
 
 @dataclass(frozen=True)
 class BatchConfig:
-    """A batch closes at `max_records` items or, while following, at most `max_latency_ms` after
-    its first item and at least that long after the previous batch (engine.batcher)."""
+    """A batch holds at most `max_records` feed lines. A bulk load's batches hold that many
+    (engine.batcher); a following engine's hold what arrived while the previous batch was
+    resolved (engine.master_sink.BatchPipeline), up to that many."""
 
     # A backlog (a first load, a census, catching up after downtime) is resolved in large
     # set-based passes, which pay the master's per-batch costs (scans, checkpoints) less often
     # and decide more of a child's records together (docs/scale.md); following, batches stay
-    # small by their deadline.
+    # as small as the writer keeps up.
     max_records: int = 100000
-    max_latency_ms: int = 50
 
 
 @dataclass(frozen=True)
@@ -158,6 +157,9 @@ class EngineConfig:
                 raise ConfigError(f"[{section}] is {_RETIRED_SECTIONS[section]}")
             if section not in {f.name for f in fields(cls)} or not isinstance(values, dict):
                 raise ConfigError(f"unknown section [{section}]")
+            for key in values:
+                if f"{section}.{key}" in _RETIRED_KEYS:
+                    raise ConfigError(f"{section}.{key} is {_RETIRED_KEYS[f'{section}.{key}']}")
             current = getattr(config, section)
             known = get_type_hints(type(current))
             unknown = set(values) - set(known)
@@ -238,7 +240,6 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "decision.merge_support_threshold": _PROBABILITY,
     "scoring.tf_min_values": _at_least(0),
     "batch.max_records": _at_least(1),
-    "batch.max_latency_ms": _at_least(1),
     "store.checkpoint_threshold_mb": _at_least(1),
     "store.memory_limit_mb": _at_least(256),
     "store.idle_checkpoint_after_s": _at_least(0.1),
@@ -249,8 +250,13 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "survivorship.source_trust": _RANKS,
 }
 
-# Sections older engines read, and why they are gone.
+# Sections and keys older engines read, and why they are gone.
 _RETIRED_SECTIONS = {
     "recovery": "no longer a setting: the master holds its own feed positions and every run "
                 "resumes from them (docs/operations.md); remove the section",
+}
+_RETIRED_KEYS = {
+    "batch.max_latency_ms": "no longer a setting: while following, a batch takes every line that "
+                            "arrived while the previous one was resolved, and starts as soon as "
+                            "it committed (README: How an update is resolved); remove it",
 }

@@ -87,16 +87,14 @@ def build_flow(
     chunks = op.input("feeds", flow, source)
     parsed = op.map("parse", chunks, FeedParser(frozenset(options.registered_feeds)).parse_chunk)
     keyed = op.key_on("to_master", parsed, lambda _item: MASTER_PARTITION)
-    # A latency bound matters only while following; a bulk load batches by size alone.
-    max_latency = timedelta(milliseconds=config.batch.max_latency_ms) if options.follow else None
     size = config.batch.max_records
     batches = op.stateful_batch(
         "micro_batch", keyed,
-        lambda state: MicroBatcher(size, max_latency, state, counts=is_feed_line),
+        lambda state: MicroBatcher(size, options.follow, state, counts=is_feed_line),
     )
     sink = MasterSink(
         options.db_path, options.model_path, config, on_batch, owns_master=options.owns_master,
-        service=options.service, on_ready=on_ready, follow=options.follow,
+        service=options.service, on_ready=on_ready, follow=options.follow, stop=stop,
     )
     op.output("master", batches, sink)
     return EngineFlow(flow, sink)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, FollowStarted
+from engine.feed_source import StopSignal
 from engine.idle_checkpoint import IdleCheckpointer
 from engine.intake import DeadLetter
 from engine.master_store import ENGINE_OPEN_WAIT_S, configure_store, open_master
@@ -78,8 +78,10 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         service: ServiceFactory | None = None,
         on_ready: Callable[[str], None] | None = None,
         follow: bool = False,
+        stop: StopSignal | None = None,
     ) -> None:
         self.db_path = db_path
+        self.stop = stop
         self.follow = follow
         self.on_ready = on_ready
         self.model_path = model_path
@@ -87,14 +89,19 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
         self.on_batch = on_batch
         self.owns_master = owns_master
         self.service = service
-        # a failure found as the partition closes: Bytewax would turn an error raised there
-        # into a panic, so the run raises it once the dataflow has ended (`raise_failure`)
+        # a batch that failed on the writer's thread: the source is stopped (`stop`) and the
+        # run raises it once the dataflow has ended (`raise_failure`)
         self.failures: list[BaseException] = []
 
     def raise_failure(self) -> None:
-        """Raise the failure of a batch resolved after the dataflow's last write, if any."""
+        """Raise the failure of a batch, if one failed."""
         if self.failures:
             raise self.failures[0]
+
+    def _failed(self, err: BaseException) -> None:
+        self.failures.append(err)
+        if self.stop is not None:
+            self.stop.set()
 
     def list_parts(self) -> list[str]:
         return [MASTER_PARTITION] if self.owns_master else []
@@ -121,49 +128,48 @@ class MasterSink(FixedPartitionedSink[Batch, None]):
             con, Path(f"{self.db_path}.wal"), service.write_lock,
             self.config.store.idle_checkpoint_after_s, self.config.store.idle_checkpoint_min_mb,
         ) if self.follow else None
-        # Following, a batch is resolved as it closes (its latency is the point); a backlog's
-        # next batch is read and parsed while this one is resolved.
-        writer = None if self.follow else BatchPipeline(resolver.con, self.failures.append)
-        return MasterWriterPartition(resolver, service, self.on_batch, idle, writer)
+        # Following, what arrives while a batch is resolved is resolved next, together.
+        max_waiting = self.config.batch.max_records if self.follow else None
+        return MasterWriterPartition(resolver, service, self.on_batch, self._failed,
+                                     idle, max_waiting)
 
 
 class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
+    """Hands each batch, prepared on Bytewax's thread, to the writer (`BatchPipeline`, with
+    `max_waiting`), which resolves it under the service's write lock."""
+
     def __init__(
         self,
         resolver: Resolver,
         service: MasterService,
         on_batch: Callable[[BatchOutcome], None] | None,
+        on_failure: Callable[[BaseException], None],
         idle: IdleCheckpointer | None = None,
-        pipeline: BatchPipeline | None = None,
+        max_waiting: int | None = None,
     ) -> None:
         self.resolver = resolver
         self.service = service
         self.on_batch = on_batch
         self.idle = idle
-        self.pipeline = pipeline
+        self.pipeline = BatchPipeline(resolver.con, self._resolve, on_failure, max_waiting)
 
     def write_batch(self, values: list[Batch]) -> None:
         for batch in values:
             if all(isinstance(item, FollowStarted) for item in batch):
                 continue  # it only had Bytewax build this partition: nothing to write
-            if self.pipeline is None:
-                self._resolve(batch)
-            else:  # prepared here, while the writer resolves the previous batch
-                prepared = PreparedBatch.of(batch)
-                self.pipeline.submit(lambda prepared=prepared: self._resolve(prepared))
+            self.pipeline.submit(PreparedBatch.of(batch))
 
     def snapshot(self) -> None:
         return None
 
     def close(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.finish()
+        self.pipeline.finish()
         if self.idle is not None:
             self.idle.stop()
         self.service.stop()
         self.resolver.con.close()
 
-    def _resolve(self, batch: Batch | PreparedBatch) -> None:
+    def _resolve(self, batch: PreparedBatch) -> None:
         with self.service.write_lock:  # a person's act never races a batch
             outcome = self.resolver.resolve(batch)
             if self.idle is not None:
@@ -173,66 +179,97 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
 
 
 class BatchPipeline:
-    """Resolves one batch at a time on a thread of its own, so that Bytewax reads and parses the
-    next batch meanwhile (DuckDB releases Python's lock while it works): a bulk load's time
-    between batches (reading, parsing, ~13% of it at 100k children, ~28% at 1M) overlaps the
-    resolving.
+    """Resolves batches on a thread of its own, so that Bytewax reads and parses the next ones
+    meanwhile (DuckDB releases Python's lock while it works), in the order submitted, each after
+    the previous one committed.
 
-    Batches are resolved in the order submitted, each after the previous one committed; at most
-    one is being resolved while the next is gathered, so memory holds two batches, not more.
-    After a failure no later batch is resolved (its feed positions would pass over the failed
-    batch's lines); the failure is raised at the next `submit`, or given to `on_failure` if
-    `finish` finds it (the last batch failed). A process that exits meanwhile (a second Ctrl-C)
-    interrupts the batch being resolved, which then rolls back: the next run reads its lines
-    again."""
+    A bulk load (`max_waiting=None`) resolves one batch at a time as submitted: `submit` waits
+    until the previous batch is resolved, so memory holds two batches (one resolved, one
+    gathered), and its time between batches (reading, parsing, ~13% of it at 100k children,
+    ~28% at 1M) overlaps the resolving.
+    A following engine (`max_waiting` updates) resolves together, as one batch, whatever was
+    submitted while it resolved the previous one: the writer starts the next batch as soon as
+    one commits, on lines already read and parsed, and a higher rate makes larger batches
+    (group commit). `submit` waits only while the batches waiting hold `max_waiting` items.
+
+    A failure goes to `on_failure` at once (from the writer's thread), and no later batch is
+    resolved: its feed positions would pass over the failed batch's lines. A process that exits
+    meanwhile (a second Ctrl-C) interrupts the batch being resolved, which then rolls back: the
+    next run reads its lines again."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, on_failure: Callable[[BaseException], None]
+        self, con: duckdb.DuckDBPyConnection, resolve: Callable[[PreparedBatch], None],
+        on_failure: Callable[[BaseException], None], max_waiting: int | None = None,
     ) -> None:
         self._con = con
+        self._resolve = resolve
         self._on_failure = on_failure
-        self._work: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=1)
+        self._max_waiting = max_waiting
+        self._changed = threading.Condition()
+        self._waiting: list[PreparedBatch] = []
+        self._busy = False  # resolving a batch taken from `_waiting`
+        self._finishing = False
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="master-writer", daemon=True)
         self._thread.start()
         atexit.register(self._abandon)
 
-    def submit(self, resolve: Callable[[], None]) -> None:
-        """Resolve `resolve`'s batch once the previous one is done (waits for it)."""
-        self._work.join()
-        self._raise_failure()
-        self._work.put(resolve)
+    def submit(self, batch: PreparedBatch) -> None:
+        """Hand `batch` to the writer (waits while there is no room: see the class); after a
+        failure, nothing more is resolved."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._failure is not None or self._has_room(batch))
+            if self._failure is None:
+                self._waiting.append(batch)
+                self._changed.notify_all()
 
     def finish(self) -> None:
-        """Wait for the last batch and stop the thread; a failure goes to `on_failure`."""
-        self._work.join()
-        self._work.put(None)
+        """Resolve what waits, and stop the thread."""
+        with self._changed:
+            self._finishing = True
+            self._changed.notify_all()
         self._thread.join()
         atexit.unregister(self._abandon)
-        if self._failure is not None:
-            self._on_failure(self._failure)
+
+    def _has_room(self, batch: PreparedBatch) -> bool:
+        if not self._waiting:
+            return self._max_waiting is not None or not self._busy
+        if self._max_waiting is None:
+            return False
+        waiting = sum(b.items for b in self._waiting)
+        return waiting + batch.items <= self._max_waiting
 
     def _run(self) -> None:
-        while (resolve := self._work.get()) is not None:
+        while batches := self._next_batches():
             try:
                 if self._failure is None:
-                    resolve()
-            except BaseException as err:  # raised in the dataflow's thread, not lost here
+                    self._resolve(PreparedBatch.joined(batches))
+            except BaseException as err:
                 self._failure = err
+                self._on_failure(err)
             finally:
-                self._work.task_done()
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
+    def _next_batches(self) -> list[PreparedBatch]:
+        """Every batch waiting, once there is one (none: finished)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._waiting or self._finishing)
+            batches, self._waiting = self._waiting, []
+            self._busy = bool(batches)
+            self._changed.notify_all()
+            return batches
 
     def _abandon(self) -> None:
         """At exit with the thread still running: no further batch, the current one rolled
         back."""
         if not self._thread.is_alive():
             return
-        self._failure = self._failure or RuntimeError("the process exited")
+        with self._changed:
+            self._failure = self._failure or RuntimeError("the process exited")
+            self._waiting.clear()
+            self._finishing = True
+            self._changed.notify_all()
         self._con.interrupt()
-        with contextlib.suppress(queue.Full):
-            self._work.put(None, timeout=_ABANDON_WAIT_S)
         self._thread.join(timeout=_ABANDON_WAIT_S)

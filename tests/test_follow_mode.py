@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -31,15 +32,28 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
     raise AssertionError("timed out")
 
 
-@pytest.fixture
-def follower(tmp_path: Path):
-    feeds, db = tmp_path / "feeds", tmp_path / "master.duckdb"
-    write_feed(feeds, "gro", [gro_birth("1", "Ava", "Brown", "F", "2009-03-01", "LS6 2AB")])
+def add_admin_and_practitioner(db: Path) -> None:
+    """Users `ada` (admin) and `pat` (a practitioner, who searches)."""
     assert contactpoint("users", "add", "ada", "--role", "admin", "--org", "DfE",
                         "--accredited-until", "2027-12-31", "--db", str(db)).returncode == 0
     assert contactpoint("users", "add", "pat", "--role", "practitioner", "--org", "Leeds CC",
                         "--accredited-until", "2027-12-31", "--by", "ada",
                         "--db", str(db)).returncode == 0
+
+
+def found(db: Path, name: str, dob: str = "2009-03-01") -> list[dict]:
+    """What `pat` finds searching for `name`, born on `dob`."""
+    result = contactpoint("search", "--user", "pat", "--reason", "child protection referral",
+                          "--name", name, "--dob", dob, "--json", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def follower(tmp_path: Path):
+    feeds, db = tmp_path / "feeds", tmp_path / "master.duckdb"
+    write_feed(feeds, "gro", [gro_birth("1", "Ava", "Brown", "F", "2009-03-01", "LS6 2AB")])
+    add_admin_and_practitioner(db)
     process = subprocess.Popen(
         [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
          "--follow", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -56,18 +70,14 @@ def test_appended_lines_are_linked_and_search_works_while_following(follower):
     write_feed(feeds, "nhs", [nhs_record("n1", "9434765919", "Ava", "Brown", "2", "2009-03-01",
                                          "LS6 2AB", event_time="2009-03-20T09:00:00Z")],
                "2009-03.jsonl")
-    found: list[dict] = []
+    children: list[dict] = []
 
     def linked() -> bool:
-        result = contactpoint("search", "--user", "pat", "--reason", "child protection referral",
-                              "--name", "Ava Brown", "--dob", "2009-03-01", "--json",
-                              "--db", str(db))
-        assert result.returncode == 0, result.stderr
-        found[:] = json.loads(result.stdout)
-        return bool(found) and found[0].get("nhs_number") == "9434765919"
+        children[:] = found(db, "Ava Brown")
+        return bool(children) and children[0].get("nhs_number") == "9434765919"
 
     wait_for(linked)
-    assert found[0]["first_name"] == "AVA"
+    assert children[0]["first_name"] == "AVA"
 
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
@@ -144,3 +154,41 @@ def test_a_line_is_read_when_its_file_changes_not_at_the_next_poll(tmp_path: Pat
         time.sleep(0.5)  # past the first reads at start-up: only the watch can wake it now
         write_feed(feeds, "gro", [gro_birth("1", "Ava", "Brown", "F", "2009-03-01", "LS6 2AB")])
         wait_for(lambda: any(line.startswith("1 updates") for line in said), timeout=20)
+
+
+def test_what_arrives_while_a_batch_is_resolved_is_resolved_next_as_one_batch(tmp_path: Path):
+    """Following, the writer takes every line read while it resolved the previous batch
+    (engine.master_sink.BatchPipeline): a backlog of 400 lines read 20 at a time goes in a few
+    batches, not one a read."""
+    feeds, db, toml = tmp_path / "feeds", tmp_path / "master.duckdb", tmp_path / "engine.toml"
+    toml.write_text("[source]\nlines_per_read = 20\n")
+    add_admin_and_practitioner(db)
+    births = [gro_birth(str(n), "Ava", _surname(n), "F", str(date(2009, 1, 1) + timedelta(n)),
+                        f"LS{n % 30} {n % 9}AB") for n in range(400)]
+    write_feed(feeds, "gro", births)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
+         "--follow", "--json", "--config", str(toml)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(Path(f"{db}.sock").exists)
+        last = births[-1]  # the backlog's last line
+        wait_for(lambda: found(db, f"Ava {last['surname']}", last["date_of_birth"]), timeout=60)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert json.loads(stdout)["updates"] == 400
+    con = duckdb.connect(str(db), read_only=True)
+    sizes = [n for (n,) in con.execute(
+        "SELECT updates FROM batches WHERE updates > 0 ORDER BY batch_id").fetchall()]
+    con.close()
+    assert sum(sizes) == 400
+    assert len(sizes) <= 5, sizes
+
+
+def _surname(n: int) -> str:
+    """A surname of three letters, a different one for each `n` below 17,576."""
+    return "".join(chr(ord("A") + n // 26 ** k % 26) for k in range(3)).capitalize()

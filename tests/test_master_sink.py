@@ -1,6 +1,7 @@
-"""The bulk load's pipeline: one batch resolved while the next is gathered, in order, and
-nothing resolved after a failure (its feed positions would pass over the failed batch); a
-following engine's master planned without the optimizers its small batches do without."""
+"""The writer's pipeline: a bulk load's batches resolved one at a time while the next is
+gathered, a following engine's resolved together once the writer is free, in order, and nothing
+resolved after a failure (its feed positions would pass over the failed batch); a following
+engine's master planned without the optimizers its small batches do without."""
 
 import threading
 import time
@@ -10,9 +11,51 @@ import duckdb
 import pytest
 
 from engine.config import EngineConfig
+from engine.feed_positions import FeedPosition
+from engine.intake import DeadLetter
 from engine.master_sink import BatchPipeline, MasterSink
 from engine.master_store import FOLLOWING_DISABLED_OPTIMIZERS
+from engine.resolver import PreparedBatch
 from linkage_models.scoring import DEFAULT_MODEL_PATH
+from streams.canonical import updates_to_arrow
+
+
+def batch(number: int, lines: int = 1) -> PreparedBatch:
+    """A batch of `lines` dead letters, told apart by its position's line `number`."""
+    dead = [DeadLetter("gro", "gro/a.jsonl", number, "{", "not JSON")] * lines
+    return PreparedBatch(updates_to_arrow([]), dead, [FeedPosition("gro/a.jsonl", 0, number)])
+
+
+def numbers(batch: PreparedBatch) -> list[int]:
+    return [p.line for p in batch.positions]
+
+
+class Writer:
+    """What the pipeline's writer resolved (each batch's numbers), one batch at a time; a
+    batch waits for `release` while `hold` is set."""
+
+    def __init__(self) -> None:
+        self.resolved: list[list[int]] = []
+        self.started = threading.Event()
+        self.hold, self.release = threading.Event(), threading.Event()
+        self._running = threading.Semaphore(1)
+
+    def __call__(self, batch: PreparedBatch) -> None:
+        assert self._running.acquire(blocking=False), "two batches resolved at once"
+        self.started.set()
+        if self.hold.is_set():
+            self.release.wait(10)
+        if numbers(batch) == [-1]:
+            self._running.release()
+            raise RuntimeError("writing the master failed: disk full")
+        time.sleep(0.002)
+        self.resolved.append(numbers(batch))
+        self._running.release()
+
+
+@pytest.fixture
+def writer() -> Writer:
+    return Writer()
 
 
 @pytest.fixture
@@ -21,66 +64,82 @@ def failures() -> list[BaseException]:
 
 
 @pytest.fixture
-def pipeline(failures: list[BaseException]):
+def con():
     con = duckdb.connect()
-    pipeline = BatchPipeline(con, failures.append)
-    yield pipeline
+    yield con
     con.close()
 
 
-def test_batches_are_resolved_one_at_a_time_in_the_order_submitted(pipeline: BatchPipeline):
-    resolved: list[int] = []
-    running = threading.Semaphore(1)
-
-    def batch(number: int):
-        def resolve() -> None:
-            assert running.acquire(blocking=False), "two batches resolved at once"
-            time.sleep(0.01)
-            resolved.append(number)
-            running.release()
-        return resolve
-
+def test_a_bulk_load_resolves_its_batches_one_at_a_time_in_the_order_submitted(
+    con, writer: Writer, failures: list[BaseException]
+):
+    pipeline = BatchPipeline(con, writer, failures.append)
     for number in range(20):
         pipeline.submit(batch(number))
     pipeline.finish()
-    assert resolved == list(range(20))
+    assert writer.resolved == [[number] for number in range(20)]
 
 
-def test_submit_returns_while_the_batch_is_resolved(pipeline: BatchPipeline):
-    started, release = threading.Event(), threading.Event()
-
-    def slow() -> None:
-        started.set()
-        release.wait(10)
-
-    pipeline.submit(slow)
-    assert started.wait(10)  # resolving on the writer's thread while this one goes on
-    release.set()
-    pipeline.finish()
-
-
-def failing() -> None:
-    raise RuntimeError("writing the master failed: disk full")
-
-
-def test_a_failure_stops_later_batches_and_is_raised_to_the_dataflow(
-    pipeline: BatchPipeline, failures: list[BaseException]
+def test_submit_returns_while_the_batch_is_resolved(
+    con, writer: Writer, failures: list[BaseException]
 ):
-    resolved: list[str] = []
-    pipeline.submit(failing)
-    with pytest.raises(RuntimeError, match="disk full"):
-        pipeline.submit(lambda: resolved.append("next"))
+    pipeline = BatchPipeline(con, writer, failures.append)
+    writer.hold.set()
+    pipeline.submit(batch(1))
+    assert writer.started.wait(10)  # resolving on the writer's thread while this one goes on
+    writer.release.set()
     pipeline.finish()
-    assert resolved == []
-    assert [str(f) for f in failures] == ["writing the master failed: disk full"]
+    assert writer.resolved == [[1]]
 
 
-def test_the_last_batchs_failure_is_handed_on_when_the_pipeline_finishes(
-    pipeline: BatchPipeline, failures: list[BaseException]
+def test_following_what_arrives_while_a_batch_is_resolved_is_resolved_next_together(
+    con, writer: Writer, failures: list[BaseException]
 ):
-    pipeline.submit(failing)
+    pipeline = BatchPipeline(con, writer, failures.append, max_waiting=10)
+    writer.hold.set()
+    pipeline.submit(batch(1))
+    assert writer.started.wait(10)
+    for number in range(2, 6):  # none of these waits: they hold 8 lines, room for 10
+        pipeline.submit(batch(number, lines=2))
+    writer.hold.clear()
+    writer.release.set()
     pipeline.finish()
+    assert writer.resolved == [[1], [2, 3, 4, 5]]
+
+
+def test_following_a_submit_waits_while_the_batches_waiting_hold_max_waiting_lines(
+    con, writer: Writer, failures: list[BaseException]
+):
+    pipeline = BatchPipeline(con, writer, failures.append, max_waiting=4)
+    writer.hold.set()
+    pipeline.submit(batch(1))
+    assert writer.started.wait(10)
+    pipeline.submit(batch(2, lines=3))
+    third = threading.Thread(target=pipeline.submit, args=(batch(3, lines=2),))
+    third.start()
+    third.join(0.2)
+    assert third.is_alive()  # 3 + 2 lines would pass 4
+    writer.hold.clear()
+    writer.release.set()
+    third.join(10)
+    pipeline.finish()
+    assert writer.resolved == [[1], [2], [3]]
+
+
+@pytest.mark.parametrize("max_waiting", [None, 10], ids=["bulk load", "following"])
+def test_a_failure_is_handed_on_at_once_and_nothing_after_it_is_resolved(
+    con, writer: Writer, failures: list[BaseException], max_waiting: int | None
+):
+    pipeline = BatchPipeline(con, writer, failures.append, max_waiting)
+    pipeline.submit(batch(-1))
+    deadline = time.monotonic() + 10
+    while not failures and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert [str(f) for f in failures] == ["writing the master failed: disk full"]
+    pipeline.submit(batch(2))
+    pipeline.finish()
+    assert writer.resolved == []
+    assert len(failures) == 1
 
 
 @pytest.mark.parametrize("follow", [False, True], ids=["bulk load", "following"])

@@ -297,12 +297,17 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
 
 
-def test_disk_full_while_writing_fails_cleanly_and_a_later_run_completes(feeds: Path,
-                                                                          tmp_path: Path):
+@pytest.mark.parametrize("follow", [False, True], ids=["bulk load", "following"])
+def test_disk_full_while_writing_fails_cleanly_and_a_later_run_completes(
+    feeds: Path, tmp_path: Path, follow: bool
+):
+    """Following too: the batch fails on the writer's thread, and the run stops with the
+    reason rather than waiting for a line that would find the failure."""
     db = tmp_path / "master.duckdb"
     command = [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
                "--json"]
-    full = subprocess.run(command, capture_output=True, text=True, preexec_fn=_limit_file_size)
+    full = subprocess.run([*command, *(["--follow"] if follow else [])], capture_output=True,
+                          text=True, preexec_fn=_limit_file_size, timeout=120)
     assert full.returncode == 2
     assert full.stderr.strip().splitlines()[-1].startswith(
         "contactpoint run: writing the master failed:")
