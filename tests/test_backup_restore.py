@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import duckdb
 import pytest
 
 from engine.cli import main
+from engine.governance import search_index
 from engine.master_store import SCHEMA_VERSION
+from linkage_models.scoring import CompiledModel
 from tests.feeds import (
     count_lines,
     gro_birth,
@@ -25,6 +28,7 @@ from tests.feeds import (
     synthetic_feeds,
     write_feed,
 )
+from tests.test_governance_helpers import OLIVER, act, add_staff, governed_master, ingest, update
 
 ADMIN = ["users", "add", "ada", "--role", "admin", "--org", "DfE",
          "--accredited-until", "2027-12-31"]
@@ -206,6 +210,28 @@ def test_a_backup_taken_while_run_follow_holds_the_master_restores_and_resumes(
 
     assert after.updates == 1
     assert master_state(restored) == master_state(db)
+
+
+def test_a_backup_waits_for_the_search_index_upkeep_under_way_and_then_succeeds(
+    tmp_path: Path, model: CompiledModel
+):
+    """The upkeep writes in a transaction of its own, which the engine's write lock does not
+    cover, and a checkpoint fails beside it, or in a transaction begun before it committed: the
+    backup waits for the upkeep before its own transaction begins (the CHECKPOINT effect)."""
+    con = governed_master(tmp_path / "m.duckdb")
+    add_staff(con, model)
+    ingest(con, model, [update("gro", "oliver", source_key="R1", **OLIVER)])
+    upkeep, backed_up = con.cursor(), []
+    with search_index.upkeep_paused():  # an upkeep under way, as the engine starts
+        upkeep.begin()
+        upkeep.execute("CREATE TABLE upkeep_wrote AS SELECT 1 AS x")
+        backup = threading.Thread(target=lambda: backed_up.append(
+            act(con.cursor(), model, "backup", "root", out=str(tmp_path / "backup"))))
+        backup.start()
+        time.sleep(0.3)  # the backup is waiting (before the fix: its transaction had begun)
+        upkeep.commit()
+    backup.join(30)
+    assert backed_up and backed_up[0].result["counts"]["links"] == 1
 
 
 def wait_for_service(socket: Path, engine: subprocess.Popen, timeout: float = 60.0) -> None:

@@ -107,7 +107,8 @@ class Act:
     `bootstraps`: on a master without users it may be done by nobody (the first admin);
     `audited`: False for a mere check of the user (a web page's session); `authenticates`:
     the act checks the user's credentials itself (sign-in), so it is not authorised first;
-    `effect`: what it writes (READ, GOVERNANCE or INDEX), which decides the locks it takes;
+    `effect`: what it writes (READ, GOVERNANCE, INDEX or CHECKPOINT), which decides the locks
+    it takes;
     `prepare`: upkeep of a structure the act reads that only acts write (the search index),
     done before the act's transaction (in one of its own, serialised by the upkeep itself)."""
 
@@ -127,8 +128,11 @@ class Act:
 # right after the act, before its result leaves (so a search never waits for a batch being
 # written). GOVERNANCE: governance tables only (users, sources, audit): under the acts' own
 # lock. INDEX (the default): tables the engine's batches write too: also under the engine's
-# write lock, so acts and batches never write the same rows at once.
-READ, GOVERNANCE, INDEX = "read", "governance", "index"
+# write lock, so acts and batches never write the same rows at once. CHECKPOINT: the master's
+# file itself (a backup): also between two upkeeps of the search index, which write in
+# transactions of their own; taken before the act's transaction begins, since a checkpoint
+# fails in a transaction older than another's commit.
+READ, GOVERNANCE, INDEX, CHECKPOINT = "read", "governance", "index", "checkpoint"
 
 
 def perform(
@@ -143,12 +147,14 @@ def perform(
 ) -> Outcome:
     """Check, perform and audit `request` on `con`. `acts_lock` serialises the acts' writes
     (the audit chain's appends) among concurrent cursors; `write_lock` is the lock the engine's
-    writer holds while it writes a batch (taken only by INDEX acts). GovernanceError
+    writer holds while it writes a batch (taken by INDEX and CHECKPOINT acts). GovernanceError
     (AccessRefused: audited) if refused."""
     act, actor_name, reason, args = validate(request, policy)
     today = today or dt.date.today()
     acts_lock = acts_lock or nullcontext()
-    engine_lock = (write_lock or nullcontext()) if act.effect == INDEX else nullcontext()
+    engine_lock = (write_lock or nullcontext()) if act.effect in (INDEX, CHECKPOINT) else (
+        nullcontext())
+    upkeep_lock = upkeep_paused() if act.effect == CHECKPOINT else nullcontext()
     audited = act.roles is not None and act.audited
     if act.prepare is not None:
         act.prepare(con, model())
@@ -161,7 +167,7 @@ def perform(
                     _in_transaction(con, lambda: append_entry(con, _entry(
                         act, actor_name, actor, args, reason, outcome)))
             return outcome
-        with acts_lock, engine_lock:
+        with acts_lock, engine_lock, upkeep_lock:
             return _run_in_transaction(con, act, actor_name, reason, args, today, policy, model,
                                        audit=audited)[0]
     except AccessRefused as refusal:
@@ -462,14 +468,13 @@ def _audit_verify(ctx: Context) -> Outcome:
 
 
 def _backup(ctx: Context) -> Outcome:
-    """Under the write lock, so between batches: a copy of the master as of one batch (and
-    between two upkeeps of the search index: its checkpoint fails beside their transactions)."""
+    """Under the write lock, so between batches: a copy of the master as of one batch (the
+    CHECKPOINT effect)."""
     out = Path(ctx.args["out"])
     if not out.is_absolute():
         raise GovernanceError("the backup folder must be an absolute path")
     try:
-        with upkeep_paused():
-            return Outcome(write_backup(ctx.con, out))
+        return Outcome(write_backup(ctx.con, out))
     except BackupError as err:
         raise GovernanceError(str(err)) from err
 
@@ -537,7 +542,8 @@ ACTS: dict[str, Act] = {act.name: act for act in (
     Act("audit.verify", None, {"head_seq": Argument(int), "head_hash": _TEXT}, _audit_verify,
         effect=READ),
     Act("audit.head", _ADMIN, {}, _audit_head, effect=READ),
-    Act("backup", _ADMIN, {"out": Argument(str, required=True, max_chars=4096)}, _backup),
+    Act("backup", _ADMIN, {"out": Argument(str, required=True, max_chars=4096)}, _backup,
+        effect=CHECKPOINT),
     Act("sources.list", None, {}, _sources_list, effect=READ),
     Act("sources.register", _ADMIN, {"feed": _REQUIRED_TEXT}, _sources_register,
         effect=GOVERNANCE),
