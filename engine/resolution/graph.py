@@ -388,28 +388,28 @@ def _torn_nodes(
     unless their own records vote for their cluster (one reaches it alone, none reaches another
     cluster alone)."""
     torn = set()
-    for key in refused:
-        for node in key:
-            reached = {
-                cluster_of[other] for other, p in graph.neighbours[node].items()
-                if graph.is_link(p)
+    # each endpoint once: a node of a dense cluster is in a refused join with most of the others
+    for node in {node for key in refused for node in key}:
+        reached = {
+            cluster_of[other] for other, p in graph.neighbours[node].items()
+            if graph.is_link(p)
+        }
+        if len(reached) < 2:
+            continue
+        candidates = sorted(reached | {cluster_of[node]})
+        decisive = _decisive(graph, node, [clusters[i] for i in candidates])
+        if decisive is not None and candidates[decisive] == cluster_of[node]:
+            continue  # its own cluster is the clearly stronger match
+        votes = set()
+        for uid in graph.members[node]:
+            alone = {
+                cluster_of[graph.node_of[other]] for other, p in graph.record_pairs[uid]
+                if graph.is_link(p) and graph.node_of[other] != node
             }
-            if len(reached) < 2:
-                continue
-            candidates = sorted(reached | {cluster_of[node]})
-            decisive = _decisive(graph, node, [clusters[i] for i in candidates])
-            if decisive is not None and candidates[decisive] == cluster_of[node]:
-                continue  # its own cluster is the clearly stronger match
-            votes = set()
-            for uid in graph.members[node]:
-                alone = {
-                    cluster_of[graph.node_of[other]] for other, p in graph.record_pairs[uid]
-                    if graph.is_link(p) and graph.node_of[other] != node
-                }
-                if len(alone) == 1:
-                    votes |= alone
-            if votes != {cluster_of[node]}:
-                torn.add(node)
+            if len(alone) == 1:
+                votes |= alone
+        if votes != {cluster_of[node]}:
+            torn.add(node)
     return torn
 
 
@@ -519,11 +519,13 @@ def _join_supported(parts: list[set[str]], supported: list[bool]) -> list[set[st
 def _decisive(graph: _NodeGraph, node: str, groups: list[set[str]]) -> int | None:
     """The index of the group `node` matches by a clear margin (ambiguity_margin_bits) over
     every other, by its best pair with each; None if no group does."""
-    weights = sorted(
-        (max((_weight(p) for other, p in graph.neighbours[node].items() if other in group),
-             default=-math.inf), i)
-        for i, group in enumerate(groups)
-    )
+    group_of = {other: i for i, group in enumerate(groups) for other in group}
+    best = [-math.inf] * len(groups)
+    for other, p in graph.neighbours[node].items():
+        i = group_of.get(other)
+        if i is not None:
+            best[i] = max(best[i], _weight(p))
+    weights = sorted(zip(best, range(len(groups)), strict=True))
     if len(weights) >= 2 and weights[-1][0] - weights[-2][0] >= (
         graph.config.ambiguity_margin_bits
     ):
