@@ -23,6 +23,24 @@ def contactpoint(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=120, **kwargs)
 
 
+@contextlib.contextmanager
+def engine_following(*args: str) -> Iterator[subprocess.Popen]:
+    """`contactpoint run --follow --json ARGS`, killed at the end if still running."""
+    process = subprocess.Popen([sys.executable, "-m", "engine", "run", *args, "--follow", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def stopped(process: subprocess.Popen) -> tuple[str, str]:
+    """What a following engine said once stopped by SIGTERM."""
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=60)
+
+
 def wait_for(predicate, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -95,16 +113,9 @@ def test_the_engine_opens_the_master_and_serves_before_the_first_line(tmp_path: 
     line arrives (that line would wait for it all, and nobody could search until then)."""
     feeds, db = tmp_path / "feeds", tmp_path / "master.duckdb"
     feeds.mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
-         "--follow", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with engine_following("--feeds", str(feeds), "--db", str(db)) as process:
         wait_for(Path(str(db) + ".sock").exists)
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+        stdout, stderr = stopped(process)
     assert process.returncode == 0, stderr
     assert stderr.splitlines()[0].startswith("master ready: 0 records indexed in memory in ")
     assert json.loads(stdout)["updates"] == 0
@@ -166,19 +177,12 @@ def test_what_arrives_while_a_batch_is_resolved_is_resolved_next_as_one_batch(tm
     births = [gro_birth(str(n), "Ava", _surname(n), "F", str(date(2009, 1, 1) + timedelta(n)),
                         f"LS{n % 30} {n % 9}AB") for n in range(400)]
     write_feed(feeds, "gro", births)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db),
-         "--follow", "--json", "--config", str(toml)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with engine_following("--feeds", str(feeds), "--db", str(db), "--config", str(toml)
+                          ) as process:
         wait_for(Path(f"{db}.sock").exists)
         last = births[-1]  # the backlog's last line
         wait_for(lambda: found(db, f"Ava {last['surname']}", last["date_of_birth"]), timeout=60)
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+        stdout, stderr = stopped(process)
     assert process.returncode == 0, stderr
     assert json.loads(stdout)["updates"] == 400
     con = duckdb.connect(str(db), read_only=True)

@@ -52,6 +52,21 @@ class Writer:
         self.resolved.append(numbers(batch))
         self._running.release()
 
+    def let_go(self) -> None:
+        """The batch held, and every later one, goes on."""
+        self.hold.clear()
+        self.release.set()
+
+
+def busy_pipeline(con, writer: Writer, failures: list[BaseException], max_waiting: int
+                  ) -> BatchPipeline:
+    """A following pipeline whose writer resolves batch 1 until `writer.let_go()`."""
+    pipeline = BatchPipeline(con, writer, failures.append, max_waiting)
+    writer.hold.set()
+    pipeline.submit(batch(1))
+    assert writer.started.wait(10)
+    return pipeline
+
 
 @pytest.fixture
 def writer() -> Writer:
@@ -95,14 +110,10 @@ def test_submit_returns_while_the_batch_is_resolved(
 def test_following_what_arrives_while_a_batch_is_resolved_is_resolved_next_together(
     con, writer: Writer, failures: list[BaseException]
 ):
-    pipeline = BatchPipeline(con, writer, failures.append, max_waiting=10)
-    writer.hold.set()
-    pipeline.submit(batch(1))
-    assert writer.started.wait(10)
+    pipeline = busy_pipeline(con, writer, failures, max_waiting=10)
     for number in range(2, 6):  # none of these waits: they hold 8 lines, room for 10
         pipeline.submit(batch(number, lines=2))
-    writer.hold.clear()
-    writer.release.set()
+    writer.let_go()
     pipeline.finish()
     assert writer.resolved == [[1], [2, 3, 4, 5]]
 
@@ -110,17 +121,13 @@ def test_following_what_arrives_while_a_batch_is_resolved_is_resolved_next_toget
 def test_following_a_submit_waits_while_the_batches_waiting_hold_max_waiting_lines(
     con, writer: Writer, failures: list[BaseException]
 ):
-    pipeline = BatchPipeline(con, writer, failures.append, max_waiting=4)
-    writer.hold.set()
-    pipeline.submit(batch(1))
-    assert writer.started.wait(10)
+    pipeline = busy_pipeline(con, writer, failures, max_waiting=4)
     pipeline.submit(batch(2, lines=3))
     third = threading.Thread(target=pipeline.submit, args=(batch(3, lines=2),))
     third.start()
     third.join(0.2)
     assert third.is_alive()  # 3 + 2 lines would pass 4
-    writer.hold.clear()
-    writer.release.set()
+    writer.let_go()
     third.join(10)
     pipeline.finish()
     assert writer.resolved == [[1], [2], [3]]
