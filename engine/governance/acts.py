@@ -152,8 +152,8 @@ def perform(
     act, actor_name, reason, args = validate(request, policy)
     today = today or dt.date.today()
     acts_lock = acts_lock or nullcontext()
-    engine_lock = (write_lock or nullcontext()) if act.effect in (INDEX, CHECKPOINT) else (
-        nullcontext())
+    writes_index = act.effect in (INDEX, CHECKPOINT)
+    engine_lock = (write_lock or nullcontext()) if writes_index else nullcontext()
     upkeep_lock = upkeep_paused() if act.effect == CHECKPOINT else nullcontext()
     audited = act.roles is not None and act.audited
     if act.prepare is not None:
