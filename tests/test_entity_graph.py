@@ -167,7 +167,7 @@ def test_an_unlinked_death_no_longer_makes_the_child_deceased(master, model: Com
     assert master.execute(status, [child]).fetchone() == ("active", None)
 
 
-def test_a_split_stays_split_when_a_record_matching_both_parts_arrives(
+def test_a_split_stays_split_and_a_record_matching_both_parts_goes_to_review(
     master, model: CompiledModel
 ):
     add_staff(master, model)
@@ -182,6 +182,12 @@ def test_a_split_stays_split_when_a_record_matching_both_parts_arrives(
     ingest(master, model, [update("census", "both", first_name="AMELIA", source_key="UPN5",
                                   upn="UPN5", **KHAN, event_time="2013-10-03T08:00:00Z")])
     assert child_of(master, "gro", "a") != child_of(master, "nhs", "n1")
+    # a person said they are two children: a record matching both is for a person too
+    assert child_of(master, "census", "both") not in {child, new}
+    reason, = master.execute(
+        "SELECT reason FROM review_queue WHERE record_id = 'both' AND resolved_at IS NULL"
+    ).fetchone()
+    assert reason.startswith("ambiguous")
 
 
 def merge_with_a_shielded_child(master, model: CompiledModel) -> tuple[str, str]:

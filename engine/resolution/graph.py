@@ -17,16 +17,19 @@ The rule (README "Decisions", docs/stewardship.md):
    cluster (the join is *refused*).
 3. *Ambiguity goes to a person.* A node is **ambiguous** — a provisional child of its own, queued
    for review, whose key is no fast path — when it is a link-level match for two clusters that
-   cannot be one child: (a) its link-level pairs reach two clusters whose join was refused, or
-   (b) it is the only thing holding its cluster together (an articulation node of the cluster's
-   graph of pairs >= `merge_support_threshold`) and the parts it holds together are unsupported —
-   no pair of records across them scores at least `merge_support_threshold`, all pairs compared
-   (`SupportLookup`). Twins whose own records disagree on the first name are never supported, so a
-   claim without a first name that matches both is ambiguous. A node whose own records vote — one
-   of them reaches only one of the parts — is not ambiguous: it joins that part and the other parts
-   become children of their own. That is how later evidence (the claim's first name arriving in a
-   change of name) settles an earlier ambiguity without a person. So does a clear margin: a node
-   whose best pair with one part is `ambiguity_margin_bits` stronger than with any other joins it.
+   cannot be one child: (a) its link-level pairs reach two clusters whose join was refused (by an
+   exclusive key, or by a person's cannot-link: twins a person told apart are two children a
+   nameless claim may belong to either of), not counting a cluster a person said the node itself is
+   no part of, or (b) it is the only thing holding its cluster together (an articulation node of
+   the cluster's graph of pairs >= `merge_support_threshold`) and the parts it holds together are
+   unsupported — no pair of records across them scores at least `merge_support_threshold`, all
+   pairs compared (`SupportLookup`). Twins whose own records disagree on the first name are never
+   supported, so a claim without a first name that matches both is ambiguous. A node whose own
+   records vote — one of them reaches only one of the parts — is not ambiguous: it joins that part
+   and the other parts become children of their own. That is how later evidence (the claim's first
+   name arriving in a change of name) settles an earlier ambiguity without a person. So does a
+   clear margin: a node whose best pair with one part is `ambiguity_margin_bits` stronger than with
+   any other joins it.
 4. *Review band.* A node alone in its cluster whose best pair with an earlier node (event-time
    order) of another cluster is at or above `review_threshold` is queued for review, as a
    provisional child of its own.
@@ -181,6 +184,11 @@ class _NodeGraph:
             _pair(self.node_of[a], self.node_of[b]) for a, b in cannot
             if a in self.node_of and b in self.node_of
         }
+        # node -> the nodes a person said are other children than it
+        self.cannot_with: dict[str, set[str]] = defaultdict(set)
+        for a, b in self.cannot:
+            self.cannot_with[a].add(b)
+            self.cannot_with[b].add(a)
         self.record_pairs: dict[str, list[tuple[str, float]]] = defaultdict(list)
         # node -> its neighbour nodes, each with the best probability of a pair between them
         self.neighbours: dict[str, dict[str, float]] = defaultdict(dict)
@@ -211,8 +219,8 @@ class _NodeGraph:
         return probability >= self.config.link_threshold
 
     def cluster(self) -> tuple[list[set[str]], set[tuple[str, str]]]:
-        """Clusters of nodes (rule 2) and the node pairs whose join an exclusive key refused
-        (a join a person refused is settled, not ambiguous)."""
+        """Clusters of nodes (rule 2) and the node pairs whose join was refused (by an exclusive
+        key or a person's cannot-link)."""
         clusters = _ConstrainedUnion(self)
         link = self.config.link_threshold
         strong = sorted(
@@ -221,7 +229,7 @@ class _NodeGraph:
         )
         refused: set[tuple[str, str]] = set()
         for _, na, nb in strong:
-            if clusters.union(na, nb) == _KEY_CONFLICT:
+            if clusters.union(na, nb) != _JOINED:
                 refused.add((na, nb))
         return clusters.components(), refused
 
@@ -280,6 +288,10 @@ class _ConstrainedUnion:
         self.graph = graph
         self.parent = {node: node for node in graph.members}
         self.keys = graph.exclusive_keys()  # per root: its nodes' exclusive keys
+        # per root: the roots holding a node a person said is another child than one of its
+        # own (kept per root, not checked pair by pair at each join: a neighbourhood people
+        # worked may hold thousands of cannot-links, and a dense one tries ~n²/2 joins)
+        self.cannot = {node: set(others) for node, others in graph.cannot_with.items()}
 
     def find(self, node: str) -> str:
         while self.parent[node] != node:
@@ -292,9 +304,7 @@ class _ConstrainedUnion:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return _JOINED
-        if self.graph.cannot and any(
-            _pair(self.find(x), self.find(y)) == _pair(ra, rb) for x, y in self.graph.cannot
-        ):
+        if rb in self.cannot.get(ra, ()):
             return _CANNOT_LINK
         ka, kb = self.keys.get(ra), self.keys.get(rb)
         if ka and kb and any(feed in kb and kb[feed] != keys for feed, keys in ka.items()):
@@ -304,6 +314,12 @@ class _ConstrainedUnion:
         if high in self.keys:
             for feed, keys in self.keys.pop(high).items():
                 self.keys[low][feed] |= keys
+        if high in self.cannot:
+            barred = self.cannot.pop(high)
+            for other in barred:
+                self.cannot[other].remove(high)
+                self.cannot[other].add(low)
+            self.cannot.setdefault(low, set()).update(barred)
         return _JOINED
 
     def components(self) -> list[set[str]]:
@@ -386,14 +402,16 @@ def _torn_nodes(
 ) -> set[str]:
     """Rule 3(a): endpoints of a refused join whose link-level pairs reach two or more clusters,
     unless their own records vote for their cluster (one reaches it alone, none reaches another
-    cluster alone)."""
+    cluster alone). A cluster holding a node a person said is another child than this one is
+    not reached: that person settled it."""
     torn = set()
     # each endpoint once: a node of a dense cluster is in a refused join with most of the others
     for node in {node for key in refused for node in key}:
+        barred = {cluster_of[other] for other in graph.cannot_with.get(node, ())}
         reached = {
             cluster_of[other] for other, p in graph.neighbours[node].items()
             if graph.is_link(p)
-        }
+        } - barred
         if len(reached) < 2:
             continue
         candidates = sorted(reached | {cluster_of[node]})
@@ -405,7 +423,7 @@ def _torn_nodes(
             alone = {
                 cluster_of[graph.node_of[other]] for other, p in graph.record_pairs[uid]
                 if graph.is_link(p) and graph.node_of[other] != node
-            }
+            } - barred
             if len(alone) == 1:
                 votes |= alone
         if votes != {cluster_of[node]}:
