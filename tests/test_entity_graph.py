@@ -150,6 +150,25 @@ def test_a_review_item_confirmed_as_new_is_not_queued_again(master, model: Compi
     assert act(master, model, "review.list", "dana").result == []
 
 
+def test_an_item_confirmed_as_new_leaves_the_queue_when_a_candidate_holds_several_keys(
+    master, model: CompiledModel
+):
+    """Twin A's child holds her birth and her NHS registration (two keys, two nodes). The
+    person's answer is a cannot-link with each candidate's founding record; the claim's match
+    with the NHS registration must not queue it against twin A again (it did: the item stayed
+    open after the person settled it)."""
+    add_staff(master, model)
+    nhs_a = update("nhs", "n1", first_name="AMELIA", source_key="N1", nhs_number="N1", **KHAN,
+                   event_time="2009-02-20T09:00:00Z")
+    ingest(master, model, [TWIN_A, nhs_a, TWIN_B, NAMELESS_CLAIM])
+    item = act(master, model, "review.list", "dana").result[0]
+    act(master, model, "review.resolve", "dana", "a third sibling", item_id=item["item_id"],
+        link=None, new=True)
+    assert partition(master) == [["census:b"], ["dwp:c"], ["gro:a", "nhs:n1"]]
+    assert decision(master, "dwp", "c") == "new"
+    assert act(master, model, "review.list", "dana").result == []
+
+
 def test_an_unlinked_death_no_longer_makes_the_child_deceased(master, model: CompiledModel):
     add_staff(master, model)
     ingest(master, model, [TWIN_A])

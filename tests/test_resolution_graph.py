@@ -171,6 +171,24 @@ def test_a_cannot_link_keeps_two_records_apart_and_out_of_review():
     assert placement(changes, "nhs:9").decision == "new"
 
 
+def test_a_record_a_person_said_is_not_a_child_is_not_queued_against_its_other_records():
+    """A person confirmed dwp:n as a child of its own against child CX (a cannot-link with CX's
+    founding record). Its middling matches with CX's other record and with CG: queued against CG
+    alone."""
+    h = hood(record("gro:g", "CG", key="R9", decision="new"),
+             record("gro:f", "CX", key="R1", decision="new"),
+             record("nhs:x2", "CX", key="N1", when="2010", decision="link"),
+             record("dwp:n", "CN", key="K", when="2011", decision="new"),
+             pairs=[("gro:f", "nhs:x2", 0.99), ("dwp:n", "gro:f", 0.6),
+                    ("dwp:n", "nhs:x2", 0.5), ("dwp:n", "gro:g", 0.4)],
+             cannot=[("dwp:n", "gro:f")])
+    assert placement(decide(h, CONFIG, no_support), "dwp:n").candidates == (("CG", 0.4),)
+    h = hood(*(r for r in h.records.values() if r.unique_id != "gro:g"),
+             pairs=[(p.a, p.b, p.probability) for p in h.pairs if "gro:g" not in (p.a, p.b)],
+             cannot=h.cannot_link)
+    assert decide(h, CONFIG, no_support).placements == []
+
+
 def test_a_merge_keeps_the_id_of_the_child_with_more_records():
     h = hood(record("gro:1", "CSMALL", decision="new"),
              record("nhs:2", "CBIG", key="N", decision="new"),

@@ -180,15 +180,12 @@ class _NodeGraph:
             self.node_of[a] for a, b in hood.must_link
             if a in self.node_of and b in self.node_of and self.node_of[a] == self.node_of[b]
         }
-        self.cannot = {
-            _pair(self.node_of[a], self.node_of[b]) for a, b in cannot
-            if a in self.node_of and b in self.node_of
-        }
         # node -> the nodes a person said are other children than it
         self.cannot_with: dict[str, set[str]] = defaultdict(set)
-        for a, b in self.cannot:
-            self.cannot_with[a].add(b)
-            self.cannot_with[b].add(a)
+        for a, b in cannot:
+            if a in self.node_of and b in self.node_of:
+                self.cannot_with[self.node_of[a]].add(self.node_of[b])
+                self.cannot_with[self.node_of[b]].add(self.node_of[a])
         self.record_pairs: dict[str, list[tuple[str, float]]] = defaultdict(list)
         # node -> its neighbour nodes, each with the best probability of a pair between them
         self.neighbours: dict[str, dict[str, float]] = defaultdict(dict)
@@ -214,6 +211,11 @@ class _NodeGraph:
             if record.source_key is not None and record.feed in exclusive:
                 keys[self.node_of[uid]][record.feed].add(record.source_key)
         return keys
+
+    def barred(self, node: str, cluster_of: dict[str, int]) -> set[int]:
+        """The clusters holding a node a person said is another child than `node`: the person
+        settled those, so `node` is neither ambiguous between them nor queued against them."""
+        return {cluster_of[other] for other in self.cannot_with.get(node, ())}
 
     def is_link(self, probability: float) -> bool:
         return probability >= self.config.link_threshold
@@ -402,12 +404,11 @@ def _torn_nodes(
 ) -> set[str]:
     """Rule 3(a): endpoints of a refused join whose link-level pairs reach two or more clusters,
     unless their own records vote for their cluster (one reaches it alone, none reaches another
-    cluster alone). A cluster holding a node a person said is another child than this one is
-    not reached: that person settled it."""
+    cluster alone). A cluster `graph.barred` for the node does not count."""
     torn = set()
     # each endpoint once: a node of a dense cluster is in a refused join with most of the others
     for node in {node for key in refused for node in key}:
-        barred = {cluster_of[other] for other in graph.cannot_with.get(node, ())}
+        barred = graph.barred(node, cluster_of)
         reached = {
             cluster_of[other] for other, p in graph.neighbours[node].items()
             if graph.is_link(p)
@@ -715,9 +716,10 @@ def _in_review_band(
     if len(cluster) != 1:
         return False
     (node,) = cluster
+    barred = graph.barred(node, cluster_of)
     return any(
         p >= graph.config.review_threshold and graph.order[other] < graph.order[node]
-        and other not in ambiguous and _pair(node, other) not in graph.cannot
+        and other not in ambiguous and cluster_of[other] not in barred
         and _pair(node, other) not in graph.apart
         for other, p in graph.neighbours[node].items()
         if cluster_of[other] != cluster_of[node]
@@ -754,11 +756,15 @@ def _probability(graph: _NodeGraph, uid: str, child_of: dict[str, str]) -> float
 def _candidates(
     graph: _NodeGraph, uid: str, child_of: dict[str, str]
 ) -> tuple[tuple[str, float], ...]:
-    """The children a queued record's node scored against (best pair each), strongest first."""
+    """The children a queued record's node scored against (best pair each), strongest first,
+    but those a person said it is not."""
+    node = graph.node_of[uid]
+    excluded = {child_of[uid]} | {
+        child_of[graph.members[other][0]] for other in graph.cannot_with.get(node, ())}
     best: dict[str, float] = {}
-    for member in graph.members[graph.node_of[uid]]:
+    for member in graph.members[node]:
         for other, p in graph.record_pairs.get(member, []):
             child = child_of[other]
-            if child != child_of[uid] and p > best.get(child, -1.0):
+            if child not in excluded and p > best.get(child, -1.0):
                 best[child] = p
     return tuple(sorted(best.items(), key=lambda kv: (-kv[1], kv[0])))
