@@ -210,8 +210,10 @@ class BatchPipeline:
         self._busy = False  # resolving a batch taken from `_waiting`
         self._finishing = False
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="master-writer", daemon=True)
-        self._thread.start()
+        # set when the writer's thread ends; waited on rather than joining the thread: a join
+        # interrupted by a signal marks the thread stopped while it still runs (CPython 3.11)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._run, name="master-writer", daemon=True).start()
         atexit.register(self._abandon)
 
     def submit(self, batch: PreparedBatch) -> None:
@@ -224,11 +226,19 @@ class BatchPipeline:
                 self._changed.notify_all()
 
     def finish(self) -> None:
-        """Resolve what waits, and stop the thread."""
+        """Resolve what waits, and stop the thread. Interrupted meanwhile (a second Ctrl-C),
+        roll back the batch being resolved, resolve no other, and hand the interrupt to
+        `on_failure` instead of raising it: Bytewax calls this from its close of the sink, and
+        an exception raised there aborts the process (SIGABRT, a Rust backtrace, no "interrupted"
+        line)."""
         with self._changed:
             self._finishing = True
             self._changed.notify_all()
-        self._thread.join()
+        try:
+            self._stopped.wait()
+        except KeyboardInterrupt as interrupt:
+            self._abandon()
+            self._on_failure(interrupt)
         atexit.unregister(self._abandon)
 
     def _has_room(self, batch: PreparedBatch) -> bool:
@@ -240,17 +250,23 @@ class BatchPipeline:
         return waiting + batch.items <= self._max_waiting
 
     def _run(self) -> None:
-        while batches := self._next_batches():
-            try:
-                if self._failure is None:
-                    self._resolve(PreparedBatch.joined(batches))
-            except BaseException as err:
-                self._failure = err
-                self._on_failure(err)
-            finally:
-                with self._changed:
-                    self._busy = False
-                    self._changed.notify_all()
+        try:
+            while batches := self._next_batches():
+                self._resolve_joined(batches)
+        finally:
+            self._stopped.set()
+
+    def _resolve_joined(self, batches: list[PreparedBatch]) -> None:
+        try:
+            if self._failure is None:
+                self._resolve(PreparedBatch.joined(batches))
+        except BaseException as err:
+            self._failure = err
+            self._on_failure(err)
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
 
     def _next_batches(self) -> list[PreparedBatch]:
         """Every batch waiting, once there is one (none: finished)."""
@@ -262,9 +278,9 @@ class BatchPipeline:
             return batches
 
     def _abandon(self) -> None:
-        """At exit with the thread still running: no further batch, the current one rolled
-        back."""
-        if not self._thread.is_alive():
+        """At exit with the writer still running, or interrupted while finishing: no further
+        batch, the current one rolled back."""
+        if self._stopped.is_set():
             return
         with self._changed:
             self._failure = self._failure or RuntimeError("the process exited")
@@ -272,4 +288,4 @@ class BatchPipeline:
             self._finishing = True
             self._changed.notify_all()
         self._con.interrupt()
-        self._thread.join(timeout=_ABANDON_WAIT_S)
+        self._stopped.wait(timeout=_ABANDON_WAIT_S)

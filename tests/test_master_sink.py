@@ -3,6 +3,7 @@ gathered, a following engine's resolved together once the writer is free, in ord
 resolved after a failure (its feed positions would pass over the failed batch); a following
 engine's master planned without the optimizers its small batches do without."""
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -147,6 +148,37 @@ def test_a_failure_is_handed_on_at_once_and_nothing_after_it_is_resolved(
     pipeline.finish()
     assert writer.resolved == []
     assert len(failures) == 1
+
+
+def test_an_interrupt_while_finishing_abandons_what_waits_and_is_handed_on_not_raised(
+    con, writer: Writer, failures: list[BaseException]
+):
+    """A second Ctrl-C while the run ends (Bytewax closing the sink, the last batch still being
+    resolved): raised from `finish` it would abort the process inside Bytewax."""
+    def on_signal(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # as the CLI's handler does the second time
+
+    pipeline = BatchPipeline(con, writer, failures.append, max_waiting=100)
+    writer.hold.set()
+    pipeline.submit(batch(1))
+    assert writer.started.wait(10)
+    pipeline.submit(batch(2))
+    main = threading.get_ident()
+
+    def interrupt_then_let_go() -> None:
+        time.sleep(0.2)  # the main thread is waiting in `finish`
+        signal.pthread_kill(main, signal.SIGUSR1)
+        time.sleep(0.2)
+        writer.let_go()
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        threading.Thread(target=interrupt_then_let_go).start()
+        pipeline.finish()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert [type(f) for f in failures] == [KeyboardInterrupt]
+    assert writer.resolved == [[1]]  # the batch under way ends (here: no rollback to make)
 
 
 @pytest.mark.parametrize("follow", [False, True], ids=["bulk load", "following"])
