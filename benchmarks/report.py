@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psutil
 
 from benchmarks.engine_bench import TIMED_STAGES, stage_points
@@ -50,14 +54,40 @@ def bench_document(
 
 
 def machine() -> dict[str, Any]:
-    """Cores, memory, platform and the versions of the libraries under measurement."""
+    """Cores, memory, platform, the versions of the libraries under measurement, and how fast
+    the machine is right now (`speed_probe`)."""
     return {
         "cpus": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": {name: version(name) for name in ("bytewax", "splink", "duckdb", "pyarrow")},
+        "speed_probe": speed_probe(),
     }
+
+
+def speed_probe(rounds: int = 5) -> dict[str, float]:
+    """Seconds for a fixed piece of Python and of DuckDB work, the median of `rounds`: a shared
+    machine of the same kind ran the same engine up to twice as slow from one day to the next,
+    and results from different runs compare only beside these (`python_s`: `sum(range(10**7))`;
+    `duckdb_s`: hashing 50M numbers on one thread). ~1.5 s in all."""
+    def timed(work: Callable[[], object]) -> float:
+        seconds = []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            work()
+            seconds.append(time.perf_counter() - began)
+        return round(statistics.median(seconds), 4)
+
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        return {
+            "python_s": timed(lambda: sum(range(10**7))),
+            "duckdb_s": timed(lambda: con.execute(
+                "SELECT sum(hash(i)) FROM range(50000000) t(i)").fetchall()),
+        }
+    finally:
+        con.close()
 
 
 def write_json(document: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
@@ -72,6 +102,14 @@ def write_json(document: dict[str, Any], out_dir: Path, stem: str) -> list[Path]
     return paths
 
 
+def _speed_line(m: dict[str, Any]) -> str:
+    probe = m.get("speed_probe")  # absent from runs before 2026-12-04
+    if not probe:
+        return ""
+    return (f" Speed probe: Python {probe['python_s']:.3f} s, DuckDB {probe['duckdb_s']:.3f} s "
+            "(`benchmarks.report.speed_probe`; compare runs beside it).")
+
+
 def markdown_tables(document: dict[str, Any]) -> str:
     """The engine table and the anchors table (one row per size) with a line on the machine."""
     sizes = document["sizes"]
@@ -80,7 +118,8 @@ def markdown_tables(document: dict[str, Any]) -> str:
         f"Run {document['started_at']} on {m['cpus']} cores, {m['memory_gib']} GiB "
         f"(Python {m['python']}, Splink {m['versions']['splink']}, DuckDB "
         f"{m['versions']['duckdb']}, Bytewax {m['versions']['bytewax']}); model "
-        f"`{document['model_version']}`, link threshold {document['link_threshold']}.",
+        f"`{document['model_version']}`, link threshold {document['link_threshold']}."
+        + _speed_line(m),
         "",
         "| children | feed lines | engine bulk updates/s | peak RSS MiB | cost growth | "
         "follow offered → achieved /s | p50 / p95 / p99 ms | precision | recall | F1 |",

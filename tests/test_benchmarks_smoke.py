@@ -35,6 +35,9 @@ def test_benchmark_of_300_children_writes_every_figure(tmp_path: Path):
     document = json.loads((out / "latest.json").read_text())
     assert {"started_at", "seconds", "machine", "model_version", "link_threshold", "plan",
             "sizes"} <= document.keys()
+    probe = document["machine"]["speed_probe"]
+    assert probe["python_s"] > 0 and probe["duckdb_s"] > 0
+    assert "Speed probe: Python" in (out / "latest.md").read_text()
     (size,) = document["sizes"]
     assert size["children"] == 300
     engine = size["engine"]
