@@ -225,6 +225,13 @@ def records_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
     return locator.records_of(con, column, values, name) if locator else "records"
 
 
+def rows_of_children(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
+                     values: str, name: str) -> str:
+    """`locator.rows_of_children(...)`, or the whole of `children` where there is no
+    locator."""
+    return locator.rows_of_children(con, values, name) if locator else "children"
+
+
 def xref_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
             values: str, name: str) -> str:
     """`locator.xref_of(...)`, or the whole of `xref` where there is no locator."""

@@ -226,6 +226,23 @@ def shielded(master, child_id: str) -> bool:
                           [child_id]).fetchall()[0][0]
 
 
+def test_a_record_the_engine_moves_out_of_a_shielded_child_takes_the_shield_with_it(
+    master, model: CompiledModel
+):
+    """The claim joined twin A, who was then shielded; twin B's arrival makes it ambiguous and
+    the engine moves it to a provisional child of its own, written in the same batch: the safety
+    rule finds that row, and A's, by key."""
+    add_staff(master, model)
+    ingest(master, model, [TWIN_A, NAMELESS_CLAIM])
+    twin_a = child_of(master, "gro", "a")
+    assert child_of(master, "dwp", "c") == twin_a
+    act(master, model, "shield", "dana", "at risk", child_id=twin_a, unshield=None)
+    ingest(master, model, [TWIN_B])
+    claim = child_of(master, "dwp", "c")
+    assert claim != twin_a and decision(master, "dwp", "c") == "review"
+    assert shielded(master, claim)
+
+
 def test_a_merge_keeps_the_shield_and_the_merged_id_resolves_to_the_survivor(
     master, model: CompiledModel
 ):
