@@ -186,9 +186,9 @@ def test_an_unlinked_death_no_longer_makes_the_child_deceased(master, model: Com
     assert master.execute(status, [child]).fetchone() == ("active", None)
 
 
-def test_a_split_stays_split_and_a_record_matching_both_parts_goes_to_review(
-    master, model: CompiledModel
-):
+def split_then_a_census_matching_both_parts(master, model: CompiledModel) -> tuple[str, str]:
+    """Amelia's birth and NHS registration, split by a data manager into two children, then a
+    census record matching both: (the child kept, the child split off)."""
     add_staff(master, model)
     ingest(master, model, [TWIN_A, update("nhs", "n1", first_name="AMELIA", source_key="N1",
                                           nhs_number="N1", **KHAN,
@@ -198,8 +198,18 @@ def test_a_split_stays_split_and_a_record_matching_both_parts_goes_to_review(
     new = act(master, model, "split", "dana", "two children registered as one",
               child_id=child, records="nhs:n1").result["child_id"]
     assert new != child and child_of(master, "nhs", "n1") == new
-    ingest(master, model, [update("census", "both", first_name="AMELIA", source_key="UPN5",
-                                  upn="UPN5", **KHAN, event_time="2013-10-03T08:00:00Z")])
+    ingest(master, model, [CENSUS_OF_BOTH])
+    return child, new
+
+
+CENSUS_OF_BOTH = update("census", "both", first_name="AMELIA", source_key="UPN5", upn="UPN5",
+                        **KHAN, event_time="2013-10-03T08:00:00Z")
+
+
+def test_a_split_stays_split_and_a_record_matching_both_parts_goes_to_review(
+    master, model: CompiledModel
+):
+    child, new = split_then_a_census_matching_both_parts(master, model)
     assert child_of(master, "gro", "a") != child_of(master, "nhs", "n1")
     # a person said they are two children: a record matching both is for a person too
     assert child_of(master, "census", "both") not in {child, new}
@@ -207,6 +217,20 @@ def test_a_split_stays_split_and_a_record_matching_both_parts_goes_to_review(
         "SELECT reason FROM review_queue WHERE record_id = 'both' AND resolved_at IS NULL"
     ).fetchone()
     assert reason.startswith("ambiguous")
+
+
+def test_the_record_matching_both_parts_of_a_split_stays_where_a_person_puts_it(
+    master, model: CompiledModel
+):
+    child, _ = split_then_a_census_matching_both_parts(master, model)
+    (item,) = act(master, model, "review.list", "dana").result
+    act(master, model, "review.resolve", "dana", "the school confirmed", item_id=item["item_id"],
+        link=child, new=None)
+    assert child_of(master, "census", "both") == child
+    ingest(master, model, [update("census", "both2", first_name="AMELIA", source_key="UPN5",
+                                  upn="UPN5", **KHAN, event_time="2014-10-03T08:00:00Z")])
+    assert partition(master) == [["census:both", "census:both2", "gro:a"], ["nhs:n1"]]
+    assert act(master, model, "review.list", "dana").result == []
 
 
 def merge_with_a_shielded_child(master, model: CompiledModel) -> tuple[str, str]:
