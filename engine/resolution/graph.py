@@ -31,8 +31,8 @@ The rule (README "Decisions", docs/stewardship.md):
    clear margin: a node whose best pair with one part is `ambiguity_margin_bits` stronger than with
    any other joins it.
 4. *Review band.* A node alone in its cluster whose best pair with an earlier node (event-time
-   order) of another cluster is at or above `review_threshold` is queued for review, as a
-   provisional child of its own.
+   order) of another cluster, not one a person said it is no part of, is at or above
+   `review_threshold` is queued for review, as a provisional child of its own.
 5. *Stable ids.* A cluster keeps the id of the child holding most of its records (then the child
    with the earliest record); the other children in it are merged into that one, and an id merged
    away keeps resolving to its survivor (the store). A cluster holding no child's records is a new
