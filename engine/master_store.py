@@ -21,7 +21,9 @@ Tables (DESIGN.md "Master store contract" plus our own):
                   the review threshold (the graph the decision core re-resolves; kept because
                   re-scoring a neighbourhood every batch would cost more than reading it), numbered
                   in the order stored (engine.record_locator finds a record's pairs by number);
-- `constraints`   people's decisions: `must`/`cannot` link between two records, by whom, why;
+- `constraints`   people's decisions: `must`/`cannot` link between two records, by whom, why,
+                  numbered in the order made (`constraint_no`: engine.record_locator finds a
+                  record's constraints by number);
 - `decision_history` append-only: every decision a record got, with its evidence (probability,
                   candidates, model version) and who made it (engine, redo, user:NAME);
 - `review_queue`  records a person must look at (ambiguous, review band), with candidates; an item
@@ -64,7 +66,7 @@ SOURCES_SEEDED_BY = "DfE (sources frozen June 2010)"
 
 # Bumped whenever a table changes shape; a master of another version is refused, not guessed at,
 # unless a migration below takes it to this version.
-SCHEMA_VERSION = "11"
+SCHEMA_VERSION = "12"
 
 
 class MasterStoreError(RuntimeError):
@@ -178,6 +180,7 @@ CREATE TABLE IF NOT EXISTS scored_pairs (
     probability DOUBLE NOT NULL,
     pair_no BIGINT DEFAULT nextval('pair_no_seq')
 );
+CREATE SEQUENCE IF NOT EXISTS constraint_no_seq;
 CREATE TABLE IF NOT EXISTS constraints (
     kind VARCHAR NOT NULL CHECK (kind IN ('must', 'cannot')),
     uid_a VARCHAR NOT NULL,
@@ -185,6 +188,7 @@ CREATE TABLE IF NOT EXISTS constraints (
     decided_by VARCHAR NOT NULL,
     reason VARCHAR,
     decided_at TIMESTAMPTZ NOT NULL,
+    constraint_no BIGINT DEFAULT nextval('constraint_no_seq'),
     PRIMARY KEY (uid_a, uid_b)
 );
 CREATE SEQUENCE IF NOT EXISTS decision_seq;
@@ -440,6 +444,17 @@ def _migrate_10_to_11(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("COMMIT")
 
 
+def _migrate_11_to_12(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 12 numbers people's constraints in the order made (`constraints.constraint_no`),
+    so that a batch finds a record's constraints by key instead of reading them all."""
+    con.execute("BEGIN")
+    con.execute("CREATE SEQUENCE IF NOT EXISTS constraint_no_seq")
+    con.execute("ALTER TABLE constraints ADD COLUMN constraint_no BIGINT "
+                "DEFAULT nextval('constraint_no_seq')")
+    con.execute("UPDATE master_meta SET value = '12' WHERE key = 'schema_version'")
+    con.execute("COMMIT")
+
+
 def _uncompressed(ddl: str, columns: tuple[str, ...]) -> str:
     """`ddl` with the text `columns` declared `_UNCOMPRESSED_TEXT`."""
     for column in columns:
@@ -465,7 +480,8 @@ def _copy_table(con: duckdb.DuckDBPyConnection, table: str, renamed: str,
 # From each version the function that migrates a master of that version to the next one.
 _MIGRATIONS = {"3": _migrate_3_to_4, "4": _migrate_4_to_5, "5": _migrate_5_to_6,
                "6": _migrate_6_to_7, "7": _migrate_7_to_8, "8": _migrate_8_to_9,
-               "9": _migrate_9_to_10, "10": _migrate_10_to_11}
+               "9": _migrate_9_to_10, "10": _migrate_10_to_11,
+               "11": _migrate_11_to_12}
 
 
 def configure_store(con: duckdb.DuckDBPyConnection, config: StoreConfig,

@@ -1,6 +1,7 @@
 """Where a batch's records are in `records`: the rows of given children, or of given record ids,
-and their stored pairs in `scored_pairs`, found by key (engine.key_index) instead of by scanning
-the whole record index or the whole graph.
+their stored pairs in `scored_pairs` and people's `constraints` on them, found by key
+(engine.key_index) instead of by scanning the whole record index, the whole graph or every
+decision people made.
 
 DuckDB filters `records` on `child_id` or `unique_id` by reading that column for all 7.7M rows
 of a 1M-children master (and, for wide rows, much more); a filter on `record_no`, the order the
@@ -9,7 +10,9 @@ numbers; beyond, `record_no` whole, and still only the wanted rows' vectors of t
 columns). So `records_of` returns `records` narrowed to the record numbers the in-memory
 indexes give for the wanted keys, and the caller keeps its own filter on `child_id` or
 `unique_id`, which drops any stale entry;
-`pairs_of` likewise narrows `scored_pairs` by `pair_no` to the pairs of given record ids, and
+`ends_of` likewise narrows `scored_pairs` by `pair_no` to the pairs of given record ids, and
+people's `constraints` by `constraint_no` to theirs (constraints grow with people's work, not
+with the master, but a batch should not read them all either), and
 `rows_of_children` `children` by `row_no` to the rows of given children (a child's row is written
 anew, with a new number, at every change: an old number finds no row), and `xref_of` `xref` by
 `xref_no` to the rows of given `(feed, source_key)` keys (a row keeps its number when its child
@@ -29,6 +32,7 @@ after a batch rolled back (`forget_uncommitted`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import duckdb
@@ -43,7 +47,8 @@ Column = Literal["child_id", "unique_id"]
 
 class RecordLocator:
     """The record numbers of `records` by `unique_id` and by `child_id`, the pair numbers of
-    `scored_pairs` by either record's `unique_id`, the row numbers of `children` by `child_id`,
+    `scored_pairs` and the constraint numbers of `constraints` by either record's `unique_id`,
+    the row numbers of `children` by `child_id`,
     the row numbers of `xref` by `feed:source_key` (each key part of a hash of the value,
     engine.key_index, so an entry may also name another row: the caller's filter decides)."""
 
@@ -52,6 +57,7 @@ class RecordLocator:
         self.by_uid = KeyIndex("records", "hash(unique_id)")
         self.by_child = KeyIndex("records", "hash(child_id)")
         self.pairs = KeyIndex(_PAIR_ENDS, "hash(uid)", number="pair_no")
+        self.constraints = KeyIndex(_CONSTRAINT_ENDS, "hash(uid)", number="constraint_no")
         self.children = KeyIndex("children", "hash(child_id)", number="row_no")
         self.xref = KeyIndex("xref", f"hash({XREF_KEY})", number="xref_no")
         self.xref_children = XrefMap() if hold_xref else None
@@ -64,6 +70,7 @@ class RecordLocator:
         self.by_uid.load(con)
         self.by_child.load(con)
         self.pairs.load(con)
+        self.constraints.load(con)
         self.children.load(con)
         self.xref.load(con)
         if self.xref_children is not None:
@@ -94,7 +101,8 @@ class RecordLocator:
         """Add the records appended and the records placed since the last catch-up."""
         indexed_before = self.by_uid.up_to
         # by_child: a new record with its child of now
-        catch_up_all(con, [self.by_uid, self.by_child, self.pairs, self.children, self.xref])
+        catch_up_all(con, [self.by_uid, self.by_child, self.pairs, self.constraints,
+                           self.children, self.xref])
         placed = con.execute(f"""
             SELECT seq, hash(feed || ':' || record_id) AS uid_key, hash(child_id) AS child_key,
                    decided_by NOT IN {ENGINE_DECIDERS} AS by_people
@@ -146,11 +154,17 @@ class RecordLocator:
         index = self.by_child if column == "child_id" else self.by_uid
         return _narrowed(con, "records", "record_no", name, self._find(con, index, values))
 
-    def pairs_of(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> str:
-        """A FROM item: `scored_pairs` narrowed to the pairs that may have one of the record ids
-        of the query `values` on either side (keep the filter on `uid_a`/`uid_b`)."""
-        return _narrowed(con, "scored_pairs", "pair_no", name,
-                         self._find(con, self.pairs, values))
+    def ends_of(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> RecordEnds:
+        """The stored pairs and people's constraints that may have one of the record ids of the
+        query `values` on either side (keep the filter on `uid_a`/`uid_b`), from one reading of
+        their keys; `name`: the prefix of the tables holding too many numbers."""
+        keys = self._keys(con, values)
+        pairs = _narrowed(con, "scored_pairs", "pair_no", f"{name}_pair_nos",
+                          self.pairs.find(keys)[1])
+        numbers = self.constraints.find(keys)[1]
+        constraints = _narrowed(con, "constraints", "constraint_no",
+                                f"{name}_constraint_nos", numbers) if len(numbers) else None
+        return RecordEnds(pairs, constraints)
 
     def rows_of_children(self, con: duckdb.DuckDBPyConnection, values: str, name: str) -> str:
         """A FROM item: `children` narrowed to the rows that may be of one of the child ids of
@@ -164,10 +178,24 @@ class RecordLocator:
         values of the query `values` (keep the filter on `feed` and `source_key`)."""
         return _narrowed(con, "xref", "xref_no", name, self._find(con, self.xref, values))
 
+    @classmethod
+    def _find(cls, con: duckdb.DuckDBPyConnection, index: KeyIndex, values: str) -> np.ndarray:
+        return index.find(cls._keys(con, values))[1]
+
     @staticmethod
-    def _find(con: duckdb.DuckDBPyConnection, index: KeyIndex, values: str) -> np.ndarray:
-        keys = con.execute(f"SELECT DISTINCT hash(v) AS key FROM ({values}) t(v)").fetchnumpy()
-        return index.find(keys["key"])[1]
+    def _keys(con: duckdb.DuckDBPyConnection, values: str) -> np.ndarray:
+        return con.execute(f"SELECT DISTINCT hash(v) AS key FROM ({values}) t(v)"
+                           ).fetchnumpy()["key"]
+
+
+@dataclass(frozen=True)
+class RecordEnds:
+    """FROM items of the stored pairs (`scored_pairs` or a part of it) and of people's
+    constraints (`constraints` or a part of it; None: none has one of the records asked for)
+    that may have one of some records on either side."""
+
+    pairs: str
+    constraints: str | None
 
 
 # `decision_history.decided_by` of the engine's own placements (engine.resolution.changes.
@@ -177,9 +205,11 @@ ENGINE_DECIDERS = "('engine', 'redo')"
 # The temporary tables a catch-up may create (dropped with the batch's).
 LOCATOR_TABLES = ("placed_by_people", "placed_by_people_nos", "placed_keys", "placed_key_nos")
 
-# Each pair under both of its records' ids.
+# Each pair, and each constraint, under both of its records' ids.
 _PAIR_ENDS = ("(SELECT uid_a AS uid, pair_no FROM scored_pairs "
               "UNION ALL SELECT uid_b, pair_no FROM scored_pairs) pair_ends")
+_CONSTRAINT_ENDS = ("(SELECT uid_a AS uid, constraint_no FROM constraints "
+                    "UNION ALL SELECT uid_b, constraint_no FROM constraints) constraint_ends")
 
 
 def _narrowed(con: duckdb.DuckDBPyConnection, table: str, column: str, name: str,
@@ -212,10 +242,12 @@ def _narrowed(con: duckdb.DuckDBPyConnection, table: str, column: str, name: str
 _NUMBERS_INLINE = 1000
 
 
-def pairs_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
-             values: str, name: str) -> str:
-    """`locator.pairs_of(...)`, or the whole of `scored_pairs` where there is no locator."""
-    return locator.pairs_of(con, values, name) if locator else "scored_pairs"
+def ends_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
+            values: str, name: str) -> RecordEnds:
+    """`locator.ends_of(...)`, or the whole of `scored_pairs` and `constraints` where there is
+    no locator."""
+    return locator.ends_of(con, values, name) if locator else RecordEnds("scored_pairs",
+                                                                         "constraints")
 
 
 def records_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,

@@ -187,7 +187,7 @@ class Steward:
             "uid_a": [a for a, _ in rows], "uid_b": [b for _, b in rows],
         }))
         self.con.execute("""
-            INSERT OR REPLACE INTO constraints
+            INSERT OR REPLACE INTO constraints (kind, uid_a, uid_b, decided_by, reason, decided_at)
             SELECT DISTINCT ?, uid_a, uid_b, ?, ?, now() FROM constraint_rows
         """, [kind, self.by, self.reason])
         self.con.unregister("constraint_rows")

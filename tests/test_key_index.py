@@ -171,11 +171,18 @@ def test_the_record_locator_follows_new_records_moves_and_peoples_acts(
     assert _located(con, locator, "child_id") == truth
     assert _located(con, locator, "unique_id") == truth
     pairs: set[tuple[str, str]] = set()
+    constraints: set[tuple[str, str, str]] = set()
     for unique_id, _ in truth:
-        source = locator.pairs_of(con, f"SELECT '{unique_id}'", "located")
-        pairs |= set(con.execute(f"SELECT uid_a, uid_b FROM {source} p WHERE ? IN (uid_a, uid_b)",
-                                 [unique_id]).fetchall())
+        ends = locator.ends_of(con, f"SELECT '{unique_id}'", "located")
+        pairs |= set(con.execute(f"SELECT uid_a, uid_b FROM {ends.pairs} p "
+                                 "WHERE ? IN (uid_a, uid_b)", [unique_id]).fetchall())
+        if ends.constraints is not None:
+            constraints |= set(con.execute(
+                f"SELECT kind, uid_a, uid_b FROM {ends.constraints} c WHERE ? IN (uid_a, uid_b)",
+                [unique_id]).fetchall())
     assert pairs == set(con.execute("SELECT uid_a, uid_b FROM scored_pairs").fetchall())
+    assert constraints, "the test must hold people's constraints"
+    assert constraints == set(con.execute("SELECT kind, uid_a, uid_b FROM constraints").fetchall())
     rows = set()
     for (child_id,) in con.execute("SELECT child_id FROM children").fetchall():
         source = locator.rows_of_children(con, f"SELECT '{child_id}'", "located")

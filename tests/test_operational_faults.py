@@ -82,6 +82,7 @@ def test_a_version_3_master_is_migrated_keeping_its_rows_without_keyed_indexes(
     assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
     before = {t: _query(db, f"SELECT * FROM {t} ORDER BY ALL") for t in ("links", "xref")}
     con = duckdb.connect(str(db))  # as version 3 was: keyed links and xref, no stage_ms
+    _constraints_as_version_11_had_them(con)
     con.execute("ALTER TABLE links DROP COLUMN record_no")
     for table, key in (("links", "feed, record_id"), ("xref", "feed, source_key")):
         con.execute(f"CREATE TABLE {table}_keyed AS SELECT * FROM {table} LIMIT 0")
@@ -122,6 +123,7 @@ def test_a_version_7_master_keeps_its_golden_order_keys_without_their_sources(
     with_sources = ", ".join(f"'{name}': k[{i}] || p.{name}"
                              for i, name in enumerate(GOLDEN_FIELDS, start=1))
     con = duckdb.connect(str(db))  # as version 7 wrote them: an object of whole keys
+    _constraints_as_version_11_had_them(con)
     _keys_as_version_9_wrote_them(con)
     con.execute(f"""
         UPDATE children SET survivorship_keys = to_json({{{with_sources}}})
@@ -149,6 +151,7 @@ def test_a_version_8_master_keeps_its_children_with_their_text_uncompressed(
     rows = "SELECT * FROM children ORDER BY row_no"
     before = _query(db, rows)
     con = duckdb.connect(str(db))  # as version 8 made it: text compressed as DuckDB chooses
+    _constraints_as_version_11_had_them(con)
     _keys_as_version_9_wrote_them(con)
     _text_compressed(con, "children")
     _text_compressed(con, "records")  # as version 10 had them
@@ -175,6 +178,7 @@ def test_a_version_9_master_keeps_its_order_keys_held_compactly(
     rows = "SELECT * FROM children ORDER BY row_no"
     before = _query(db, rows)
     con = duckdb.connect(str(db))
+    _constraints_as_version_11_had_them(con)
     _keys_as_version_9_wrote_them(con)
     con.execute("UPDATE master_meta SET value = '9' WHERE key = 'schema_version'")
     assert con.execute(rows).fetchall() != before
@@ -197,6 +201,7 @@ def test_a_version_10_master_keeps_its_records_and_pairs_with_their_ids_uncompre
     rows = {"records": "SELECT * FROM records", "scored_pairs": "SELECT * FROM scored_pairs"}
     before = {table: _query(db, sql) for table, sql in rows.items()}
     con = duckdb.connect(str(db))
+    _constraints_as_version_11_had_them(con)
     for table in rows:
         _text_compressed(con, table)
     con.execute("UPDATE master_meta SET value = '10' WHERE key = 'schema_version'")
@@ -209,6 +214,39 @@ def test_a_version_10_master_keeps_its_records_and_pairs_with_their_ids_uncompre
     assert (pairs["uid_a"], pairs["uid_b"]) == ("Uncompressed", "Uncompressed")
     assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [
         (SCHEMA_VERSION,)]
+
+
+def test_a_version_11_master_numbers_its_constraints_keeping_them(
+    feeds: Path, tmp_path: Path, capsys
+):
+    """Version 12 numbers people's constraints (a batch finds a record's by number): a version
+    11 master's constraints are numbered in place, every one kept."""
+    db = tmp_path / "master.duckdb"
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    con = duckdb.connect(str(db))
+    con.execute("""
+        INSERT INTO constraints (kind, uid_a, uid_b, decided_by, reason, decided_at)
+        SELECT 'cannot', min(unique_id), max(unique_id), 'user:jo', 'twins', now()
+        FROM records GROUP BY child_id HAVING count(*) > 1 ORDER BY child_id LIMIT 5
+    """)
+    _constraints_as_version_11_had_them(con)
+    rows = "SELECT kind, uid_a, uid_b, decided_by, reason, decided_at FROM constraints ORDER BY ALL"
+    before = con.execute(rows).fetchall()
+    con.execute("UPDATE master_meta SET value = '11' WHERE key = 'schema_version'")
+    con.close()
+    assert len(before) == 5
+    assert run_cli(["run", "--feeds", str(feeds), "--db", str(db)], capsys)[0] == 0
+    assert _query(db, rows) == before
+    assert _query(db, "SELECT count(DISTINCT constraint_no), count(*) FROM constraints") == [
+        (5, 5)]
+    assert _query(db, "SELECT value FROM master_meta WHERE key = 'schema_version'") == [
+        (SCHEMA_VERSION,)]
+
+
+def _constraints_as_version_11_had_them(con: duckdb.DuckDBPyConnection) -> None:
+    """`constraints` as versions before 12 declared it: without `constraint_no`."""
+    con.execute("ALTER TABLE constraints DROP COLUMN constraint_no")
+    con.execute("DROP SEQUENCE constraint_no_seq")
 
 
 def _text_compressed(con: duckdb.DuckDBPyConnection, table: str) -> None:

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.candidates import record_columns_sql, with_shares_sql, with_term_frequencies_sql
-from engine.record_locator import RecordLocator, pairs_of, records_of
+from engine.record_locator import RecordEnds, RecordLocator, ends_of, records_of
 from engine.resolution.graph import SETTLED, Neighbourhood, Pair, Record
 from engine.resolution.prior import probability_sql
 from engine.term_frequencies import HeldTermFrequencies
@@ -38,20 +38,10 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: boo
         CREATE OR REPLACE TEMP TABLE seed_records AS
         SELECT {_HOOD_COLUMNS} FROM {seeds} r WHERE child_id IN (SELECT child_id FROM hood_seeds)
     """)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE must_links AS
-        SELECT other FROM ({_paired_with_sql(
-            "seed_records", "(SELECT * FROM constraints WHERE kind = 'must')")})
-    """)
-    linked = records_of(locator, con, "unique_id", "SELECT other FROM must_links", "must_nos")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE hood_children AS
-        SELECT child_id FROM hood_seeds
-        UNION
-        SELECT r.child_id FROM must_links m JOIN {linked} r ON r.unique_id = m.other
-    """)
+    seed_ends = ends_of(locator, con, "SELECT unique_id FROM seed_records", "seed")
+    _add_seed_children_and_must_linked(con, locator, seed_ends.constraints)
     if redo:
-        _add_open_items_and_their_candidates(con, locator)
+        _add_open_items_and_their_candidates(con, locator, seed_ends.pairs)
     new_part = f"""
         UNION ALL
         SELECT unique_id, NULL, feed, source_key, event_time || unique_id, NULL
@@ -80,17 +70,13 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: boo
         uid: Record(uid, child, feed, key, order, decision)
         for uid, child, feed, key, order, decision in rows
     }
-    hood_pairs = pairs_of(locator, con, "SELECT unique_id FROM hood_records", "hood_pair_nos")
+    hood_ends = ends_of(locator, con, "SELECT unique_id FROM hood_records", "hood")
     pairs = con.execute(f"""
-        SELECT uid_a, uid_b, probability FROM {hood_pairs}
+        SELECT uid_a, uid_b, probability FROM {hood_ends.pairs}
         WHERE uid_a IN (SELECT unique_id FROM hood_records)
           AND uid_b IN (SELECT unique_id FROM hood_records)
     """).fetchall()
-    constraints = con.execute("""
-        SELECT kind, uid_a, uid_b FROM constraints
-        WHERE uid_a IN (SELECT unique_id FROM hood_records)
-          AND uid_b IN (SELECT unique_id FROM hood_records)
-    """).fetchall()
+    constraints = _constraints_among_hood_records(con, hood_ends)
     return Neighbourhood(
         records,
         [Pair(a, b, p) for a, b, p in pairs],
@@ -99,8 +85,46 @@ def read_neighbourhood(con: duckdb.DuckDBPyConnection, with_new: bool, redo: boo
     )
 
 
+def _add_seed_children_and_must_linked(con: duckdb.DuckDBPyConnection,
+                                       locator: RecordLocator | None,
+                                       seed_constraints: str | None) -> None:
+    """Table `hood_children`: the seed children and the children of the records a person
+    must-linked to one of theirs (`seed_constraints`: the constraints that may have a seed
+    record on either side; None: none has, as in most batches)."""
+    if seed_constraints is None:
+        con.execute("CREATE OR REPLACE TEMP TABLE hood_children AS "
+                    "SELECT DISTINCT child_id FROM hood_seeds")
+        return
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE must_links AS
+        SELECT other FROM ({_paired_with_sql(
+            "seed_records", f"(SELECT * FROM {seed_constraints} WHERE kind = 'must')")})
+    """)
+    linked = records_of(locator, con, "unique_id", "SELECT other FROM must_links", "must_nos")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE hood_children AS
+        SELECT child_id FROM hood_seeds
+        UNION
+        SELECT r.child_id FROM must_links m JOIN {linked} r ON r.unique_id = m.other
+    """)
+
+
+def _constraints_among_hood_records(con: duckdb.DuckDBPyConnection,
+                                    hood_ends: RecordEnds) -> list[tuple[str, str, str]]:
+    """`(kind, uid_a, uid_b)` of people's constraints between two records of the
+    neighbourhood."""
+    if hood_ends.constraints is None:
+        return []
+    return con.execute(f"""
+        SELECT kind, uid_a, uid_b FROM {hood_ends.constraints}
+        WHERE uid_a IN (SELECT unique_id FROM hood_records)
+          AND uid_b IN (SELECT unique_id FROM hood_records)
+    """).fetchall()
+
+
 def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
-                                         locator: RecordLocator | None) -> None:
+                                         locator: RecordLocator | None,
+                                         seed_pairs: str) -> None:
     """Redo: the open review items (provisional children) whose queued record scored against a
     seed child's record, then every child such a record scored against — an open item is decided
     again only beside all the children it was a candidate for.
@@ -113,8 +137,7 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
         SELECT feed || ':' || record_id AS uid, child_id FROM review_queue
         WHERE resolved_at IS NULL
     """)
-    seed_pairs = _stored_pairs_of(locator, con, "SELECT unique_id FROM seed_records",
-                                  "seed_pair_nos", "seed_pairs")
+    seed_pairs = _kept_pairs(con, seed_pairs, "seed_pairs")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE next_items AS
         SELECT DISTINCT o.child_id FROM open_items o
@@ -128,8 +151,8 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
     """).fetchall()[0][0]
     if not near:  # no open item is next to the seeds (most batches): ~7 ms of statements less
         return
-    item_pairs = _stored_pairs_of(locator, con, "SELECT unique_id FROM open_item_records",
-                                  "item_pair_nos", "item_pairs")
+    item_pairs = _kept_pairs(con, ends_of(locator, con, "SELECT unique_id FROM open_item_records",
+                                          "item").pairs, "item_pairs")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE open_pairs AS
         SELECT i.child_id AS item_child, p.other
@@ -149,15 +172,13 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
     """)
 
 
-def _stored_pairs_of(locator: RecordLocator | None, con: duckdb.DuckDBPyConnection,
-                     values: str, numbers: str, name: str) -> str:
-    """`pairs_of(...)` kept in table `name` when the locator narrowed it (the pairs are read
-    from `scored_pairs` once, not once by each side of `_paired_with_sql`: for 8,000 pairs of a
-    1M-children master 160 -> 95 ms); the whole of `scored_pairs` where there is no locator."""
-    if locator is None:
-        return "scored_pairs"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
-                f"SELECT uid_a, uid_b FROM {locator.pairs_of(con, values, numbers)}")
+def _kept_pairs(con: duckdb.DuckDBPyConnection, pairs: str, name: str) -> str:
+    """The stored pairs `pairs` (a locator's part of `scored_pairs`) kept in table `name`, so
+    that they are read from `scored_pairs` once, not once by each side of `_paired_with_sql`
+    (for 8,000 pairs of a 1M-children master 160 -> 95 ms); `scored_pairs` itself as it is."""
+    if pairs == "scored_pairs":
+        return pairs
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT uid_a, uid_b FROM {pairs}")
     return name
 
 
@@ -251,6 +272,6 @@ HOOD_TABLES = (
     "hood_seeds", "seed_records", "must_links", "hood_children", "open_items", "open_pairs",
     "next_items", "open_item_records", "hood_records", "hood_seed_nos", "must_nos", "other_nos",
     "hood_nos", "support_nos", "seed_pair_nos", "item_pair_nos", "hood_pair_nos", "seed_pairs",
-    "item_pairs",
+    "item_pairs", "seed_constraint_nos", "hood_constraint_nos", "item_constraint_nos",
     "support_records", "support_queries", "support_pairs", "support_tf",
 )
