@@ -237,9 +237,19 @@ class BatchPipeline:
         try:
             self._stopped.wait()
         except KeyboardInterrupt as interrupt:
-            self._abandon()
+            self._abandon_through_interrupts()
             self._on_failure(interrupt)
         atexit.unregister(self._abandon)
+
+    def _abandon_through_interrupts(self) -> None:
+        """`_abandon`, begun again if a further interrupt (a third Ctrl-C) breaks into it: it
+        must not leave `finish` either."""
+        while True:
+            try:
+                self._abandon()
+                return
+            except KeyboardInterrupt:
+                continue
 
     def _has_room(self, batch: PreparedBatch) -> bool:
         if not self._waiting:

@@ -3,6 +3,7 @@ gathered, a following engine's resolved together once the writer is free, in ord
 resolved after a failure (its feed positions would pass over the failed batch); a following
 engine's master planned without the optimizers its small batches do without."""
 
+import contextlib
 import signal
 import threading
 import time
@@ -150,11 +151,13 @@ def test_a_failure_is_handed_on_at_once_and_nothing_after_it_is_resolved(
     assert len(failures) == 1
 
 
+@pytest.mark.parametrize("interrupts", [1, 3])
 def test_an_interrupt_while_finishing_abandons_what_waits_and_is_handed_on_not_raised(
-    con, writer: Writer, failures: list[BaseException]
+    con, writer: Writer, failures: list[BaseException], interrupts: int
 ):
     """A second Ctrl-C while the run ends (Bytewax closing the sink, the last batch still being
-    resolved): raised from `finish` it would abort the process inside Bytewax."""
+    resolved): raised from `finish` it would abort the process inside Bytewax. So would a third
+    one, arriving while the batch under way is abandoned."""
     def on_signal(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt  # as the CLI's handler does the second time
 
@@ -166,17 +169,27 @@ def test_an_interrupt_while_finishing_abandons_what_waits_and_is_handed_on_not_r
     main = threading.get_ident()
 
     def interrupt_then_let_go() -> None:
-        time.sleep(0.2)  # the main thread is waiting in `finish`
-        signal.pthread_kill(main, signal.SIGUSR1)
+        for _ in range(interrupts):
+            time.sleep(0.2)  # the main thread is waiting in `finish`, then in its abandon
+            signal.pthread_kill(main, signal.SIGUSR1)
         time.sleep(0.2)
         writer.let_go()
 
+    interrupter = threading.Thread(target=interrupt_then_let_go)
+    escaped = False
     previous = signal.signal(signal.SIGUSR1, on_signal)
     try:
-        threading.Thread(target=interrupt_then_let_go).start()
-        pipeline.finish()
+        interrupter.start()
+        try:
+            pipeline.finish()
+        except KeyboardInterrupt:
+            escaped = True
     finally:
+        while interrupter.is_alive():  # its later interrupts, if one left `finish`
+            with contextlib.suppress(KeyboardInterrupt):
+                interrupter.join()
         signal.signal(signal.SIGUSR1, previous)
+    assert not escaped, "an interrupt left `finish`"
     assert [type(f) for f in failures] == [KeyboardInterrupt]
     assert writer.resolved == [[1]]  # the batch under way ends (here: no rollback to make)
 
