@@ -137,7 +137,7 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
         SELECT feed || ':' || record_id AS uid, child_id FROM review_queue
         WHERE resolved_at IS NULL
     """)
-    seed_pairs = _kept_pairs(con, seed_pairs, "seed_pairs")
+    seed_pairs = _kept_pairs(con, locator, seed_pairs, "seed_pairs")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE next_items AS
         SELECT DISTINCT o.child_id FROM open_items o
@@ -151,8 +151,8 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
     """).fetchall()[0][0]
     if not near:  # no open item is next to the seeds (most batches): ~7 ms of statements less
         return
-    item_pairs = _kept_pairs(con, ends_of(locator, con, "SELECT unique_id FROM open_item_records",
-                                          "item").pairs, "item_pairs")
+    item_ends = ends_of(locator, con, "SELECT unique_id FROM open_item_records", "item")
+    item_pairs = _kept_pairs(con, locator, item_ends.pairs, "item_pairs")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE open_pairs AS
         SELECT i.child_id AS item_child, p.other
@@ -172,11 +172,13 @@ def _add_open_items_and_their_candidates(con: duckdb.DuckDBPyConnection,
     """)
 
 
-def _kept_pairs(con: duckdb.DuckDBPyConnection, pairs: str, name: str) -> str:
-    """The stored pairs `pairs` (a locator's part of `scored_pairs`) kept in table `name`, so
-    that they are read from `scored_pairs` once, not once by each side of `_paired_with_sql`
-    (for 8,000 pairs of a 1M-children master 160 -> 95 ms); `scored_pairs` itself as it is."""
-    if pairs == "scored_pairs":
+def _kept_pairs(con: duckdb.DuckDBPyConnection, locator: RecordLocator | None, pairs: str,
+                name: str) -> str:
+    """The stored pairs `pairs` (`ends_of(...).pairs`) kept in table `name` when the locator
+    narrowed them, so that they are read from `scored_pairs` once, not once by each side of
+    `_paired_with_sql` (for 8,000 pairs of a 1M-children master 160 -> 95 ms); without a
+    locator, the whole of `scored_pairs` as it is."""
+    if locator is None:
         return pairs
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT uid_a, uid_b FROM {pairs}")
     return name
