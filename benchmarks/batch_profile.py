@@ -122,9 +122,10 @@ def newest_updates(feeds: Path, count: int) -> list[Update]:
 
 
 def profile(master: Path, updates: list[Update], batch_size: int, explain: bool,
-            following: bool = True) -> dict[str, Any]:
+            following: bool = True, checkpoint_every: int | None = None) -> dict[str, Any]:
     """Resolve `updates` in batches of `batch_size` on a copy of `master` (holding in memory
-    what following holds, if `following`)."""
+    what following holds, if `following`), checkpointing the copy after every
+    `checkpoint_every` batches (untimed), as DuckDB does once the log reaches its threshold."""
     with tempfile.TemporaryDirectory() as work:
         copy = Path(work) / "master.duckdb"
         copy_master(master, copy)
@@ -137,13 +138,17 @@ def profile(master: Path, updates: list[Update], batch_size: int, explain: bool,
                             following=following)
         ready_s = time.perf_counter() - began
         timed.seconds.clear()
-        totals, stages = [], defaultdict(list)
+        totals, stages, checkpoints = [], defaultdict(list), []
         for start in range(0, len(updates), batch_size):
             began = time.perf_counter()
             outcome = resolver.resolve(updates[start:start + batch_size])
             totals.append(time.perf_counter() - began)
             for stage, seconds in outcome.stage_seconds.items():
                 stages[stage].append(seconds)
+            if checkpoint_every and len(totals) % checkpoint_every == 0:
+                began = time.perf_counter()
+                con.execute("CHECKPOINT")
+                checkpoints.append(time.perf_counter() - began)
         con.close()
     batches = len(totals)
     return {
@@ -152,7 +157,22 @@ def profile(master: Path, updates: list[Update], batch_size: int, explain: bool,
         "ready_seconds": round(ready_s, 1),
         "median_ms": _median_ms(totals),
         "stages_median_ms": {stage: _median_ms(s) for stage, s in stages.items()},
-    } | _statements_report(timed, batches, explain)
+    } | _checkpoints_report(totals, checkpoint_every, checkpoints) | _statements_report(
+        timed, batches, explain)
+
+
+def _checkpoints_report(totals: list[float], every: int | None, seconds: list[float]
+                        ) -> dict[str, Any]:
+    """With checkpoints: the batches' median before the first one and after it, and each
+    checkpoint's seconds."""
+    if not every:
+        return {}
+    return {
+        "checkpoint_every": every,
+        "checkpoint_seconds": [round(s, 2) for s in seconds],
+        "median_ms_before_first_checkpoint": _median_ms(totals[:every]),
+        "median_ms_after_first_checkpoint": _median_ms(totals[every:]) if seconds else None,
+    }
 
 
 def feed_updates_in_order(feeds: Path) -> list[Update]:
@@ -241,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--statements", action="store_true",
                         help="also time DuckDB's planning of each statement (EXPLAIN)")
+    parser.add_argument("--checkpoint-every", type=int, metavar="N",
+                        help="checkpoint the copy after every N batches (untimed), as DuckDB "
+                             "does whenever the log passes its threshold in a long session")
     parser.add_argument("--as-bulk-load", action="store_true",
                         help="read xref and the candidates' values from the master, as a bulk "
                              "load does, instead of holding them in memory as following does")
@@ -266,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     if not updates:
         parser.error(f"no feed lines found under {args.feeds}")
     print(json.dumps(profile(args.master, updates, args.batch_size, args.statements,
-                             following=not args.as_bulk_load), indent=2))
+                             following=not args.as_bulk_load,
+                             checkpoint_every=args.checkpoint_every), indent=2))
     return 0
 
 

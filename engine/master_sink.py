@@ -29,7 +29,12 @@ from engine.feed_positions import FeedPosition, FollowStarted
 from engine.feed_source import StopSignal
 from engine.idle_checkpoint import IdleCheckpointer
 from engine.intake import DeadLetter
-from engine.master_store import ENGINE_OPEN_WAIT_S, configure_store, open_master
+from engine.master_store import (
+    ENGINE_OPEN_WAIT_S,
+    configure_store,
+    end_following,
+    open_master,
+)
 from engine.resolver import BatchOutcome, PreparedBatch, Resolver
 from linkage_models.scoring import CompiledModel
 from streams.canonical import Update
@@ -164,8 +169,9 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
 
     def close(self) -> None:
         self.pipeline.finish()
-        if self.idle is not None:
+        if self.idle is not None:  # following
             self.idle.stop()
+            end_following(self.resolver.con)
         self.service.stop()
         self.resolver.con.close()
 

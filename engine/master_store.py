@@ -488,11 +488,27 @@ def configure_store(con: duckdb.DuckDBPyConnection, config: StoreConfig,
                     following: bool = False) -> None:
     """Checkpoint after every `config.checkpoint_threshold_mb` of write-ahead log; DuckDB's
     memory held to `config.memory_limit_mb`. `following`: plan small statements without
-    `FOLLOWING_DISABLED_OPTIMIZERS`."""
+    `FOLLOWING_DISABLED_OPTIMIZERS`, and checkpoint without compacting (`end_following`)."""
     con.execute(f"SET checkpoint_threshold = '{config.checkpoint_threshold_mb}MB'")
     con.execute(f"SET memory_limit = '{config.memory_limit_mb}MB'")
     if following:
         con.execute(f"SET disabled_optimizers = '{','.join(FOLLOWING_DISABLED_OPTIMIZERS)}'")
+        # A checkpoint's vacuum rewrites row groups that hold deleted rows (every batch
+        # deletes and rewrites its children's rows) into new ones, and until the process
+        # opens the master again DuckDB 2.0.1 reads those far slower: 150 scattered children's
+        # rows of a rewritten row group 3.9 -> 21-27 ms, a following batch of 300 at 1M
+        # children ~10% dearer after each checkpoint, and the checkpoint itself 2.5 s against
+        # 0.7 s (docs/scale.md, "Small hours, 2026-12-05"). So a following engine's
+        # checkpoints keep deleted rows as DuckDB's tombstones, and compacting waits for its
+        # stop (`end_following`) or for a run that does not follow.
+        con.execute("SET max_vacuum_tasks = 0")
+
+
+def end_following(con: duckdb.DuckDBPyConnection) -> None:
+    """Before a following engine closes the master: DuckDB's vacuum back on, so that the
+    checkpoint at close compacts the row groups following left deleted rows in (it does so
+    for a table it checkpoints: one the log changed)."""
+    con.execute("RESET max_vacuum_tasks")
 
 
 # DuckDB optimizers a following engine's batches do without. Such a batch runs ~85 statements
