@@ -506,8 +506,9 @@ def configure_store(con: duckdb.DuckDBPyConnection, config: StoreConfig,
 
 def end_following(con: duckdb.DuckDBPyConnection) -> None:
     """Before a following engine closes the master: DuckDB's vacuum back on, so that the
-    checkpoint at close compacts the row groups following left deleted rows in (it does so
-    for a table it checkpoints: one the log changed)."""
+    checkpoint at close compacts the row groups following left deleted rows in (DuckDB does so
+    for a table the log changed; with nothing logged since the last checkpoint, at a later
+    one)."""
     con.execute("RESET max_vacuum_tasks")
 
 
