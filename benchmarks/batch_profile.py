@@ -13,7 +13,9 @@ feed reading), on a copy of the master (the file given is never written). Report
 (median after the first two, which warm DuckDB's cache): resolver time, per stage
 (`batches.stage_ms`' stages) and, with `--statements`, the SQL statements that cost most, each with
 the time DuckDB takes to plan it (its `EXPLAIN`, run before it; planning, not data, is most of a
-small batch's cost: docs/scale.md "Where a batch's time goes").
+small batch's cost: docs/scale.md "Where a batch's time goes"). With `--checkpoint-every N`, the
+copy is checkpointed after every N batches, as DuckDB does every few minutes of following, and
+the batches before and after the first checkpoint are reported apart.
 
 `python -m benchmarks.batch_profile --load DIR [--batch-size 100000]`: a bulk load's statements
 instead: every line of the feeds `DIR`, in the order a bulk load reads them (by period, then feed),

@@ -78,6 +78,8 @@ def run_follow(
         (feeds / feed / append_file).unlink(missing_ok=True)
     cmd = [python, "-m", "engine", "run", "--feeds", str(feeds), "--db", str(db), "--follow",
            "--json"]
+    if plan.engine_config is not None:
+        cmd += ["--config", str(plan.engine_config)]
     started_epoch = time.time()
     with MeasuredProcess(cmd, work_dir / "engine-follow.log") as proc:
         # CPU alone is no sign of readiness: opening a large master can wait on the disk

@@ -62,7 +62,9 @@ def follow_master(plan: BenchPlan, children: int, master: Path, console: Console
         "master": str(master),
         "engine_python": plan.python,
         "plan": {"seed": plan.seed, "rate": plan.follow.rate, "seconds": plan.follow.seconds,
-                 "quiet_updates": plan.follow.quiet_updates},
+                 "quiet_updates": plan.follow.quiet_updates,
+                 "engine_config": (plan.follow.engine_config.read_text()
+                                   if plan.follow.engine_config else None)},
         "follow": follow,
     }
 
@@ -83,12 +85,19 @@ def main(argv: list[str] | None = None) -> int:
                              ".venv/bin/python, to compare two versions on one master)")
     parser.add_argument("--rate", type=int, default=FollowPlan.rate, help="lines/s offered")
     parser.add_argument("--follow-seconds", type=float, default=FollowPlan.seconds)
+    parser.add_argument("--engine-config", type=Path, metavar="TOML",
+                        help="run the engine with this config (`run --config`), e.g. "
+                             "[store] checkpoint_threshold_mb = 16 for checkpoints while it "
+                             "follows, as a long session has them")
     parser.add_argument("--quiet-updates", type=int, default=FollowPlan.quiet_updates)
     args = parser.parse_args(argv)
     if not args.master.is_file():
         parser.error(f"no master at {args.master}")
+    if args.engine_config is not None and not args.engine_config.is_file():
+        parser.error(f"no engine config at {args.engine_config}")
     follow = replace(FollowPlan(), rate=args.rate, seconds=args.follow_seconds,
-                     quiet_updates=args.quiet_updates)
+                     quiet_updates=args.quiet_updates,
+                     engine_config=args.engine_config.resolve() if args.engine_config else None)
     plan = replace(BenchPlan(), cache_dir=args.cache, seed=args.seed, out_dir=args.out,
                    follow=follow, python=args.engine_python)
     console = Console(stderr=True)

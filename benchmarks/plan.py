@@ -36,6 +36,9 @@ class FollowPlan:
     # meanwhile would measure that one-off build, not following (reported as `ready_seconds`)
     ready_max_s: float = 600.0
     drain_max_s: float = 120.0
+    # an engine config (TOML) the engine runs with (`run --config`), e.g. a low
+    # `store.checkpoint_threshold_mb` to measure following across DuckDB's checkpoints
+    engine_config: Path | None = None
 
 
 @dataclass(frozen=True)

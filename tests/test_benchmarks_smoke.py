@@ -95,6 +95,17 @@ def test_the_follow_phase_alone_runs_on_a_copy_of_a_master_loaded_before(tmp_pat
     assert follow["quiet_single_update_ms"]["appended"] == 3
     assert follow["batch_cost"]["small_batch_median_ms"] > 0
 
+    # the engine runs with the config given: one it refuses fails the phase with its reason
+    retired = tmp_path / "retired.toml"
+    retired.write_text("[batch]\nmax_latency_ms = 50\n")
+    follow_master.main([
+        "--master", str(master), "--children", "300", "--cache", str(cache), "--rate", "200",
+        "--follow-seconds", "1", "--quiet-updates", "0", "--engine-config", str(retired),
+        "--out", str(tmp_path / "results")])
+    refused = json.loads((tmp_path / "results" / "follow-latest.json").read_text())
+    assert refused["plan"]["engine_config"] == retired.read_text()
+    assert "batch.max_latency_ms is no longer a setting" in refused["follow"]["failed"]
+
 def test_projection_of_two_sizes_passes_through_both_and_is_labelled(tmp_path: Path):
     status = projection.main([str(STORED_RESULT), "--out", str(tmp_path)])
 
@@ -169,10 +180,13 @@ def test_the_batch_profile_times_each_statement_of_real_batches_on_a_copy(tmp_pa
     before = master.read_bytes()
     updates = batch_profile.sample_updates(feeds, 6, new_key_share=0.5, seed=1)
 
-    result = batch_profile.profile(master, updates, batch_size=2, explain=True)
+    result = batch_profile.profile(master, updates, batch_size=2, explain=True,
+                                   checkpoint_every=2)
 
     assert master.read_bytes() == before  # a copy was written
     assert len(updates) == 6 and result["batches"] == 3
+    assert len(result["checkpoint_seconds"]) == 1  # after the second batch
+    assert result["median_ms_after_first_checkpoint"] > 0
     assert result["median_ms"] > 0 and result["stages_median_ms"]["write"] > 0
     assert result["statements_per_batch"] > 10
     commit = [s for s in result["statements"] if s["sql"] == "COMMIT"]
