@@ -496,9 +496,9 @@ def configure_store(con: duckdb.DuckDBPyConnection, config: StoreConfig,
         # A checkpoint's vacuum rewrites row groups that hold deleted rows (every batch
         # deletes and rewrites its children's rows) into new ones, and until the process
         # opens the master again DuckDB 2.0.1 reads those far slower: 150 scattered children's
-        # rows of a rewritten row group 3.9 -> 21-27 ms, a following batch of 300 at 1M
-        # children ~10% dearer after each checkpoint, and the checkpoint itself 2.5 s against
-        # 0.7 s (docs/scale.md, "Small hours, 2026-12-05"). So a following engine's
+        # rows of a rewritten row group 3.4-5.0 -> 19.4-27.0 ms, a following batch of 300 at 1M
+        # children ~10% dearer after each checkpoint, and the checkpoint itself 2.4 s against
+        # 0.6 s (docs/scale.md, "Small hours, 2026-12-05"). So a following engine's
         # checkpoints keep deleted rows as DuckDB's tombstones, and compacting waits for its
         # stop (`end_following`) or for a run that does not follow.
         con.execute("SET max_vacuum_tasks = 0")

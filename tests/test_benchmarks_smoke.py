@@ -106,6 +106,7 @@ def test_the_follow_phase_alone_runs_on_a_copy_of_a_master_loaded_before(tmp_pat
     assert refused["plan"]["engine_config"] == retired.read_text()
     assert "batch.max_latency_ms is no longer a setting" in refused["follow"]["failed"]
 
+
 def test_projection_of_two_sizes_passes_through_both_and_is_labelled(tmp_path: Path):
     status = projection.main([str(STORED_RESULT), "--out", str(tmp_path)])
 

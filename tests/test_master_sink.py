@@ -210,10 +210,10 @@ def test_only_a_following_engine_plans_without_the_optimizers_its_batches_do_wit
     assert {name for name in disabled.split(",") if name} == expected
 
 
-def _stored_rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    """Rows `table` holds in storage, deleted ones not yet compacted away included."""
+def _stored_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows table `scratch` holds in storage, deleted ones not yet compacted away included."""
     (rows,), = con.execute(
-        f"SELECT sum(count) FROM pragma_storage_info('{table}') "
+        "SELECT sum(count) FROM pragma_storage_info('scratch') "
         "WHERE column_name = 'n' AND segment_type <> 'VALIDITY'").fetchall()
     return rows
 
@@ -233,11 +233,11 @@ def test_a_following_engine_checkpoints_without_compacting_and_compacts_as_it_st
     con.execute("CHECKPOINT")
     con.execute("DELETE FROM scratch WHERE n % 10 < 6")
     con.execute("CHECKPOINT")
-    while_running = _stored_rows(con, "scratch")
+    while_running = _stored_rows(con)
     con.execute("DELETE FROM scratch WHERE n = 7")  # the log holds a change at close
     partition.close()
     with duckdb.connect(str(db)) as reopened:
-        after_stop = _stored_rows(reopened, "scratch")
+        after_stop = _stored_rows(reopened)
     # (DuckDB compacts as many row groups as its rules allow, not always all of them)
     assert (while_running == 400_000) == follow
     assert after_stop < 400_000
