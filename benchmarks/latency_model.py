@@ -1,0 +1,108 @@
+"""`python -m benchmarks.latency_model [--intercept MS] [--per-update MS] [--gap MS] …`: the
+append → commit latencies a following engine would show for a given batch cost, without running
+it. A model, not a measurement: it says which part of a batch's cost the follow p99 comes from
+(docs/scale.md, "Early morning, 2026-12-05"), so that a change can be judged before it is built.
+
+Lines arrive evenly at `--rate` a second for `--seconds`. The writer is never idle while lines
+wait (engine.master_sink.BatchPipeline): as a batch commits, the next one takes every line that
+arrived meanwhile, and starts `--gap` ms later (the commit and the hand-over). A batch of `n`
+lines costs
+
+    (intercept + per_update · n + heavy_ms if it moves a record) · (1 + growth · t / seconds)
+    · (1 + noise · N(0, 1))
+
+where a batch moves a record (a redo: the costly batches of the follow session) with chance
+1 − (1 − 1 / heavy_every)ⁿ, `t` is when it starts, and `growth` is how much dearer the same batch
+is at the end of the session than at its start. Each line's latency is its batch's end less its
+arrival. Prints p50, p95, p99 and max as JSON; the defaults are the 1M master's, measured
+(replayed batches and the follow session of 2026-12-05: p50 / p99 389–434 / 603–697 ms measured,
+~405–420 / ~645–650 ms modelled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import asdict, dataclass
+
+from benchmarks.follow import percentiles_ms
+
+
+@dataclass(frozen=True)
+class BatchCost:
+    """What a following batch costs, in ms (see the module's docstring)."""
+
+    intercept_ms: float = 173.0
+    per_update_ms: float = 0.22
+    gap_ms: float = 21.0
+    growth: float = 0.13
+    heavy_every: float = 770.0
+    heavy_ms: float = 49.0
+    noise: float = 0.08
+
+    def batch_ms(self, lines: int, started_s: float, seconds: float, rng: random.Random
+                 ) -> float:
+        heavy = rng.random() < 1 - (1 - 1 / self.heavy_every) ** lines
+        cost = self.intercept_ms + self.per_update_ms * lines + (self.heavy_ms if heavy else 0)
+        return (cost * (1 + self.growth * started_s / seconds)
+                * max(0.0, 1 + rng.gauss(0, self.noise)))
+
+
+def follow_latencies_ms(cost: BatchCost, rate: float = 1000.0, seconds: float = 30.0,
+                        seed: int = 1) -> list[float]:
+    """Each line's modelled latency, in arrival order."""
+    rng = random.Random(seed)
+    interval_ms = 1000.0 / rate
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    now_ms, taken = 0.0, 0
+    while taken < total:
+        arrived = min(total, int(now_ms / interval_ms) + 1)
+        if arrived == taken:  # nothing waiting: the next line starts the next batch
+            now_ms = taken * interval_ms
+            continue
+        end_ms = now_ms + cost.batch_ms(arrived - taken, now_ms / 1000, seconds, rng)
+        latencies.extend(end_ms - line * interval_ms for line in range(taken, arrived))
+        taken, now_ms = arrived, end_ms + cost.gap_ms
+    return latencies
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.latency_model",
+        description="The follow latencies (p50, p95, p99, max) a batch cost model gives; a "
+                    "model, not a measurement (defaults: the 1M master, 2026-12-05).")
+    defaults = BatchCost()
+    parser.add_argument("--intercept", type=float, default=defaults.intercept_ms,
+                        help="ms a batch costs before its lines (default %(default)s)")
+    parser.add_argument("--per-update", type=float, default=defaults.per_update_ms,
+                        help="ms each line adds (default %(default)s)")
+    parser.add_argument("--gap", type=float, default=defaults.gap_ms,
+                        help="ms from one batch's end to the next one's start "
+                             "(default %(default)s)")
+    parser.add_argument("--growth", type=float, default=defaults.growth,
+                        help="how much dearer a batch is at the session's end, 0.13 = 13%% "
+                             "(default %(default)s)")
+    parser.add_argument("--heavy-every", type=float, default=defaults.heavy_every,
+                        help="lines per record moved (a redo; default %(default)s)")
+    parser.add_argument("--heavy-ms", type=float, default=defaults.heavy_ms,
+                        help="ms a batch that moves a record costs more (default %(default)s)")
+    parser.add_argument("--noise", type=float, default=defaults.noise,
+                        help="relative spread of a batch's cost (default %(default)s)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="lines a second")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.rate <= 0 or args.seconds <= 0 or args.heavy_every < 1:
+        parser.error("--rate and --seconds must be positive, --heavy-every at least 1")
+    cost = BatchCost(args.intercept, args.per_update, args.gap, args.growth, args.heavy_every,
+                     args.heavy_ms, args.noise)
+    latencies = follow_latencies_ms(cost, args.rate, args.seconds, args.seed)
+    print(json.dumps({"model": asdict(cost), "rate": args.rate, "seconds": args.seconds}
+                     | {f"{k}_ms": v for k, v in percentiles_ms(latencies).items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
