@@ -16,7 +16,7 @@ where a batch moves a record (a redo: the costly batches of the follow session) 
 is at the end of the session than at its start. Each line's latency is its batch's end less its
 arrival. Prints p50, p95, p99 and max as JSON; the defaults are the 1M master's, measured
 (replayed batches and the follow session of 2026-12-05: p50 / p99 389–434 / 603–697 ms measured,
-~405–420 / ~645–650 ms modelled).
+411–423 / 623–667 ms modelled, five seeds).
 """
 
 from __future__ import annotations
