@@ -14,9 +14,17 @@ lines costs
 where a batch moves a record (a redo: the costly batches of the follow session) with chance
 1 − (1 − 1 / heavy_every)ⁿ, `t` is when it starts, and `growth` is how much dearer the same batch
 is at the end of the session than at its start. Each line's latency is its batch's end less its
-arrival. Prints p50, p95, p99 and max as JSON; the defaults are the 1M master's, measured
-(replayed batches and the follow session of 2026-12-05: p50 / p99 389–434 / 603–697 ms measured,
-411–423 / 623–667 ms modelled, five seeds).
+arrival.
+
+A part of a batch may run ahead (`--ahead-intercept`, `--ahead-per-update`: a pipeline, not
+built, that would resolve the next batch's first stages beside the current batch's last ones).
+That part of the next batch is then gathered and started so that it would end as the current
+batch ends (judged by the current batch's own), and the rest of the batch starts once both have
+ended; a line waits for both parts. Without it the writer is the one thread it is today.
+
+Prints p50, p95, p99 and max as JSON; the defaults are the 1M master's, measured (replayed
+batches and the follow session of 2026-12-05: p50 / p99 389–434 / 603–697 ms measured, 411–423 /
+623–667 ms modelled, five seeds).
 """
 
 from __future__ import annotations
@@ -40,11 +48,22 @@ class BatchCost:
     heavy_every: float = 770.0
     heavy_ms: float = 49.0
     noise: float = 0.08
+    ahead_intercept_ms: float = 0.0
+    ahead_per_update_ms: float = 0.0
 
     def batch_ms(self, lines: int, started_s: float, seconds: float, rng: random.Random
                  ) -> float:
         heavy = rng.random() < 1 - (1 - 1 / self.heavy_every) ** lines
         cost = self.intercept_ms + self.per_update_ms * lines + (self.heavy_ms if heavy else 0)
+        return self._spread(cost, started_s, seconds, rng)
+
+    def ahead_ms(self, lines: int, started_s: float, seconds: float, rng: random.Random
+                 ) -> float:
+        cost = self.ahead_intercept_ms + self.ahead_per_update_ms * lines
+        return self._spread(cost, started_s, seconds, rng) if cost else 0.0
+
+    def _spread(self, cost: float, started_s: float, seconds: float, rng: random.Random
+                ) -> float:
         return (cost * (1 + self.growth * started_s / seconds)
                 * max(0.0, 1 + rng.gauss(0, self.noise)))
 
@@ -56,15 +75,20 @@ def follow_latencies_ms(cost: BatchCost, rate: float = 1000.0, seconds: float = 
     interval_ms = 1000.0 / rate
     total = int(rate * seconds)
     latencies: list[float] = []
-    now_ms, taken = 0.0, 0
+    now_ms, taken = 0.0, 0  # now_ms: when the next batch is gathered
+    writer_free_ms = 0.0
     while taken < total:
         arrived = min(total, int(now_ms / interval_ms) + 1)
         if arrived == taken:  # nothing waiting: the next line starts the next batch
             now_ms = taken * interval_ms
             continue
-        end_ms = now_ms + cost.batch_ms(arrived - taken, now_ms / 1000, seconds, rng)
+        lines = arrived - taken
+        ahead_ms = cost.ahead_ms(lines, now_ms / 1000, seconds, rng)
+        started_ms = max(now_ms + ahead_ms, writer_free_ms)
+        end_ms = started_ms + cost.batch_ms(lines, started_ms / 1000, seconds, rng)
         latencies.extend(end_ms - line * interval_ms for line in range(taken, arrived))
-        taken, now_ms = arrived, end_ms + cost.gap_ms
+        taken, writer_free_ms = arrived, end_ms + cost.gap_ms
+        now_ms = max(now_ms + ahead_ms, writer_free_ms - ahead_ms)
     return latencies
 
 
@@ -75,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                     "model, not a measurement (defaults: the 1M master, 2026-12-05).")
     defaults = BatchCost()
     parser.add_argument("--intercept", type=float, default=defaults.intercept_ms,
-                        help="ms a batch costs before its lines (default %(default)s)")
+                        help="ms a batch costs before its lines (with --ahead-intercept: the part "
+                             "that does not run ahead; default %(default)s)")
     parser.add_argument("--per-update", type=float, default=defaults.per_update_ms,
                         help="ms each line adds (default %(default)s)")
     parser.add_argument("--gap", type=float, default=defaults.gap_ms,
@@ -90,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="ms a batch that moves a record costs more (default %(default)s)")
     parser.add_argument("--noise", type=float, default=defaults.noise,
                         help="relative spread of a batch's cost (default %(default)s)")
+    parser.add_argument("--ahead-intercept", type=float, default=0.0,
+                        help="ms more that would run ahead, beside the previous batch (a "
+                             "pipeline; default 0: none)")
+    parser.add_argument("--ahead-per-update", type=float, default=0.0,
+                        help="ms a line adds to the part that runs ahead (default 0)")
     parser.add_argument("--rate", type=float, default=1000.0, help="lines a second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1)
@@ -97,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate <= 0 or args.seconds <= 0 or args.heavy_every < 1:
         parser.error("--rate and --seconds must be positive, --heavy-every at least 1")
     cost = BatchCost(args.intercept, args.per_update, args.gap, args.growth, args.heavy_every,
-                     args.heavy_ms, args.noise)
+                     args.heavy_ms, args.noise, args.ahead_intercept, args.ahead_per_update)
     latencies = follow_latencies_ms(cost, args.rate, args.seconds, args.seed)
     print(json.dumps({"model": asdict(cost), "rate": args.rate, "seconds": args.seconds}
                      | {f"{k}_ms": v for k, v in percentiles_ms(latencies).items()}))

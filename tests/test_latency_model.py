@@ -4,7 +4,7 @@ C = (gap + intercept) / (1 − per_update · rate), and a line waits up to one c
 batch."""
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -44,3 +44,12 @@ def test_a_rate_of_zero_is_refused_with_the_reason(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--rate", "0"])
     assert "--rate and --seconds must be positive" in capsys.readouterr().err
+
+
+def test_a_part_run_ahead_is_waited_for_and_overlapping_it_shortens_the_p99() -> None:
+    whole = replace(STEADY, intercept_ms=150.0)
+    split = replace(STEADY, intercept_ms=75.0, ahead_intercept_ms=75.0)
+    latencies = follow_latencies_ms(split, seconds=20)
+    assert min(latencies) >= 75.0 + 75.0  # a line waits for both parts of its batch
+    assert (percentiles_ms(latencies)["p99"]
+            < percentiles_ms(follow_latencies_ms(whole, seconds=20))["p99"] - 50)
