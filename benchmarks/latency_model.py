@@ -92,42 +92,39 @@ def follow_latencies_ms(cost: BatchCost, rate: float = 1000.0, seconds: float = 
     return latencies
 
 
+# Each option of the command line: the BatchCost field it sets, and what it is.
+_OPTIONS = (
+    ("--intercept", "intercept_ms", "ms a batch costs before its lines (with --ahead-intercept: "
+                                    "the part that does not run ahead)"),
+    ("--per-update", "per_update_ms", "ms each line adds"),
+    ("--gap", "gap_ms", "ms from one batch's end to the next one's start"),
+    ("--growth", "growth", "how much dearer a batch is at the session's end, 0.13 = 13%%"),
+    ("--heavy-every", "heavy_every", "lines per record moved (a redo)"),
+    ("--heavy-ms", "heavy_ms", "ms a batch that moves a record costs more"),
+    ("--noise", "noise", "relative spread of a batch's cost"),
+    ("--ahead-intercept", "ahead_intercept_ms", "ms more that would run ahead, beside the "
+                                                "previous batch (a pipeline; 0: none)"),
+    ("--ahead-per-update", "ahead_per_update_ms", "ms a line adds to the part run ahead"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.latency_model",
         description="The follow latencies (p50, p95, p99, max) a batch cost model gives; a "
                     "model, not a measurement (defaults: the 1M master, 2026-12-05).")
     defaults = BatchCost()
-    parser.add_argument("--intercept", type=float, default=defaults.intercept_ms,
-                        help="ms a batch costs before its lines (with --ahead-intercept: the part "
-                             "that does not run ahead; default %(default)s)")
-    parser.add_argument("--per-update", type=float, default=defaults.per_update_ms,
-                        help="ms each line adds (default %(default)s)")
-    parser.add_argument("--gap", type=float, default=defaults.gap_ms,
-                        help="ms from one batch's end to the next one's start "
-                             "(default %(default)s)")
-    parser.add_argument("--growth", type=float, default=defaults.growth,
-                        help="how much dearer a batch is at the session's end, 0.13 = 13%% "
-                             "(default %(default)s)")
-    parser.add_argument("--heavy-every", type=float, default=defaults.heavy_every,
-                        help="lines per record moved (a redo; default %(default)s)")
-    parser.add_argument("--heavy-ms", type=float, default=defaults.heavy_ms,
-                        help="ms a batch that moves a record costs more (default %(default)s)")
-    parser.add_argument("--noise", type=float, default=defaults.noise,
-                        help="relative spread of a batch's cost (default %(default)s)")
-    parser.add_argument("--ahead-intercept", type=float, default=0.0,
-                        help="ms more that would run ahead, beside the previous batch (a "
-                             "pipeline; default 0: none)")
-    parser.add_argument("--ahead-per-update", type=float, default=0.0,
-                        help="ms a line adds to the part that runs ahead (default 0)")
+    for option, field, meaning in _OPTIONS:
+        parser.add_argument(option, type=float, dest=field, metavar="N",
+                            default=getattr(defaults, field),
+                            help=f"{meaning} (default %(default)s)")
     parser.add_argument("--rate", type=float, default=1000.0, help="lines a second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.seconds <= 0 or args.heavy_every < 1:
         parser.error("--rate and --seconds must be positive, --heavy-every at least 1")
-    cost = BatchCost(args.intercept, args.per_update, args.gap, args.growth, args.heavy_every,
-                     args.heavy_ms, args.noise, args.ahead_intercept, args.ahead_per_update)
+    cost = BatchCost(**{field: getattr(args, field) for _, field, _ in _OPTIONS})
     latencies = follow_latencies_ms(cost, args.rate, args.seconds, args.seed)
     print(json.dumps({"model": asdict(cost), "rate": args.rate, "seconds": args.seconds}
                      | {f"{k}_ms": v for k, v in percentiles_ms(latencies).items()}))
