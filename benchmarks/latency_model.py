@@ -84,11 +84,13 @@ def follow_latencies_ms(cost: BatchCost, rate: float = 1000.0, seconds: float = 
             continue
         lines = arrived - taken
         ahead_ms = cost.ahead_ms(lines, now_ms / 1000, seconds, rng)
-        started_ms = max(now_ms + ahead_ms, writer_free_ms)
+        ahead_end_ms = now_ms + ahead_ms
+        started_ms = max(ahead_end_ms, writer_free_ms)
         end_ms = started_ms + cost.batch_ms(lines, started_ms / 1000, seconds, rng)
         latencies.extend(end_ms - line * interval_ms for line in range(taken, arrived))
         taken, writer_free_ms = arrived, end_ms + cost.gap_ms
-        now_ms = max(now_ms + ahead_ms, writer_free_ms - ahead_ms)
+        # the next batch's part run ahead is to end as this batch ends (judged by this one's)
+        now_ms = max(ahead_end_ms, writer_free_ms - ahead_ms)
     return latencies
 
 
