@@ -89,13 +89,26 @@ class MasterStoreError(RuntimeError):
 _UNCOMPRESSED_TEXT = "VARCHAR USING COMPRESSION uncompressed"
 _CHILD_KEYS = "JSON USING COMPRESSION uncompressed"
 
+# `records` by number: a batch reads a few of its 7.7M rows (1M children) by `record_no`, the
+# records of a child that lost one, the moved ones, a neighbourhood's, and a scan reads each
+# wanted row's whole vector of every column it wants (ten records' folded columns 12.5 ms, a
+# hundred 76 ms; through the index 3.6 and 15 ms: engine.record_locator). A plain index on a
+# number (not a key of text, as the schema's first comment is about): ~60 MiB of DuckDB's
+# memory at 1M children, 2.6 s to build there, and a checkpoint after a batch's inserts takes
+# ~2 ms more, not the whole index again (DuckDB 2.0.1, 2026-12-05). Made after the migrations
+# (DuckDB cannot rename or alter a table an index depends on: a migration that copies
+# `records` must drop it first), so a master of this version made before it gains it when next
+# opened for writing.
+_INDEXES_SQL = "CREATE INDEX IF NOT EXISTS records_by_number ON records (record_no)"
+
 
 def _schema_sql() -> str:
     record_columns = ",\n    ".join(f"{name} VARCHAR" for name in UPDATE_COLUMNS)
     golden_columns = ",\n    ".join(f"{name} {_UNCOMPRESSED_TEXT}" for name in GOLDEN_FIELDS)
     return f"""
 -- No primary key (ART index) on the tables that grow with the master: children, links, records,
--- blocking_keys, xref. DuckDB writes a table's whole ART index at every checkpoint, so a commit
+-- blocking_keys, xref (records' plain index on its number: `_INDEXES_SQL`). DuckDB writes a
+-- table's whole ART index at every checkpoint, so a commit
 -- would cost time in proportion to the master's size (with links' and xref's keys at 7.7M records,
 -- 1.7-4.3 s a commit instead of 0.1-0.5 s). The resolver keeps the keys unique instead: a batch
 -- takes only records not yet in links, xref gains only keys the batch did not find in it, and the
@@ -309,6 +322,7 @@ def _create_or_check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
                 f"version {SCHEMA_VERSION}: load the feeds into a new master file"
             )
     con.execute(_schema_sql())
+    con.execute(_INDEXES_SQL)
     con.execute(
         "INSERT OR IGNORE INTO master_meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
     )
@@ -466,7 +480,14 @@ def _copy_table(con: duckdb.DuckDBPyConnection, table: str, renamed: str,
                 redeclared: Callable[[str], str], rows: str) -> None:
     """Copy `table`, renamed `renamed`, into a new `table` declared as `redeclared` of its
     DDL, with every column it has (the governance layer adds its own), from the query `rows`
-    (in the caller's transaction; rows keep their order, which DuckDB preserves)."""
+    (in the caller's transaction; rows keep their order, which DuckDB preserves). Its indexes
+    are dropped first (DuckDB cannot rename an indexed table); `_INDEXES_SQL` makes them again
+    after the migrations."""
+    for (index,) in con.execute(
+        "SELECT index_name FROM duckdb_indexes() WHERE table_name = ? "
+        "AND schema_name = 'main' AND database_name = current_database()", [table]
+    ).fetchall():
+        con.execute(f"DROP INDEX {index}")
     ddl = con.execute(
         "SELECT sql FROM duckdb_tables() WHERE table_name = ? "
         "AND schema_name = 'main' AND database_name = current_database()", [table]

@@ -121,14 +121,24 @@ def _located(con: duckdb.DuckDBPyConnection, locator: RecordLocator,
 
 
 
-@pytest.mark.parametrize("numbers", ["inline", "in a table"])
+def _read_records_by_number(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the locator read rows by number as a master of another size would: `in a table` as
+    a bulk load's look-ups of more than a thousand rows are, `through the index` on
+    `records.record_no` as a following 1M master's few hundred are (a test master is far too
+    small for that: one wanted row in 16,384)."""
+    if how == "in a table":
+        monkeypatch.setattr(record_locator, "_NUMBERS_INLINE", 0)
+    elif how == "through the index":
+        monkeypatch.setattr(record_locator, "_ROWS_PER_INDEX_LOOKUP", 1)
+
+
+@pytest.mark.parametrize("numbers", ["inline", "in a table", "through the index"])
 def test_a_child_the_engine_emptied_is_marked_merged_into_the_child_that_took_its_records(
     tmp_path: Path, model: CompiledModel, numbers: str, monkeypatch: pytest.MonkeyPatch
 ):
     """The merged children's rows are found by number (the locator): each child left without
     records is marked merged into the one its merge names, and no other child is."""
-    if numbers == "in a table":
-        monkeypatch.setattr(record_locator, "_NUMBERS_INLINE", 0)
+    _read_records_by_number(numbers, monkeypatch)
     generate(children=300, seed=7, out=tmp_path)
     updates = [Update(**u) for u in read_updates(tmp_path / "feeds").updates.to_pylist()]
     con = open_master(tmp_path / "master.duckdb")
@@ -145,12 +155,11 @@ def test_a_child_the_engine_emptied_is_marked_merged_into_the_child_that_took_it
           AND child_id NOT IN (SELECT child_id FROM records)
     """).fetchall() == [(0,)]
 
-@pytest.mark.parametrize("numbers", ["inline", "in a table"])
+@pytest.mark.parametrize("numbers", ["inline", "in a table", "through the index"])
 def test_the_record_locator_follows_new_records_moves_and_peoples_acts(
     tmp_path: Path, model: CompiledModel, numbers: str, monkeypatch: pytest.MonkeyPatch
 ):
-    if numbers == "in a table":  # as a bulk load's look-ups of more than a thousand rows are
-        monkeypatch.setattr(record_locator, "_NUMBERS_INLINE", 0)
+    _read_records_by_number(numbers, monkeypatch)
     generate(children=60, seed=5, out=tmp_path)
     updates = [Update(**u) for u in read_updates(tmp_path / "feeds").updates.to_pylist()]
     con = open_master(tmp_path / "master.duckdb")
@@ -189,3 +198,31 @@ def test_the_record_locator_follows_new_records_moves_and_peoples_acts(
         rows |= set(con.execute(f"SELECT child_id, row_no FROM {source} c WHERE child_id = ?",
                                 [child_id]).fetchall())
     assert rows == set(con.execute("SELECT child_id, row_no FROM children").fetchall())
+
+
+def test_records_are_read_by_number_through_an_index_a_master_gains_when_opened(
+    tmp_path: Path, model: CompiledModel, monkeypatch: pytest.MonkeyPatch
+):
+    """A master opened for writing has the index on `records.record_no` (one made before it
+    gains it), and the locator's read of a few records by number is DuckDB's index scan, not a
+    scan of the table, with the caller's own filter beside it."""
+    generate(children=40, seed=3, out=tmp_path)
+    updates = [Update(**u) for u in read_updates(tmp_path / "feeds").updates.to_pylist()]
+    path = tmp_path / "master.duckdb"
+    con = open_master(path)
+    Resolver(con, model, EngineConfig()).resolve(updates)
+    con.execute("DROP INDEX records_by_number")  # as a master of before the index
+    con.close()
+    con = open_master(path)
+    assert con.execute("SELECT expressions FROM duckdb_indexes() "
+                       "WHERE table_name = 'records'").fetchall() == [("[record_no]",)]
+    _read_records_by_number("through the index", monkeypatch)
+    locator = RecordLocator()
+    locator.load(con)
+    child = con.execute("SELECT min(child_id) FROM records").fetchall()[0][0]
+    held = locator.records_of(con, "child_id", f"SELECT '{child}'", "wanted")
+    query = f"SELECT unique_id FROM {held} r WHERE child_id = '{child}'"
+    plan = con.execute(f"EXPLAIN ANALYZE {query}").fetchall()[0][1]
+    assert "Index Scan" in plan and "Sequential Scan" not in plan
+    assert sorted(con.execute(query).fetchall()) == sorted(con.execute(
+        "SELECT unique_id FROM records WHERE child_id = ?", [child]).fetchall())

@@ -251,7 +251,9 @@ def _constraints_as_version_11_had_them(con: duckdb.DuckDBPyConnection) -> None:
 
 def _text_compressed(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """`table` copied into one declared as versions before 9 (`children`) and 11 (`records`,
-    `scored_pairs`) declared it: text compressed as DuckDB chooses."""
+    `scored_pairs`) declared it: text compressed as DuckDB chooses, and no index (masters
+    gained `records_by_number` later)."""
+    con.execute("DROP INDEX IF EXISTS records_by_number")
     ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = ?", [table]
                       ).fetchall()[0][0]
     con.execute(f"ALTER TABLE {table} RENAME TO uncompressed")

@@ -158,15 +158,17 @@ class ChangeWriter:
         """Move the records of `moved_now` in `records`, `links` and `xref`, each row found by
         its number: an `UPDATE` joined on a text key reads that key for every row of the table
         (40 moves on a 1M-children master: 70-210 ms a table; by number 10-20 ms). Table
-        `moved_rows`: the moved records' rows as they were, with their new child."""
+        `moved_rows`: the moved records' rows as they were, with their new child, and the
+        columns the golden fold reads (read once, here, for the fold as well)."""
         if self.locator:
             self.locator.catch_up(con)  # this change's placements, in decision_history
         moved = records_of(self.locator, con, "unique_id",
                            "SELECT unique_id FROM moved_now", "moved_nos")
+        folded = ", ".join(f"r.{name}" for name in FOLDED_COLUMNS if name != "child_id")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE moved_rows AS
-            SELECT r.record_no, r.feed, r.source_key, r.event_time, r.unique_id,
-                   r.child_id AS previous_child_id, m.child_id, m.decision, m.match_probability
+            SELECT r.record_no, r.source_key, {folded}, r.child_id AS previous_child_id,
+                   m.child_id, m.decision, m.match_probability
             FROM {moved} r JOIN moved_now m USING (unique_id)
         """)
         con.execute("""
@@ -297,9 +299,8 @@ class ChangeWriter:
         # to a child not rebuilt is in the first part only.)
         return [
             f"""
-            SELECT {columns} FROM records r
-            WHERE r.record_no IN (SELECT record_no FROM moved_rows)
-              AND r.child_id NOT IN (SELECT child_id FROM rebuilt)
+            SELECT {columns} FROM moved_rows r
+            WHERE r.child_id NOT IN (SELECT child_id FROM rebuilt)
             """,
             f"""
             SELECT {columns} FROM {rebuilt} r
