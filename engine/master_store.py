@@ -108,7 +108,7 @@ def _schema_sql() -> str:
     return f"""
 -- No primary key (ART index) on the tables that grow with the master: children, links, records,
 -- blocking_keys, xref (records' plain index on its number: `_INDEXES_SQL`). DuckDB writes a
--- table's whole ART index at every checkpoint, so a commit
+-- table's whole ART index over text keys at every checkpoint, so a commit
 -- would cost time in proportion to the master's size (with links' and xref's keys at 7.7M records,
 -- 1.7-4.3 s a commit instead of 0.1-0.5 s). The resolver keeps the keys unique instead: a batch
 -- takes only records not yet in links, xref gains only keys the batch did not find in it, and the

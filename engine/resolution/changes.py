@@ -294,9 +294,9 @@ class ChangeWriter:
         # only the columns the fold reads: the others of scattered rows cost most to read (a
         # record id or a source key is in no other record, so DuckDB decodes a block for each)
         columns = ", ".join(f"r.{name}" for name in FOLDED_COLUMNS)
-        # Two parts, not one OR of them: DuckDB evaluates an OR of IN-subqueries row by row over
-        # the whole record index. (The records already hold their new children: a record moved
-        # to a child not rebuilt is in the first part only.)
+        # The moved records from `moved_rows` (read there with the columns the fold reads, under
+        # their new children), the rebuilt children's from `records` (which hold their new
+        # children by now): a record moved to a rebuilt child is in the second part only.
         return [
             f"""
             SELECT {columns} FROM moved_rows r
