@@ -30,8 +30,8 @@ from linkage_models.scoring import CompiledModel
 class CandidateFinder:
     """Makes `pairs(unique_id_l, unique_id_r)` — each new record of `batch_new` with the indexed
     records and the other new records it shares a blocking key with (within the batch each
-    pair once) — and `right_records`, the records on the right of those pairs (the model's
-    columns, `child_id` NULL for a new record).
+    pair once) — and `right_records`, the records on the right of those pairs (the columns
+    the model scores, `child_id` NULL for a new record).
 
     The batch's keys are looked up in the blocking index held in memory (engine.key_index),
     which catches up first with the rows `blocking_keys` gained since (the records the xref
@@ -41,11 +41,11 @@ class CandidateFinder:
 
     def __init__(self, model: CompiledModel, hold_values: bool = False) -> None:
         self.index = KeyIndex("blocking_keys", "block_key")
-        held = [c for c in HELD_VALUES if c in model.record_columns] if hold_values else []
+        held = [c for c in HELD_VALUES if c in model.scored_columns] if hold_values else []
         self.values = RecordValues(held) if held else None
         self._batch_keys_sql = ("CREATE OR REPLACE TEMP TABLE batch_keys AS "
                                 + blocking_keys_sql(model, "batch_new", "unique_id"))
-        indexed = ", ".join(f"v.{c}" if c in held else f"r.{c}" for c in model.record_columns)
+        indexed = ", ".join(f"v.{c}" if c in held else f"r.{c}" for c in model.scored_columns)
         held_values = "JOIN held_values v USING (record_no)" if held else ""
         self._right_records_sql = f"""
             CREATE OR REPLACE TEMP TABLE right_records AS
@@ -100,23 +100,25 @@ class CandidateFinder:
         con.unregister("held_values")
 
 
-# The record columns whose values a following engine holds in memory: those whose many distinct
+# The scored columns whose values a following engine holds in memory: those whose many distinct
 # values cost most to read from scattered `records` rows. DuckDB stores text as DICT_FSST and
 # decodes a block's whole dictionary (up to ~60,000 values) for each block a scan touches,
 # however few of its rows are wanted, so a column's cost follows its distinct values: for 430
 # scattered rows of a 1M-children master, over the 6.8 ms the scan of `record_no` costs, postcode
 # 27 ms, source_key 13, nhs_number 3.8, date_of_birth and parent_forenames 2.5, middle_names 1.9,
 # surname 1.5, each other model column 0-0.6 (unique_id 1.9, but held it would take 180 MB;
-# 2026-12-04). These seven take ~330 MB at 1M children with their record numbers (the postcode
-# alone ~70 MB), ~3.6 GB at 11M; they cut a batch of 200 of the follow session's lines from 279
-# to 239 ms, as much as holding all fifteen (~650 MB).
-HELD_VALUES = ("postcode", "source_key", "nhs_number", "date_of_birth", "parent_forenames",
-               "middle_names", "surname")
+# 2026-12-04). They cut a batch of 200 of the follow session's lines from 279 to 239 ms, as much
+# as holding all fifteen model columns. The candidates are read for scoring alone, which no
+# level of the model's reads `source_key` for (a blocking rule's column), so it is neither held
+# nor read (it was, until 2026-12-05: 137 MB). These six take ~190 MB at 1M children with their
+# record numbers, ~2 GB at 11M.
+HELD_VALUES = ("postcode", "nhs_number", "date_of_birth", "parent_forenames", "middle_names",
+               "surname")
 
 
 def record_columns_sql(model: CompiledModel, alias: str) -> str:
     """The columns a record needs for scoring, of table alias `alias`, comma separated."""
-    return ", ".join(f"{alias}.{name}" for name in model.record_columns)
+    return ", ".join(f"{alias}.{name}" for name in model.scored_columns)
 
 
 def index_records_sqls(model: CompiledModel, placed: str, indexed: str = "indexed"

@@ -363,8 +363,7 @@ class Resolver:
         there unscored. Table `batch_fresh_values`: those records of the batch; returns the
         condition that keeps them out of the fast path."""
         con = self.con
-        compared = [c for c in self.model.record_columns
-                    if c not in ("unique_id", "feed", "source_key")]
+        compared = [c for c in self.model.scored_columns if c != "unique_id"]
         held, lone = self._lone_key_children()
         if not lone:
             return ""

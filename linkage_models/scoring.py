@@ -55,8 +55,9 @@ class CompiledModel:
         self.blocking_rules: list[str] = [rule.blocking_rule_sql for rule in rules]
         # Per blocking rule, the expressions whose values two records must share.
         self.blocking_keys: list[tuple[str, ...]] = [equi_join_key(rule) for rule in rules]
-        # The columns a record needs for scoring (unique_id, compared and retained columns);
-        # a level may read a term frequency (tf_<col>), which scoring adds, not the record.
+        # The columns of a record the model reads (unique_id, the compared columns, and those
+        # of its blocking rules, which Splink retains); a level may read a term frequency
+        # (tf_<col>), which scoring adds, not the record.
         term_frequencies = {f"tf_{column}" for column in self.tf_columns}
         self.record_columns: list[str] = [
             name for name in dict.fromkeys(
@@ -67,6 +68,10 @@ class CompiledModel:
                 )
             ) if name not in term_frequencies
         ]
+        # Of those, the ones its comparisons read: all that scoring a pair needs of a record
+        # (a blocking rule's columns only find the pair: feed and source_key here).
+        compared = {col.unquote().name for col in self._settings._columns_used_by_comparisons}
+        self.scored_columns: list[str] = [c for c in self.record_columns if c in compared]
         self.comparisons: list[str] = [
             cc.output_column_name for cc in self._settings.comparisons
         ]

@@ -60,7 +60,7 @@ def test_right_records_carry_their_child_and_the_model_columns(
 ):
     CandidateFinder(model).find(master)
     columns = [row[0] for row in master.execute("DESCRIBE right_records").fetchall()]
-    assert columns == ["record_no", "child_id", *model.record_columns]
+    assert columns == ["record_no", "child_id", *model.scored_columns]
     orphans = master.execute("""
         SELECT count(*) FROM pairs p JOIN right_records r ON r.unique_id = p.unique_id_r
         WHERE r.child_id IS NULL AND p.unique_id_r NOT IN (SELECT unique_id FROM batch_new)
