@@ -83,10 +83,17 @@ class StoreConfig:
     1,408 MB leaves room for the engine's in-memory key indexes (engine.key_index: 0.65 GB at 1M
     children) and for the next batch of a bulk load, parsed while one is resolved
     (engine.master_sink.BatchPipeline): a 1M-children load peaked at 2.90 GiB at 7,373
-    updates/s, against 3.01 GiB at 7,331/s with 1,536 MB (docs/scale.md, 2026-12-03)."""
+    updates/s, against 3.01 GiB at 7,331/s with 1,536 MB (docs/scale.md, 2026-12-03).
+    A following engine's DuckDB is held to `following_memory_limit_mb` instead: its batches
+    read a few hundred scattered rows of the whole master each, whose blocks come to ~2 GB at
+    1M children, so what the cache holds of them is what its batches cost, and it parses no
+    100,000-line batch beside the one it resolves. Following 1,000 lines/s on the 1M master,
+    1,750 MB against 1,408: p99 604 and 695 ms against 708 and 731, peak RSS 2,988 MiB
+    against 2,661 (docs/scale.md, "Midmorning, 2026-12-05")."""
 
     checkpoint_threshold_mb: int = 640
     memory_limit_mb: int = 1408
+    following_memory_limit_mb: int = 1700
     # Following, a checkpoint once no batch came for this long and the log holds this much
     # (engine.idle_checkpoint): its stall falls in a pause of the feeds, not on the next line.
     idle_checkpoint_after_s: float = 2.0
@@ -242,6 +249,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch.max_records": _at_least(1),
     "store.checkpoint_threshold_mb": _at_least(1),
     "store.memory_limit_mb": _at_least(256),
+    "store.following_memory_limit_mb": _at_least(256),
     "store.idle_checkpoint_after_s": _at_least(0.1),
     "store.idle_checkpoint_min_mb": _at_least(0),
     "source.lines_per_read": _at_least(1),

@@ -508,10 +508,12 @@ _MIGRATIONS = {"3": _migrate_3_to_4, "4": _migrate_4_to_5, "5": _migrate_5_to_6,
 def configure_store(con: duckdb.DuckDBPyConnection, config: StoreConfig,
                     following: bool = False) -> None:
     """Checkpoint after every `config.checkpoint_threshold_mb` of write-ahead log; DuckDB's
-    memory held to `config.memory_limit_mb`. `following`: plan small statements without
+    memory held to `config.memory_limit_mb`. `following`: held to
+    `config.following_memory_limit_mb` instead, plan small statements without
     `FOLLOWING_DISABLED_OPTIMIZERS`, and checkpoint without compacting (`end_following`)."""
+    memory_limit_mb = config.following_memory_limit_mb if following else config.memory_limit_mb
     con.execute(f"SET checkpoint_threshold = '{config.checkpoint_threshold_mb}MB'")
-    con.execute(f"SET memory_limit = '{config.memory_limit_mb}MB'")
+    con.execute(f"SET memory_limit = '{memory_limit_mb}MB'")
     if following:
         con.execute(f"SET disabled_optimizers = '{','.join(FOLLOWING_DISABLED_OPTIMIZERS)}'")
         # A checkpoint's vacuum rewrites row groups that hold deleted rows (every batch

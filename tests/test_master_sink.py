@@ -1,10 +1,11 @@
 """The writer's pipeline: a bulk load's batches resolved one at a time while the next is
 gathered, a following engine's resolved together once the writer is free, in order, and nothing
 resolved after a failure (its feed positions would pass over the failed batch); a following
-engine's master planned without the optimizers its small batches do without, and checkpointed
-without compacting until it stops."""
+engine's master planned without the optimizers its small batches do without, given its own
+memory limit, and checkpointed without compacting until it stops."""
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from engine.config import EngineConfig
+from engine.config import EngineConfig, StoreConfig
 from engine.feed_positions import FeedPosition
 from engine.intake import DeadLetter
 from engine.master_sink import BatchPipeline, MasterSink
@@ -199,15 +200,23 @@ def test_an_interrupt_while_finishing_abandons_what_waits_and_is_handed_on_not_r
 def test_only_a_following_engine_plans_without_the_optimizers_its_batches_do_without(
     tmp_path: Path, follow: bool
 ):
-    sink = MasterSink(tmp_path / "m.duckdb", DEFAULT_MODEL_PATH, EngineConfig(), follow=follow)
+    store = StoreConfig(memory_limit_mb=300, following_memory_limit_mb=400)
+    config = dataclasses.replace(EngineConfig(), store=store)
+    sink = MasterSink(tmp_path / "m.duckdb", DEFAULT_MODEL_PATH, config, follow=follow)
     partition = sink.build_part("master", "master", None)
     try:
-        (disabled,), = partition.resolver.con.execute(
-            "SELECT current_setting('disabled_optimizers')").fetchall()
+        (disabled, memory_limit), = partition.resolver.con.execute(
+            "SELECT current_setting('disabled_optimizers'), current_setting('memory_limit')"
+        ).fetchall()
     finally:
         partition.close()
     expected = set(FOLLOWING_DISABLED_OPTIMIZERS) if follow else set()
     assert {name for name in disabled.split(",") if name} == expected
+    # and its DuckDB has the memory a following engine is given, a load the other
+    scratch = duckdb.connect()
+    scratch.execute(f"SET memory_limit = '{400 if follow else 300}MB'")
+    (given,), = scratch.execute("SELECT current_setting('memory_limit')").fetchall()
+    assert memory_limit == given
 
 
 def _stored_rows(con: duckdb.DuckDBPyConnection) -> int:
