@@ -52,7 +52,7 @@ class CandidateFinder:
             SELECT r.record_no, r.child_id, {indexed} FROM records r {held_values}
             WHERE r.record_no IN (SELECT record_no FROM index_pairs)
             UNION ALL
-            SELECT NULL::BIGINT, NULL::VARCHAR, {record_columns_sql(model, "b")} FROM batch_new b
+            SELECT NULL::BIGINT, NULL::VARCHAR, {scored_columns_sql(model, "b")} FROM batch_new b
         """
         # within the batch on the bits the index holds, so that a pair is found (or not) alike
         # whether its two records arrive in one batch or two
@@ -116,7 +116,7 @@ HELD_VALUES = ("postcode", "nhs_number", "date_of_birth", "parent_forenames", "m
                "surname")
 
 
-def record_columns_sql(model: CompiledModel, alias: str) -> str:
+def scored_columns_sql(model: CompiledModel, alias: str) -> str:
     """The columns a record needs for scoring, of table alias `alias`, comma separated."""
     return ", ".join(f"{alias}.{name}" for name in model.scored_columns)
 

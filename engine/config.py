@@ -88,8 +88,8 @@ class StoreConfig:
     read a few hundred scattered rows of the whole master each, whose blocks come to ~2 GB at
     1M children, so what the cache holds of them is what its batches cost, and it parses no
     100,000-line batch beside the one it resolves. Following 1,000 lines/s on the 1M master,
-    1,750 MB against 1,408: p99 604 and 695 ms against 708 and 731, peak RSS 2,988 MiB
-    against 2,661 (docs/scale.md, "Midmorning, 2026-12-05")."""
+    1,750 MB against 1,408: p99 604 and 695 ms against 708 and 731; at 1,700 MB its peak RSS
+    is 2,938-2,945 MiB (docs/scale.md, "Midmorning, 2026-12-05")."""
 
     checkpoint_threshold_mb: int = 640
     memory_limit_mb: int = 1408

@@ -55,7 +55,7 @@ def test_index_finds_exactly_the_pairs_of_the_blocking_rules(
     assert found == _pairs_by_joining_on_the_rules(master, model)
 
 
-def test_right_records_carry_their_child_and_the_model_columns(
+def test_right_records_carry_their_child_and_the_scored_columns(
     master: duckdb.DuckDBPyConnection, model: CompiledModel
 ):
     CandidateFinder(model).find(master)

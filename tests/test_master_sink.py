@@ -197,7 +197,7 @@ def test_an_interrupt_while_finishing_abandons_what_waits_and_is_handed_on_not_r
 
 
 @pytest.mark.parametrize("follow", [False, True], ids=["bulk load", "following"])
-def test_only_a_following_engine_plans_without_the_optimizers_its_batches_do_without(
+def test_only_a_following_engine_plans_without_some_optimizers_and_has_its_memory_limit(
     tmp_path: Path, follow: bool
 ):
     store = StoreConfig(memory_limit_mb=300, following_memory_limit_mb=400)

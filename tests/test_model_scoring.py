@@ -51,6 +51,24 @@ def test_weights_only_sql_gives_the_same_weights_and_probabilities_and_nothing_e
         splink_weights, abs=1e-9)
 
 
+def test_the_scored_columns_are_all_that_weights_need_and_not_a_blocking_rules_own(
+    sample: pa.Table, model: CompiledModel
+):
+    """A batch reads its candidates with the scored columns alone: the weights of records
+    holding only those (and their term frequencies) are Splink's own, and the columns only a
+    blocking rule reads (it finds the pair, no level compares them) are not among them."""
+    assert set(model.record_columns) - set(model.scored_columns) == {"feed", "source_key"}
+    con = duckdb.connect()
+    splink_weights = _predict_between_weights(con, sample, model)
+    kept = ", ".join([*model.scored_columns, *(f"tf_{c}" for c in model.tf_columns)])
+    for side in ("new", "known"):
+        con.execute(f"CREATE TABLE {side}_scored AS SELECT {kept} FROM {side}_tf")
+    sql = model.score_sql("new_scored", "known_scored", "pairs", weights_only=True)
+    rows = con.execute(f"SELECT unique_id_l, unique_id_r, match_weight FROM ({sql})").fetchall()
+    assert {(left, right): weight for left, right, weight in rows} == pytest.approx(
+        splink_weights, abs=1e-9)
+
+
 def test_model_json_round_trip_scores_the_same(
     sample: pa.Table, model: CompiledModel, tmp_path: Path
 ):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from engine.candidates import record_columns_sql, with_shares_sql, with_term_frequencies_sql
+from engine.candidates import scored_columns_sql, with_shares_sql, with_term_frequencies_sql
 from engine.record_locator import RecordEnds, RecordLocator, ends_of, records_of
 from engine.resolution.graph import SETTLED, Neighbourhood, Pair, Record
 from engine.resolution.prior import probability_sql
@@ -225,7 +225,7 @@ class SupportLookup:
             "side": [s for left, right in queries for s in [0] * len(left) + [1] * len(right)],
             "unique_id": [uid for left, right in queries for uid in left + right],
         }))
-        columns = record_columns_sql(self.model, "r")
+        columns = scored_columns_sql(self.model, "r")
         new_part = f"""
             UNION ALL SELECT {columns} FROM {NEW_RECORDS} r
             WHERE r.unique_id IN (SELECT unique_id FROM support_sides)
