@@ -171,7 +171,7 @@ class MasterWriterPartition(StatefulSinkPartition[Batch, None]):
         self.pipeline.finish()
         if self.idle is not None:  # following
             self.idle.stop()
-            end_following(self.resolver.con)
+            end_following(self.resolver.con, self.resolver.config.store)
         self.service.stop()
         self.resolver.con.close()
 

@@ -527,12 +527,16 @@ def configure_store(con: duckdb.DuckDBPyConnection, config: StoreConfig,
         con.execute("SET max_vacuum_tasks = 0")
 
 
-def end_following(con: duckdb.DuckDBPyConnection) -> None:
+def end_following(con: duckdb.DuckDBPyConnection, config: StoreConfig) -> None:
     """Before a following engine closes the master: DuckDB's vacuum back on, so that the
     checkpoint at close compacts the row groups following left deleted rows in (DuckDB does so
     for a table the log changed; with nothing logged since the last checkpoint, at a later
-    one)."""
+    one), within a load's memory limit: DuckDB then evicts cached blocks for the rows it
+    rewrites, where on top of a following engine's full cache the compaction took a 1M
+    engine's RSS from 2,815 to 2,952 MiB, above anything it reached following (with it,
+    2,806 -> 2,643 MiB; docs/scale.md, "Midmorning, 2026-12-05")."""
     con.execute("RESET max_vacuum_tasks")
+    con.execute(f"SET memory_limit = '{config.memory_limit_mb}MB'")
 
 
 # DuckDB optimizers a following engine's batches do without. Such a batch runs ~85 statements

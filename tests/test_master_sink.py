@@ -18,7 +18,7 @@ from engine.config import EngineConfig, StoreConfig
 from engine.feed_positions import FeedPosition
 from engine.intake import DeadLetter
 from engine.master_sink import BatchPipeline, MasterSink
-from engine.master_store import FOLLOWING_DISABLED_OPTIMIZERS
+from engine.master_store import FOLLOWING_DISABLED_OPTIMIZERS, configure_store, end_following
 from engine.resolver import PreparedBatch
 from linkage_models.scoring import DEFAULT_MODEL_PATH
 from streams.canonical import updates_to_arrow
@@ -213,10 +213,25 @@ def test_only_a_following_engine_plans_without_some_optimizers_and_has_its_memor
     expected = set(FOLLOWING_DISABLED_OPTIMIZERS) if follow else set()
     assert {name for name in disabled.split(",") if name} == expected
     # and its DuckDB has the memory a following engine is given, a load the other
-    scratch = duckdb.connect()
-    scratch.execute(f"SET memory_limit = '{400 if follow else 300}MB'")
-    (given,), = scratch.execute("SELECT current_setting('memory_limit')").fetchall()
-    assert memory_limit == given
+    assert memory_limit == _memory_limit_of(400 if follow else 300)
+
+
+def test_a_following_engine_compacts_as_it_stops_within_a_loads_memory_limit(tmp_path: Path):
+    # the compaction at close rewrites row groups: on top of a following engine's full cache
+    # it raised a 1M engine's RSS above anything it reached following
+    store = StoreConfig(memory_limit_mb=300, following_memory_limit_mb=400)
+    con = duckdb.connect(str(tmp_path / "m.duckdb"))
+    configure_store(con, store, following=True)
+    end_following(con, store)
+    (memory_limit,), = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    assert memory_limit == _memory_limit_of(300)
+
+
+def _memory_limit_of(megabytes: int) -> str:
+    """How DuckDB states a memory limit of `megabytes` MB."""
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{megabytes}MB'")
+    return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
 
 
 def _stored_rows(con: duckdb.DuckDBPyConnection) -> int:
