@@ -22,6 +22,13 @@ That part of the next batch is then gathered and started so that it would end as
 batch ends (judged by the current batch's own), and the rest of the batch starts once both have
 ended; a line waits for both parts. Without it the writer is the one thread it is today.
 
+Or several writers may resolve batches side by side (`--writers`, not built: each would have to
+find what the batch beside it wrote that it should have seen, and resolve its batch again if
+so). A writer starts a batch once it is free and once the last batch started has had its share
+of its cost (its cost / writers), so that their batches are staggered; it takes every line that
+arrived and no other writer took. Each batch costs `--contention` times as much (the writers
+share two cores), and a share of them (`--redo-share`) is resolved twice, one after the other.
+
 Prints p50, p95, p99 and max as JSON; the defaults are the 1M master's, measured (replayed
 batches and the follow session of 2026-12-05: p50 / p99 389–434 / 603–697 ms measured, 411–423 /
 623–667 ms modelled, five seeds).
@@ -50,6 +57,8 @@ class BatchCost:
     noise: float = 0.08
     ahead_intercept_ms: float = 0.0
     ahead_per_update_ms: float = 0.0
+    contention: float = 1.0
+    redo_share: float = 0.0
 
     def batch_ms(self, lines: int, started_s: float, seconds: float, rng: random.Random
                  ) -> float:
@@ -94,6 +103,31 @@ def follow_latencies_ms(cost: BatchCost, rate: float = 1000.0, seconds: float = 
     return latencies
 
 
+def side_by_side_latencies_ms(cost: BatchCost, writers: int, rate: float = 1000.0,
+                              seconds: float = 30.0, seed: int = 1) -> list[float]:
+    """Each line's modelled latency, in arrival order, with `writers` writers (see the
+    module's docstring; no part run ahead)."""
+    rng = random.Random(seed)
+    interval_ms = 1000.0 / rate
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    free_ms = [0.0] * writers  # when each writer can start its next batch
+    taken, next_start_ms = 0, 0.0  # next_start_ms: the staggering's earliest next start
+    while taken < total:
+        writer = min(range(writers), key=free_ms.__getitem__)
+        started_ms = max(free_ms[writer], next_start_ms, taken * interval_ms)
+        arrived = min(total, int(started_ms / interval_ms) + 1)
+        lines = arrived - taken
+        batch_ms = cost.batch_ms(lines, started_ms / 1000, seconds, rng) * cost.contention
+        if rng.random() < cost.redo_share:
+            batch_ms *= 2
+        end_ms = started_ms + batch_ms
+        latencies.extend(end_ms - line * interval_ms for line in range(taken, arrived))
+        taken, free_ms[writer] = arrived, end_ms + cost.gap_ms
+        next_start_ms = started_ms + batch_ms / writers
+    return latencies
+
+
 # Each option of the command line: the BatchCost field it sets, and what it is.
 _OPTIONS = (
     ("--intercept", "intercept_ms", "ms a batch costs before its lines (with --ahead-intercept: "
@@ -107,6 +141,9 @@ _OPTIONS = (
     ("--ahead-intercept", "ahead_intercept_ms", "ms more that would run ahead, beside the "
                                                 "previous batch (a pipeline; 0: none)"),
     ("--ahead-per-update", "ahead_per_update_ms", "ms a line adds to the part run ahead"),
+    ("--contention", "contention", "with --writers: how much dearer each batch is beside the "
+                                   "others, 1.2 = 20%%"),
+    ("--redo-share", "redo_share", "with --writers: the share of batches resolved twice"),
 )
 
 
@@ -123,12 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="lines a second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--writers", type=int, default=1,
+                        help="writers resolving batches side by side (not built; default 1)")
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.seconds <= 0 or args.heavy_every < 1:
-        parser.error("--rate and --seconds must be positive, --heavy-every at least 1")
+    if args.rate <= 0 or args.seconds <= 0 or args.heavy_every < 1 or args.writers < 1:
+        parser.error("--rate and --seconds must be positive, --heavy-every and --writers at "
+                     "least 1")
     cost = BatchCost(**{field: getattr(args, field) for _, field, _ in _OPTIONS})
-    latencies = follow_latencies_ms(cost, args.rate, args.seconds, args.seed)
-    print(json.dumps({"model": asdict(cost), "rate": args.rate, "seconds": args.seconds}
+    if args.writers > 1 and (cost.ahead_intercept_ms or cost.ahead_per_update_ms):
+        parser.error("--writers and a part run ahead (--ahead-…) are two models: give one")
+    latencies = (side_by_side_latencies_ms(cost, args.writers, args.rate, args.seconds,
+                                           args.seed)
+                 if args.writers > 1 else
+                 follow_latencies_ms(cost, args.rate, args.seconds, args.seed))
+    print(json.dumps({"model": asdict(cost), "rate": args.rate, "seconds": args.seconds,
+                      "writers": args.writers}
                      | {f"{k}_ms": v for k, v in percentiles_ms(latencies).items()}))
     return 0
 

@@ -9,7 +9,12 @@ from dataclasses import asdict, replace
 import pytest
 
 from benchmarks.follow import percentiles_ms
-from benchmarks.latency_model import BatchCost, follow_latencies_ms, main
+from benchmarks.latency_model import (
+    BatchCost,
+    follow_latencies_ms,
+    main,
+    side_by_side_latencies_ms,
+)
 
 STEADY = BatchCost(intercept_ms=100.0, per_update_ms=0.2, gap_ms=20.0, growth=0.0,
                    heavy_ms=0.0, noise=0.0)
@@ -53,3 +58,28 @@ def test_a_part_run_ahead_is_waited_for_and_overlapping_it_shortens_the_p99() ->
     assert min(latencies) >= 75.0 + 75.0  # a line waits for both parts of its batch
     assert (percentiles_ms(latencies)["p99"]
             < percentiles_ms(follow_latencies_ms(whole, seconds=20))["p99"] - 50)
+
+
+def test_two_staggered_writers_side_by_side_shorten_the_wait() -> None:
+    one = follow_latencies_ms(STEADY, seconds=20)[1000:]
+    two = side_by_side_latencies_ms(STEADY, writers=2, seconds=20)
+    assert len(two) == 20000
+    # unstaggered, a writer freed a moment after the other started would take a line or two
+    # at the whole fixed cost, and the p99 would gain ~35 ms, not ~80
+    assert percentiles_ms(two[1000:])["p99"] < percentiles_ms(one)["p99"] - 50
+
+
+@pytest.mark.parametrize("dearer", [{"contention": 1.3}, {"redo_share": 0.2}])
+def test_writers_slowed_by_each_other_or_resolving_batches_again_lose_it(dearer) -> None:
+    two = percentiles_ms(side_by_side_latencies_ms(STEADY, writers=2, seconds=20))["p99"]
+    raised = percentiles_ms(side_by_side_latencies_ms(replace(STEADY, **dearer), writers=2,
+                                                      seconds=20))["p99"]
+    assert raised > two + 30
+
+
+def test_writers_and_a_part_run_ahead_are_refused_together(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--writers", "2", "--ahead-intercept", "50"])
+    assert "two models" in capsys.readouterr().err
+    assert main(["--seconds", "3", "--writers", "2", "--contention", "1.2"]) == 0
+    assert json.loads(capsys.readouterr().out)["writers"] == 2
