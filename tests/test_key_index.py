@@ -28,9 +28,11 @@ from streams.snapshot import read_updates
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks and tail small enough that a few thousand keys split and merge them often."""
+    """Chunks and tail small enough that a few thousand keys split and merge them often, and
+    that most chunks are packed."""
     monkeypatch.setattr(key_index, "TAIL_ENTRIES", 300)
     monkeypatch.setattr(key_index, "CHUNK_ENTRIES", 700)
+    monkeypatch.setattr(key_index, "PACKED_ENTRIES", 400)
 
 
 def _table(con: duckdb.DuckDBPyConnection, keys: np.ndarray, first_no: int) -> None:
@@ -70,6 +72,8 @@ def test_finds_every_row_of_a_key_through_splits_merges_and_catch_ups(small_chun
         index.catch_up(con)
     assert len(index) == 6000 and index.up_to == 5999
     assert len(index._chunks) > 3, "the test must split chunks"
+    kinds = {type(chunk).__name__ for chunk in index._chunks}
+    assert kinds == {"_Packed", "_Sorted"}, "the test must hold packed and sorted chunks"
     absent_or_edge = np.array([2**64 - 1, 0, 12345], np.uint64)
     asked = np.concatenate([keys[rng.integers(0, 6000, 400)], keys[:1], absent_or_edge])
     assert _found(index, asked) == _expected(con, asked)
