@@ -57,7 +57,11 @@ def _found(index: KeyIndex, asked: np.ndarray) -> list[tuple[int, int]]:
     return sorted(zip(which.tolist(), numbers.tolist(), strict=True))
 
 
-def test_finds_every_row_of_a_key_through_splits_merges_and_catch_ups(small_chunks: None):
+@pytest.mark.parametrize("compared_at_once", [1 << 18, 0], ids=["compared", "unpacked"])
+def test_finds_every_row_of_a_key_through_splits_merges_and_catch_ups(
+    small_chunks: None, compared_at_once: int, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(key_index, "_COMPARED_AT_ONCE", compared_at_once)
     rng = np.random.default_rng(7)
     keys = rng.integers(0, 2**64 - 1, 6000, dtype=np.uint64)
     keys[100:1500] = keys[0]  # one key with more rows than a chunk may hold
