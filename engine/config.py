@@ -80,7 +80,7 @@ class StoreConfig:
     DuckDB's memory (its cache of the master's blocks, a batch's joins, spilling to disk beyond)
     is held to `memory_limit_mb`: its default, 80% of the machine, lets the cache grow with the
     master, so the engine's memory would follow the master's size rather than the batch's.
-    1,408 MB leaves room for the engine's in-memory key indexes (engine.key_index: 0.65 GB at 1M
+    1,408 MB leaves room for the engine's in-memory key indexes (engine.key_index: 0.51 GB at 1M
     children) and for the next batch of a bulk load, parsed while one is resolved
     (engine.master_sink.BatchPipeline): a 1M-children load peaked at 2.90 GiB at 7,373
     updates/s, against 3.01 GiB at 7,331/s with 1,536 MB (docs/scale.md, 2026-12-03).
