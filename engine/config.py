@@ -88,12 +88,13 @@ class StoreConfig:
     read a few hundred scattered rows of the whole master each, whose blocks come to ~2 GB at
     1M children, so what the cache holds of them is what its batches cost, and it parses no
     100,000-line batch beside the one it resolves. Following 1,000 lines/s on the 1M master,
-    1,750 MB against 1,408: p99 604 and 695 ms against 708 and 731; at 1,700 MB its peak RSS
-    is 2,938-2,945 MiB (docs/scale.md, "Midmorning, 2026-12-05")."""
+    1,750 MB against 1,408: p99 604 and 695 ms against 708 and 731 (docs/scale.md,
+    "Midmorning, 2026-12-05"). 1,840 MB since the key indexes are packed, the ~140 MiB they
+    freed: a long session at 1M should level off near ~2,910 MiB ("Late morning, 2026-12-05")."""
 
     checkpoint_threshold_mb: int = 640
     memory_limit_mb: int = 1408
-    following_memory_limit_mb: int = 1700
+    following_memory_limit_mb: int = 1840
     # Following, a checkpoint once no batch came for this long and the log holds this much
     # (engine.idle_checkpoint): its stall falls in a pause of the feeds, not on the next line.
     idle_checkpoint_after_s: float = 2.0
