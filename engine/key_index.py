@@ -139,69 +139,6 @@ class _Packed:
                        np.insert(self.lows, into, lows), np.insert(self.nos, into, nos))
 
     def unpacked(self) -> _Sorted:
-        return self
-
-
-@dataclass
-class _Packed:
-    """A chunk's sorted entries with their keys packed: the chunk's keys, from `lower`, fall
-    in buckets of 2**shift consecutive keys; `starts[b]` is where bucket b's entries begin
-    (`starts[-1]` the chunk's length), and `lows` holds each entry's key less its bucket's
-    first key (under 2**16), sorted within its bucket."""
-
-    lower: int
-    shift: int
-    starts: np.ndarray
-    lows: np.ndarray
-    nos: np.ndarray
-
-    @classmethod
-    def of(cls, lower: int, upper: int, run: _Sorted) -> _Packed:
-        """`run`, whose keys lie in [lower, upper), packed."""
-        span = upper - lower
-        wide = int(np.log2(span * _BUCKET_ENTRIES / max(len(run.keys), 1)))
-        shift = min(max(wide, 0), _LOW_BITS)
-        offsets = run.keys - _KEY(lower)  # within the chunk's range: no wrap-around
-        buckets = ((span - 1) >> shift) + 1
-        starts = np.zeros(buckets + 1, np.uint32)
-        np.cumsum(np.bincount(offsets >> _KEY(shift), minlength=buckets), out=starts[1:])
-        lows = (offsets & _KEY((1 << shift) - 1)).astype(_LOW)
-        return cls(lower, shift, starts, lows, run.nos)
-
-    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """As `_Sorted.find`, for `keys` in this chunk's range. A few keys' buckets are
-        compared whole, in one pass; for many keys (a bulk load's batch) the chunk is
-        unpacked and searched, so as not to hold every entry of every bucket asked for."""
-        offsets = keys.astype(np.int64) - self.lower
-        buckets = offsets >> self.shift
-        first = self.starts[buckets].astype(np.int64)
-        sizes = self.starts[buckets + 1].astype(np.int64) - first
-        if int(sizes.sum()) > _COMPARED_AT_ONCE:
-            return self.unpacked().find(keys)
-        which = np.repeat(np.arange(len(keys)), sizes)
-        at = np.repeat(first - (np.cumsum(sizes) - sizes), sizes) + np.arange(len(which))
-        hit = self.lows[at] == (offsets & ((1 << self.shift) - 1))[which]
-        return which[hit], self.nos[at[hit]]
-
-    def merged(self, keys: np.ndarray, nos: np.ndarray) -> _Packed:
-        """This chunk with the sorted entries `keys` (in its range), `nos` added in key
-        order, packed as it is."""
-        into = np.searchsorted(self.unpacked().keys, keys, "right")
-        offsets = keys - _KEY(self.lower)
-        added = np.searchsorted(offsets >> _KEY(self.shift), np.arange(len(self.starts)))
-        lows = (offsets & _KEY((1 << self.shift) - 1)).astype(_LOW)
-        return _Packed(self.lower, self.shift, self.starts + added.astype(np.uint32),
-                       np.insert(self.lows, into, lows), np.insert(self.nos, into, nos))
-
-    def _buckets_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each of `keys` (in this chunk's range) as its low bits and where its bucket's
-        entries begin and end."""
-        offsets = keys.astype(np.int64) - self.lower
-        buckets = offsets >> self.shift
-        return (offsets & ((1 << self.shift) - 1), self.starts[buckets].astype(np.int64),
-                self.starts[buckets + 1].astype(np.int64))
-
-    def unpacked(self) -> _Sorted:
         """The entries as a sorted run (to search many keys, add entries or split)."""
         keys = np.repeat(np.arange(len(self.starts) - 1, dtype=_KEY), np.diff(self.starts))
         keys <<= _KEY(self.shift)
