@@ -90,7 +90,7 @@ class StoreConfig:
     100,000-line batch beside the one it resolves. Following 1,000 lines/s on the 1M master,
     1,750 MB against 1,408: p99 604 and 695 ms against 708 and 731 (docs/scale.md,
     "Midmorning, 2026-12-05"). 1,840 MB since the key indexes are packed, the ~140 MiB they
-    freed: a long session at 1M should level off near ~2,910 MiB ("Late morning, 2026-12-05")."""
+    freed: a long session at 1M should level off near ~2,930 MiB ("Late morning, 2026-12-05")."""
 
     checkpoint_threshold_mb: int = 640
     memory_limit_mb: int = 1408
