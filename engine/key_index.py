@@ -132,6 +132,8 @@ class _Packed:
     def merged(self, keys: np.ndarray, nos: np.ndarray) -> _Packed:
         """This chunk with the sorted entries `keys` (in its range), `nos` added in key
         order, packed as it is."""
+        if not len(keys):  # nothing to add: kept as it is, not unpacked and copied
+            return self
         into = np.searchsorted(self.unpacked().keys, keys, "right")
         offsets = keys - _KEY(self.lower)
         added = np.searchsorted(offsets >> _KEY(self.shift), np.arange(len(self.starts)))
