@@ -68,6 +68,8 @@ class MasterPopulation:
     def __init__(self) -> None:
         self._children: int | None = None
         self._after_last_batch: tuple[int, int | None] | None = None
+        self._records_at_start: int | None = None  # of the batch begun, until it wrote
+        self._state = _MasterState()
 
     @property
     def children(self) -> int | None:
@@ -78,22 +80,26 @@ class MasterPopulation:
         """Before this engine's batch writes anything: whether anyone else wrote since its last
         batch (then the children are counted again); False before a first batch, or after a
         rollback, when there is nothing held to be stale."""
-        if self._after_last_batch is None or (
-                _records_and_last_child_row(con) == self._after_last_batch):
-            return False
-        self.forget()
-        return True
+        now = self._state.records_and_last_child_row(con)
+        others_wrote = self._after_last_batch not in (None, now)
+        if others_wrote:
+            self.forget()
+        self._records_at_start = now[0]
+        return others_wrote
 
     def weight_shift(self, con: duckdb.DuckDBPyConnection, model: CompiledModel,
                      config: ScoringConfig, pending_records: int = 0) -> float:
         """The shift for the master on `con` with `pending_records` about to join it (0 when
         the configuration keeps the trained prior). Pending records count as children in the
-        master's own proportion of children to records (all of them in an empty master)."""
+        master's own proportion of children to records (all of them in an empty master), both
+        as they were when the batch began (`begin_batch`; read now outside a batch)."""
         if not config.prior_follows_population:
             return 0.0
         if self._children is None:
             self._children = _count_children(con)
-        children, records = self._children, _records_and_last_child_row(con)[0]
+        children, records = self._children, self._records_at_start
+        if records is None:  # not within a batch: read now
+            records = self._state.records_and_last_child_row(con)[0]
         pending_children = pending_records * children / records if records else pending_records
         return weight_shift(model, round(children + pending_children))
 
@@ -102,11 +108,12 @@ class MasterPopulation:
         children (new ones less the merged)."""
         if self._children is not None:  # else the next batch counts them
             self._children += children_added
-        self._after_last_batch = _records_and_last_child_row(con)
+        self._after_last_batch = self._state.records_and_last_child_row(con)
+        self._records_at_start = None
 
     def forget(self) -> None:
         """Count again (a batch rolled back, or someone else wrote)."""
-        self._children = self._after_last_batch = None
+        self._children = self._after_last_batch = self._records_at_start = None
 
 
 def _count_children(con: duckdb.DuckDBPyConnection) -> int:
@@ -119,15 +126,30 @@ def _count_children(con: duckdb.DuckDBPyConnection) -> int:
     """).fetchall()[0][0]
 
 
-def _records_and_last_child_row(con: duckdb.DuckDBPyConnection) -> tuple[int, int | None]:
-    """The records the master holds and the last `row_no` drawn for a child's row (None: none
-    yet, or a master without the sequence), both kept by DuckDB: ~0.5 ms."""
-    return tuple(con.execute("""
-        SELECT (SELECT count(*) FROM records),
-               (SELECT last_value FROM duckdb_sequences()
-                WHERE sequence_name = 'child_row_seq' AND database_name = current_database()
-                  AND schema_name = 'main')
-    """).fetchall()[0])
+class _MasterState:
+    """The records a master holds and the last `row_no` drawn for a child's row (None: none
+    yet, or a master without the sequence), both kept by DuckDB (no scan). The sequence is read
+    from `duckdb_sequences()` until it has drawn a value, then by `currval` (~0.4 ms against
+    ~0.9 ms, at every batch's start and end): `currval` of a sequence that never drew fails,
+    which would abort the batch's transaction."""
+
+    def __init__(self) -> None:
+        self._drawn = False
+
+    def records_and_last_child_row(self, con: duckdb.DuckDBPyConnection
+                                   ) -> tuple[int, int | None]:
+        if self._drawn:
+            return tuple(con.execute("""
+                SELECT (SELECT count(*) FROM records), currval('child_row_seq')
+            """).fetchall()[0])
+        state = tuple(con.execute("""
+            SELECT (SELECT count(*) FROM records),
+                   (SELECT last_value FROM duckdb_sequences()
+                    WHERE sequence_name = 'child_row_seq' AND database_name = current_database()
+                      AND schema_name = 'main')
+        """).fetchall()[0])
+        self._drawn = state[1] is not None
+        return state
 
 
 def probability_sql(weight: str, shift: float) -> str:
