@@ -68,11 +68,11 @@ class TimedConnection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
 
-    def execute(self, sql: str, *args: Any) -> duckdb.DuckDBPyConnection:
-        label = " ".join(str(sql).split())[:100]
+    def execute(self, sql: str | duckdb.Statement, *args: Any) -> duckdb.DuckDBPyConnection:
+        label = " ".join(getattr(sql, "query", sql).split())[:100]  # text, or parsed
         if self._explain and label.upper().startswith(_PLANNED) and ";" not in label:
             began = time.perf_counter()
-            self._con.execute(f"EXPLAIN {sql}", *args).fetchall()
+            self._con.execute(f"EXPLAIN {getattr(sql, 'query', sql)}", *args).fetchall()
             self.planning[label].append(time.perf_counter() - began)
         began = time.perf_counter()
         result = self._con.execute(sql, *args)

@@ -39,11 +39,12 @@ from engine.config import EngineConfig
 from engine.feed_positions import FeedPosition, save_feed_positions
 from engine.intake import DeadLetter
 from engine.master_store import MasterStoreError, scalar
+from engine.parsed_statements import ParsedStatements
 from engine.record_locator import LOCATOR_TABLES, XREF_KEY, RecordLocator, records_of
 from engine.resolution.changes import CHANGE_TABLES, ChangeWriter, Provenance
 from engine.resolution.graph import ChangeSet, Neighbourhood, decide
 from engine.resolution.neighbourhood import HOOD_TABLES, SupportLookup, read_neighbourhood
-from engine.resolution.prior import MasterPopulation, probability_sql
+from engine.resolution.prior import WEIGHT_SHIFT, MasterPopulation, shifted_probability_sql
 from engine.stage_clock import StageClock
 from engine.term_frequencies import HeldTermFrequencies
 from engine.xref_map import lookup_columns_sql, pack_child_ids, unpack_child_ids
@@ -124,7 +125,7 @@ class Resolver:
         (engine.xref_map, ~100 MB at 1M children), the records' values of the model
         columns with many distinct values (engine.record_values, ~330 MB) and the term
         frequencies (engine.term_frequencies, ~10 MB)."""
-        self.con = con
+        self.con = con = ParsedStatements(con)
         self.model = model
         self.config = config
         tf_min = config.scoring.tf_min_values
@@ -455,14 +456,14 @@ class Resolver:
                    self.config.decision.merge_support_threshold)
         shift = self.population.weight_shift(con, self.model, self.config.scoring, new_records)
         self._support.weight_shift = shift
-        probability = probability_sql("s.match_weight", shift)
+        probability = shifted_probability_sql("s.match_weight")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE scored_edges AS
             SELECT s.unique_id_l, s.unique_id_r, r.child_id, {probability} AS match_probability
             FROM ({self._score_sql}) s
             JOIN right_records r ON r.unique_id = s.unique_id_r
             WHERE {probability} >= {kept}
-        """)
+        """, {WEIGHT_SHIFT: shift})
         con.execute("""
             INSERT INTO scored_pairs (uid_a, uid_b, probability)
             SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r),

@@ -9,10 +9,11 @@ import duckdb
 from engine.config import EngineConfig, ScoringConfig
 from engine.master_store import open_master
 from engine.resolution.prior import (
+    WEIGHT_SHIFT,
     MasterPopulation,
     master_weight_shift,
     population_prior,
-    probability_sql,
+    shifted_probability_sql,
     weight_shift,
 )
 from engine.resolver import Resolver
@@ -57,13 +58,13 @@ def test_a_master_counts_its_children_but_not_the_merged_ones(model: CompiledMod
 
 
 def test_the_shifted_probability_in_sql_is_the_models_own(model: CompiledModel):
-    shift = weight_shift(model, model.trained_on_children * 50)
-    for weight in (-5.0, 0.0, 7.5, 20.0):
-        sql = probability_sql(str(weight), shift)
-        in_sql = duckdb.sql(f"SELECT {sql}").fetchall()[0][0]
-        expected = model.match_probability(
-            weight, population_prior(model, model.trained_on_children * 50))
-        assert math.isclose(in_sql, expected, rel_tol=1e-12)
+    for children in (model.trained_on_children, model.trained_on_children * 50):
+        shift = weight_shift(model, children)
+        for weight in (-5.0, 0.0, 7.5, 20.0):
+            sql = shifted_probability_sql(str(weight))
+            in_sql = duckdb.execute(f"SELECT {sql}", {WEIGHT_SHIFT: shift}).fetchall()[0][0]
+            expected = model.match_probability(weight, population_prior(model, children))
+            assert math.isclose(in_sql, expected, rel_tol=1e-12)
 
 
 def test_a_population_counts_once_then_follows_the_engines_batches_and_others_writes(

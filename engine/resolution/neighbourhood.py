@@ -18,7 +18,7 @@ import pyarrow as pa
 from engine.candidates import scored_columns_sql, with_shares_sql, with_term_frequencies_sql
 from engine.record_locator import RecordEnds, RecordLocator, ends_of, records_of
 from engine.resolution.graph import SETTLED, Neighbourhood, Pair, Record
-from engine.resolution.prior import probability_sql
+from engine.resolution.prior import WEIGHT_SHIFT, shifted_probability_sql
 from engine.term_frequencies import HeldTermFrequencies
 from linkage_models.scoring import CompiledModel
 
@@ -260,8 +260,8 @@ class SupportLookup:
             JOIN support_queries l ON l.unique_id = s.unique_id_l AND l.side = 0
             JOIN support_queries r ON r.unique_id = s.unique_id_r AND r.side = 1
                                   AND r.query = l.query
-            WHERE {probability_sql("s.match_weight", self.weight_shift)} >= {self.threshold}
-        """).fetchall()}
+            WHERE {shifted_probability_sql("s.match_weight")} >= {self.threshold}
+        """, {WEIGHT_SHIFT: self.weight_shift}).fetchall()}
         return [q in supported for q in range(len(queries))]
 
 

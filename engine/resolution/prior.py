@@ -152,8 +152,13 @@ class _MasterState:
         return state
 
 
-def probability_sql(weight: str, shift: float) -> str:
-    """SQL for the match probability of the match weight `weight` shifted by `shift`."""
-    if shift == 0:
-        return f"(1.0 / (1.0 + pow(2.0, -({weight}))))"
-    return f"(1.0 / (1.0 + pow(2.0, -(({weight}) + {shift!r}))))"
+# The named parameter that `shifted_probability_sql` reads the shift from.
+WEIGHT_SHIFT = "weight_shift"
+
+
+def shifted_probability_sql(weight: str) -> str:
+    """SQL for the match probability of the match weight `weight` shifted by the statement's
+    parameter `$weight_shift` (a float): the statement's text then stays the same from one
+    batch to the next, and is parsed once (engine.parsed_statements)."""
+    return f"(1.0 / (1.0 + pow(2.0, -(({weight}) + ${WEIGHT_SHIFT}))))"
+
