@@ -7,6 +7,10 @@ texts every batch: the scores' alone is 13 kB of SQL, 2.8 ms to parse, and a fol
 it against the tables as they are then, so the batch's temporary tables may be replaced between
 two runs of it. A text that varies (numbers written into it) is parsed as before, and only
 displaces texts that have not run for a while from the cache.
+
+A parsed statement takes far more memory than its text (the scores' ~230 kB), so the cache holds
+a batch's texts and little more, and none longer than `LONGEST_PARSED` (a bulk load's batches
+write long lists of numbers into some texts, which never come again).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 import duckdb
 
 # Texts kept parsed: a batch runs ~75 statements, ~20 of them with text of its own.
-PARSED_TEXTS = 512
+PARSED_TEXTS = 128
+LONGEST_PARSED = 32_768  # characters
 
 
 class ParsedStatements:
@@ -31,7 +36,7 @@ class ParsedStatements:
         return getattr(self._con, name)
 
     def execute(self, sql: str | duckdb.Statement, parameters: object = None) -> Any:
-        statement = parsed(sql) if isinstance(sql, str) else sql
+        statement = parsed(sql) if isinstance(sql, str) and len(sql) <= LONGEST_PARSED else sql
         if parameters is None:
             return self._con.execute(statement)
         return self._con.execute(statement, parameters)

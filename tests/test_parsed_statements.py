@@ -3,7 +3,7 @@
 import duckdb
 import pytest
 
-from engine.parsed_statements import ParsedStatements, parsed
+from engine.parsed_statements import LONGEST_PARSED, ParsedStatements, parsed
 
 
 def test_a_text_run_again_is_parsed_once_and_bound_to_the_tables_as_they_are_then():
@@ -31,3 +31,13 @@ def test_several_statements_in_one_text_all_run_and_the_rest_passes_through():
 def test_a_text_that_does_not_parse_raises_as_duckdb_would():
     with pytest.raises(duckdb.ParserException):
         ParsedStatements(duckdb.connect()).execute("SELEC 1")
+
+
+def test_a_long_text_runs_unparsed_and_is_not_kept():
+    con = ParsedStatements(duckdb.connect())
+    numbers = ",".join(str(n) for n in range(LONGEST_PARSED // 4))
+    text = f"SELECT count(*) FROM unnest(string_split('{numbers}', ','))"
+    assert len(text) > LONGEST_PARSED
+    misses = parsed.cache_info().misses
+    assert con.execute(text).fetchall() == [(LONGEST_PARSED // 4,)]
+    assert parsed.cache_info().misses == misses
