@@ -148,6 +148,7 @@ class Resolver:
         )
         self._writer = ChangeWriter(model, config, self._locator)
         self.population = MasterPopulation()  # its children, for the prior
+        self._drops_batch_tables = not following  # see _drop_batch_tables
         self._batch_id = 0  # the batch being resolved
         self._last_batch_id = 0  # the last batch committed (only this resolver writes batches)
         with self._transaction():
@@ -205,13 +206,15 @@ class Resolver:
 
     @contextlib.contextmanager
     def _transaction(self, clock: StageClock | None = None) -> Iterator[None]:
-        """One DuckDB transaction: the batch's temporary tables dropped and committed, or rolled
-        back (which drops them) and reported as MasterStoreError."""
+        """One DuckDB transaction: committed (a load's temporary tables dropped first:
+        `_drop_batch_tables`), or rolled back (which undoes the batch's tables) and reported as
+        MasterStoreError."""
         self.con.begin()
         try:
             yield
             with clock.stage("commit") if clock else contextlib.nullcontext():
-                self._drop_batch_tables()
+                if self._drops_batch_tables:
+                    self._drop_batch_tables()
                 self.con.commit()
         except duckdb.Error as err:
             self._forget_uncommitted()
@@ -510,7 +513,13 @@ class Resolver:
 
     def _drop_batch_tables(self) -> None:
         """Drop the batch's temporary tables, in one call (~50 statements cost 4x more; a
-        batch makes about half of them, and dropping one that is not there costs as much)."""
+        batch makes about half of them, and dropping one that is not there costs as much).
+
+        A load drops them: they hold its 100,000-record batches. A following engine keeps them
+        until its next batch replaces them (every statement that makes one replaces it, and
+        every read of one follows its making in the same batch): a few hundred rows each, and
+        dropping them took ~2.7 ms of a 1M batch's commit stage (docs/scale.md, "Midday,
+        2026-12-05")."""
         made = {name for (name,) in self.con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
         drops = [f"DROP TABLE {name}" for name in _BATCH_TABLES if name in made]
