@@ -69,7 +69,7 @@ class MasterPopulation:
         self._children: int | None = None
         self._after_last_batch: tuple[int, int | None] | None = None
         self._records_at_start: int | None = None  # of the batch begun, until it wrote
-        self._state = _MasterState()
+        self._child_rows_drawn = False  # see _records_and_last_child_row
 
     @property
     def children(self) -> int | None:
@@ -80,7 +80,7 @@ class MasterPopulation:
         """Before this engine's batch writes anything: whether anyone else wrote since its last
         batch (then the children are counted again); False before a first batch, or after a
         rollback, when there is nothing held to be stale."""
-        now = self._state.records_and_last_child_row(con)
+        now = self._records_and_last_child_row(con)
         others_wrote = self._after_last_batch not in (None, now)
         if others_wrote:
             self.forget()
@@ -99,7 +99,7 @@ class MasterPopulation:
             self._children = _count_children(con)
         children, records = self._children, self._records_at_start
         if records is None:  # not within a batch: read now
-            records = self._state.records_and_last_child_row(con)[0]
+            records = self._records_and_last_child_row(con)[0]
         pending_children = pending_records * children / records if records else pending_records
         return weight_shift(model, round(children + pending_children))
 
@@ -108,12 +108,32 @@ class MasterPopulation:
         children (new ones less the merged)."""
         if self._children is not None:  # else the next batch counts them
             self._children += children_added
-        self._after_last_batch = self._state.records_and_last_child_row(con)
+        self._after_last_batch = self._records_and_last_child_row(con)
         self._records_at_start = None
 
     def forget(self) -> None:
         """Count again (a batch rolled back, or someone else wrote)."""
         self._children = self._after_last_batch = self._records_at_start = None
+
+    def _records_and_last_child_row(self, con: duckdb.DuckDBPyConnection
+                                    ) -> tuple[int, int | None]:
+        """The records the master holds and the last `row_no` drawn for a child's row (None:
+        none yet, or a master without the sequence), both kept by DuckDB (no scan). The
+        sequence is read from `duckdb_sequences()` until it has drawn a value, then by
+        `currval` (~0.4 ms against ~0.9 ms, at every batch's start and end): `currval` of a
+        sequence that never drew fails, which would abort the batch's transaction."""
+        if self._child_rows_drawn:
+            return tuple(con.execute("""
+                SELECT (SELECT count(*) FROM records), currval('child_row_seq')
+            """).fetchall()[0])
+        state = tuple(con.execute("""
+            SELECT (SELECT count(*) FROM records),
+                   (SELECT last_value FROM duckdb_sequences()
+                    WHERE sequence_name = 'child_row_seq' AND database_name = current_database()
+                      AND schema_name = 'main')
+        """).fetchall()[0])
+        self._child_rows_drawn = state[1] is not None
+        return state
 
 
 def _count_children(con: duckdb.DuckDBPyConnection) -> int:
@@ -124,32 +144,6 @@ def _count_children(con: duckdb.DuckDBPyConnection) -> int:
         SELECT (SELECT count(*) FROM children)
                - (SELECT count(*) FROM children WHERE status = 'merged')
     """).fetchall()[0][0]
-
-
-class _MasterState:
-    """The records a master holds and the last `row_no` drawn for a child's row (None: none
-    yet, or a master without the sequence), both kept by DuckDB (no scan). The sequence is read
-    from `duckdb_sequences()` until it has drawn a value, then by `currval` (~0.4 ms against
-    ~0.9 ms, at every batch's start and end): `currval` of a sequence that never drew fails,
-    which would abort the batch's transaction."""
-
-    def __init__(self) -> None:
-        self._drawn = False
-
-    def records_and_last_child_row(self, con: duckdb.DuckDBPyConnection
-                                   ) -> tuple[int, int | None]:
-        if self._drawn:
-            return tuple(con.execute("""
-                SELECT (SELECT count(*) FROM records), currval('child_row_seq')
-            """).fetchall()[0])
-        state = tuple(con.execute("""
-            SELECT (SELECT count(*) FROM records),
-                   (SELECT last_value FROM duckdb_sequences()
-                    WHERE sequence_name = 'child_row_seq' AND database_name = current_database()
-                      AND schema_name = 'main')
-        """).fetchall()[0])
-        self._drawn = state[1] is not None
-        return state
 
 
 # The named parameter that `shifted_probability_sql` reads the shift from.
